@@ -1,0 +1,1 @@
+"""oxedit: asyncio SDK for Oxen.ai image editing."""
