@@ -1,1 +1,70 @@
-"""oxedit: asyncio SDK for Oxen.ai image editing."""
+"""oxedit: an asyncio SDK for Oxen.ai image editing.
+
+Thousands of edits are enqueued at once and awaited over one shared event stream.
+"""
+
+from ._api import ClientStats as ClientStats
+from ._client import AsCompleted as AsCompleted
+from ._client import Client as Client
+from ._config import Limits as Limits
+from ._config import ReconcilePolicy as ReconcilePolicy
+from ._config import Timeouts as Timeouts
+from ._exceptions import AmbiguousRequestError as AmbiguousRequestError
+from ._exceptions import APIStatusError as APIStatusError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ClientStateError as ClientStateError
+from ._exceptions import ConfigurationError as ConfigurationError
+from ._exceptions import DownloadError as DownloadError
+from ._exceptions import GenerationCancelled as GenerationCancelled
+from ._exceptions import GenerationError as GenerationError
+from ._exceptions import GenerationExpired as GenerationExpired
+from ._exceptions import GenerationFailed as GenerationFailed
+from ._exceptions import InvalidRequestError as InvalidRequestError
+from ._exceptions import JobTimeout as JobTimeout
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import OxeditError as OxeditError
+from ._exceptions import PermissionDeniedError as PermissionDeniedError
+from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import ServerError as ServerError
+from ._exceptions import TransportError as TransportError
+from ._job import Job as Job
+from ._models import EditResult as EditResult
+from ._models import Generation as Generation
+from ._models import Model as Model
+from ._retry import RetryPolicy as RetryPolicy
+from ._version import __version__ as __version__
+
+__all__ = [
+    "APIStatusError",
+    "AmbiguousRequestError",
+    "AsCompleted",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ClientStateError",
+    "ClientStats",
+    "ConfigurationError",
+    "DownloadError",
+    "EditResult",
+    "Generation",
+    "GenerationCancelled",
+    "GenerationError",
+    "GenerationExpired",
+    "GenerationFailed",
+    "InvalidRequestError",
+    "Job",
+    "JobTimeout",
+    "Limits",
+    "Model",
+    "NotFoundError",
+    "OxeditError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ReconcilePolicy",
+    "RetryPolicy",
+    "ServerError",
+    "Timeouts",
+    "TransportError",
+    "__version__",
+]

@@ -1,0 +1,537 @@
+"""`Client`: enqueue edits, await them over one shared event stream, fetch the results."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import logging
+import os
+import tempfile
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+
+from . import _constants as C
+from ._api import Api, ClientStats
+from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._enqueue import Enqueuer
+from ._exceptions import (
+    AmbiguousRequestError,
+    ClientStateError,
+    DownloadError,
+    GenerationExpired,
+    InvalidRequestError,
+    NotFoundError,
+    OxeditError,
+    TransportError,
+)
+from ._inputs import ImageInput, build_payload, check_num_generations
+from ._job import Job
+from ._listener import Listener
+from ._models import (
+    TERMINAL_STATUSES,
+    EditResult,
+    Generation,
+    Model,
+    edit_decoder,
+    json_encoder,
+)
+from ._registry import Outcome, Registry
+from ._retry import Outcome as RetryOutcome
+from ._retry import RetryPolicy, classify, parse_retry_after
+from ._transport import ConnectionFailed, Response, Transport, status_error
+
+__all__ = ["AsCompleted", "Client", "owner_of"]
+
+_R = TypeVar("_R", Generation, EditResult)
+_list = list  # `Client.list` shadows the builtin inside the class body
+
+log = logging.getLogger("oxedit")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+# Results know the client that can download them, without holding it alive or carrying it in
+# their (serialisable) fields.
+_owners: dict[int, weakref.ref[Client]] = {}
+
+
+def _bind(obj: Generation | EditResult, client: Client) -> None:
+    key = id(obj)
+    if key not in _owners:
+        weakref.finalize(obj, _owners.pop, key, None)
+    _owners[key] = weakref.ref(client)
+
+
+def owner_of(obj: Generation | EditResult) -> Client:
+    ref = _owners.get(id(obj))
+    client = ref() if ref is not None else None
+    if client is None or client._state is not _State.OPENED:
+        raise ClientStateError(
+            f"{type(obj).__name__} is not bound to an open oxedit.Client; call "
+            "client.read(result) or client.save(result, path) inside `async with Client()`"
+        )
+    return client
+
+
+class Client:
+    """The async client. Use it as an async context manager.
+
+    Args:
+        api_key: Defaults to `OXEN_API_KEY`, then the `oxen` CLI's `auth_config.toml`.
+        base_url: Defaults to `OXEN_BASE_URL`, then https://hub.oxen.ai.
+        timeouts, limits, retry, reconcile: Settings objects; see their docs.
+
+    Example:
+        ```python
+        async with oxedit.Client() as client:
+            job = await client.submit(prompt="Add a funny hat", image="cat.png")
+            gen = await job
+            await gen.save("cat-hat.png")
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+        retry: RetryPolicy | None = None,
+        reconcile: ReconcilePolicy | None = None,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self._api_key = resolve_api_key(api_key, self.base_url)
+        self.timeouts = timeouts or Timeouts()
+        self.limits = limits or Limits()
+        self.retry = retry or RetryPolicy()
+        self.reconcile_policy = reconcile or ReconcilePolicy()
+        self.stats = ClientStats()
+        self._state = _State.UNOPENED
+        self._transport = Transport(
+            base_url=self.base_url,
+            api_key=self._api_key,
+            timeouts=self.timeouts,
+            limits=self.limits,
+        )
+        self._api = Api(self._transport, self.retry, self.stats)
+        self._registry: Registry | None = None
+        self._listener: Listener | None = None
+        self._enqueuer: Enqueuer | None = None
+
+    def __repr__(self) -> str:
+        return f"<oxedit.Client {self.base_url} {self._state.value}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.UNOPENED:
+            raise ClientStateError(
+                f"this Client is {self._state.value}; a Client can be opened only once, "
+                "create a new one"
+            )
+        self._registry = Registry(early_ttl=2 * self.timeouts.read)
+        self._listener = Listener(self._api, self._registry, self.reconcile_policy)
+        self._enqueuer = Enqueuer(
+            self._api, self._registry, self.reconcile_policy, self._listener.ready
+        )
+        await self._transport.open()
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the event stream and every connection. Pending jobs end with an error."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._listener is not None:
+            await self._listener.close()
+        if self._registry is not None and len(self._registry):
+            pending = len(self._registry)
+            for p in self._registry:
+                self._registry.fail(
+                    p.id,
+                    ClientStateError(
+                        f"the client was closed while generation {p.id} was pending; it may still "
+                        f"run remotely: look it up later with client.get({p.id!r})"
+                    ),
+                )
+            log.info("client closed with %d job(s) pending", pending)
+        await self._transport.close()
+
+    def _require_open(self) -> tuple[Registry, Listener, Enqueuer]:
+        if self._state is not _State.OPENED:
+            hint = (
+                "use `async with oxedit.Client() as client:`"
+                if self._state is _State.UNOPENED
+                else "it was closed: create a new Client"
+            )
+            raise ClientStateError(f"the client is {self._state.value}; {hint}")
+        assert self._registry and self._listener and self._enqueuer
+        return self._registry, self._listener, self._enqueuer
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        prompt: str,
+        image: ImageInput | Sequence[ImageInput],
+        model: str = C.DEFAULT_MODEL,
+        **params: Any,
+    ) -> Job:
+        """Enqueue one edit; returns as soon as it is enqueued.
+
+        Args:
+            prompt: The edit instruction.
+            image: A URL, a data URI, a local file (path or str), or the image bytes; a list for
+                models that take several images. Local images are sent as data URIs.
+            model: The model id.
+            **params: The model's parameters (e.g. `aspect_ratio="1:1"`) and queue parameters
+                (`target_namespace`). Known ones are checked before anything is sent.
+        """
+        if params.get("num_generations", 1) != 1:
+            raise InvalidRequestError(
+                f"num_generations={params['num_generations']!r}: submit() makes one job; use "
+                "submit_generations(num_generations=...) to get one job per generation"
+            )
+        params.pop("num_generations", None)
+        (job,) = await self._submit(prompt, image, model, params, 1)
+        return job
+
+    async def submit_generations(
+        self,
+        *,
+        prompt: str,
+        image: ImageInput | Sequence[ImageInput],
+        num_generations: int,
+        model: str = C.DEFAULT_MODEL,
+        **params: Any,
+    ) -> list[Job]:
+        """Enqueue one request for `num_generations` (1-4) generations; one job for each."""
+        n = check_num_generations(num_generations)
+        if n > 1:
+            params["num_generations"] = n
+        return await self._submit(prompt, image, model, params, n)
+
+    async def _submit(
+        self, prompt: str, image: Any, model: str, params: dict[str, Any], n: int
+    ) -> list[Job]:
+        registry, listener, enqueuer = self._require_open()
+        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        body = json_encoder.encode(payload)
+        # Held until the ids are registered, so an event that overtakes the response is kept.
+        registry.enqueue_started()
+        try:
+            ids, epoch = await enqueuer.enqueue(payload, body, n)
+            jobs = []
+            for generation_id in ids:
+                pending = registry.add(generation_id)
+                listener.vouch(generation_id, epoch)
+                jobs.append(Job(self, generation_id, pending.future))
+            return jobs
+        finally:
+            registry.enqueue_finished()
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def job(self, generation_id: str) -> Job:
+        """A job for a generation enqueued elsewhere (another process, an earlier run).
+
+        It is reconciled through the queue endpoints at once, then followed like any other.
+        """
+        registry, listener, _ = self._require_open()
+        listener.start()
+        pending = registry.add(generation_id)
+        listener.vouch(generation_id, -1)
+        return Job(self, generation_id, pending.future)
+
+    def as_completed(self, jobs: Iterable[Job]) -> AsCompleted:
+        """Iterate over `jobs` in the order they finish (each yielded job is done).
+
+        Example:
+            ```python
+            async for job in client.as_completed(jobs):
+                try:
+                    gen = await job
+                except oxedit.GenerationError as exc:
+                    ...
+            ```
+        """
+        return AsCompleted(jobs)
+
+    async def _cancel(self, generation_id: str) -> Outcome:
+        registry, _, _ = self._require_open()
+        pending = registry.get(generation_id)
+        try:
+            await self._api.delete(generation_id)
+            row = await self._api.get_row(generation_id)
+        except NotFoundError:
+            registry.fail(generation_id, GenerationExpired(generation_id))
+            raise GenerationExpired(generation_id) from None
+        generation = self._bound(Generation.from_row(row))
+        if row.status in TERMINAL_STATUSES:
+            registry.resolve(generation)
+        if pending is not None and pending.future.done():
+            return pending.future.result()
+        return generation
+
+    async def cancel(self, generation_id: str) -> Generation:
+        """Cancel a generation by id; returns its row afterwards (see `Job.cancel`)."""
+        outcome = await self._cancel(generation_id)
+        if isinstance(outcome, OxeditError):
+            raise outcome
+        return outcome
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, generation_id: str) -> Generation:
+        """The generation's row as the API has it now (`GET /api/ai/queue/{id}`)."""
+        self._require_open()
+        return self._bound(Generation.from_row(await self._api.get_row(generation_id)))
+
+    async def list(
+        self, *, status: str | None = None, model: str | None = None, **filters: str
+    ) -> _list[Generation]:
+        """Rows of `GET /api/ai/queue`: the active ones by default, or filtered by `status`,
+        `model`, `media_type`, `namespace`, `repo`, `folder`."""
+        self._require_open()
+        rows = await self._api.list_rows(status=status, model=model, **filters)
+        return [self._bound(Generation.from_row(row)) for row in rows]
+
+    async def models(self) -> _list[Model]:
+        """Every model of `GET /api/ai/models`."""
+        self._require_open()
+        return await self._api.models()
+
+    async def model(self, model_id: str) -> Model:
+        """One model with its request schema; `NotFoundError` for an unknown id."""
+        self._require_open()
+        return await self._api.model(model_id)
+
+    # -- synchronous edit --------------------------------------------------------------------
+
+    async def edit(
+        self,
+        *,
+        prompt: str,
+        image: ImageInput | Sequence[ImageInput],
+        model: str = C.DEFAULT_MODEL,
+        response_format: str = "url",
+        **params: Any,
+    ) -> EditResult:
+        """One blocking edit (`POST /api/ai/images/edit`): no queue, no event stream.
+
+        Refusals (429/503) are retried; a lost response is not (it may have been billed) and
+        raises `AmbiguousRequestError`.
+        """
+        self._require_open()
+        if response_format not in ("url", "b64_json"):
+            raise InvalidRequestError(
+                f"response_format={response_format!r} is not one of url, b64_json"
+            )
+        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        payload["response_format"] = response_format
+        body = json_encoder.encode(payload)
+        resp = await self._post_refusable("/api/ai/images/edit", body)
+        return self._bound(edit_decoder.decode(resp.body))
+
+    async def _post_refusable(self, path: str, body: bytes) -> Response:
+        attempt = 0
+        while True:
+            try:
+                resp = await self._api.post(path, body, route=path)
+            except ConnectionFailed as exc:
+                if exc.sent:
+                    raise AmbiguousRequestError(
+                        f"POST {path}: the response was lost ({exc}); it may have been carried "
+                        "out and billed, so it was not sent again"
+                    ) from exc
+                error: OxeditError = exc
+                retry_after = None
+            else:
+                if resp.status < 400:
+                    return resp
+                error = status_error(resp, what=f"POST {path}")
+                if classify("POST", resp.status) is not RetryOutcome.RETRY:
+                    raise error
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if attempt >= self.retry.max_retries:
+                raise error
+            self.stats.retries += 1
+            await asyncio.sleep(self.retry.delay(attempt, retry_after))
+            attempt += 1
+
+    # -- results -----------------------------------------------------------------------------
+
+    def _bound(self, obj: _R) -> _R:
+        _bind(obj, self)
+        return obj
+
+    async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
+        """Download a result's image.
+
+        Presigned URLs expire: on 403/404/410 from the file host, the generation's row is read
+        again for a fresh URL, once. The API key is sent only to the API's own host.
+        """
+        self._require_open()
+        if isinstance(result, EditResult):
+            if not 0 <= index < len(result.images):
+                raise InvalidRequestError(
+                    f"index={index} is out of range: the edit returned "
+                    f"{len(result.images)} image(s)"
+                )
+            image = result.images[index]
+            if image.b64_json is not None:
+                try:
+                    return base64.b64decode(image.b64_json)
+                except (binascii.Error, ValueError) as exc:
+                    raise DownloadError(
+                        f"the edit's b64_json is invalid: {exc}", generation_id=""
+                    ) from exc
+            if image.url is None:
+                raise DownloadError("the edit returned no image URL", generation_id="")
+            resp = await self._download(image.url, "")
+            return self._check_download(resp, "", image.url)
+        if result.status != "succeeded" or not result.url:
+            raise DownloadError(
+                f"generation {result.id} has status {result.status!r} and no result to download",
+                generation_id=result.id,
+            )
+        resp = await self._download(result.url, result.id)
+        if resp.status in (403, 404, 410):
+            log.info("result URL of %s refused (%d); fetching a fresh one", result.id, resp.status)
+            fresh = await self._api.get_row(result.id)
+            url = fresh.result_url or fresh.url
+            if url:
+                resp = await self._download(url, result.id)
+        return self._check_download(resp, result.id, result.url)
+
+    async def _download(self, url: str, generation_id: str) -> Response:
+        attempt = 0
+        while True:
+            try:
+                resp = await self._transport.download(url)
+            except TransportError as exc:
+                error: Exception = exc
+            else:
+                if resp.status < 500 and resp.status != 429:
+                    return resp
+                error = DownloadError(
+                    f"download of {generation_id or 'edit'} result: HTTP {resp.status}",
+                    generation_id=generation_id,
+                    status_code=resp.status,
+                )
+            if attempt >= self.retry.max_retries:
+                raise DownloadError(
+                    f"download of {generation_id or 'edit'} result failed: {error}",
+                    generation_id=generation_id,
+                ) from error
+            self.stats.retries += 1
+            await asyncio.sleep(self.retry.delay(attempt))
+            attempt += 1
+
+    @staticmethod
+    def _check_download(resp: Response, generation_id: str, url: str) -> bytes:
+        if resp.status != 200:
+            host = url.split("/")[2] if "//" in url else url
+            raise DownloadError(
+                f"download of {generation_id or 'edit'} result from {host} answered HTTP "
+                f"{resp.status}",
+                generation_id=generation_id,
+                status_code=resp.status,
+            )
+        return resp.body
+
+    async def save(
+        self, result: Generation | EditResult, path: str | os.PathLike[str], *, index: int = 0
+    ) -> Path:
+        """Download a result and write it to `path` atomically (a crash leaves no partial file).
+        Parent folders are created. Returns the path."""
+        data = await self.read(result, index=index)
+        target = Path(path)
+        await anyio.to_thread.run_sync(write_atomic, target, data)
+        return target
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AsCompleted:
+    """Async iterator over jobs in completion order; creates no task, so leaving early leaves
+    nothing behind (its callbacks are removed on exhaustion, `aclose()` or exit)."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs = list(jobs)
+        self._done: asyncio.Queue[Job] = asyncio.Queue()
+        self._remaining = len(self._jobs)
+        self._callbacks: list[tuple[asyncio.Future[Outcome], Callable[[Any], None]]] = []
+        for job in self._jobs:
+            future = job._future
+            callback = self._make_callback(job)
+            future.add_done_callback(callback)
+            self._callbacks.append((future, callback))
+
+    def _make_callback(self, job: Job) -> Callable[[Any], None]:
+        return lambda _: self._done.put_nowait(job)
+
+    def __aiter__(self) -> AsyncIterator[Job]:
+        return self
+
+    async def __anext__(self) -> Job:
+        if self._remaining <= 0:
+            self._detach()
+            raise StopAsyncIteration
+        try:
+            job = await self._done.get()
+        except BaseException:
+            self._detach()
+            raise
+        self._remaining -= 1
+        return job
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        for future, callback in self._callbacks:
+            future.remove_done_callback(callback)
+        self._callbacks.clear()
+        self._remaining = 0

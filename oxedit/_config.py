@@ -1,0 +1,131 @@
+"""Configuration: where the API key and base URL come from, and the small settings objects."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import _constants as C
+from ._exceptions import ConfigurationError
+
+__all__ = ["Limits", "ReconcilePolicy", "Timeouts", "resolve_api_key", "resolve_base_url"]
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """The argument, else `OXEN_BASE_URL`, else https://hub.oxen.ai; validated, no trailing /."""
+    url = base_url or os.environ.get("OXEN_BASE_URL") or C.DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"base_url={url!r} is not an http(s) URL; pass e.g. base_url='https://hub.oxen.ai' "
+            "or set OXEN_BASE_URL"
+        )
+    return url.rstrip("/")
+
+
+def _oxen_config_file() -> Path:
+    root = os.environ.get("OXEN_CONFIG_DIR")
+    return (Path(root) if root else Path.home() / ".config" / "oxen") / "auth_config.toml"
+
+
+def _key_from_oxen_cli(base_url: str) -> str | None:
+    """The `auth_token` the `oxen` CLI stored for this base URL's host, if any."""
+    path = _oxen_config_file()
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the oxen CLI's auth config {path}: {exc}") from exc
+    netloc = urlsplit(base_url).netloc
+    hostname = urlsplit(base_url).hostname
+    for entry in config.get("host_configs", []):
+        if isinstance(entry, dict) and entry.get("host") in (netloc, hostname):
+            token = entry.get("auth_token")
+            if isinstance(token, str) and token:
+                return token
+    return None
+
+
+def resolve_api_key(api_key: str | None, base_url: str) -> str:
+    """The argument, else `OXEN_API_KEY`, else the `oxen` CLI's key for the base URL's host."""
+    key = api_key or os.environ.get("OXEN_API_KEY") or _key_from_oxen_cli(base_url)
+    if not key:
+        raise ConfigurationError(
+            f"no API key for {base_url}: pass Client(api_key=...), set OXEN_API_KEY, or run "
+            f"`oxen config --auth {urlsplit(base_url).netloc} YOUR_KEY`"
+        )
+    return key
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive number")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Timeouts in seconds.
+
+    Attributes:
+        connect: Opening a connection.
+        read: Waiting for one API response.
+        stream_idle: Silence on the event stream after which it is considered dead (keep-alives
+            come every 15 s).
+
+    Example:
+        ```python
+        Client(timeouts=Timeouts(read=30.0))
+        ```
+    """
+
+    connect: float = C.DEFAULT_CONNECT_TIMEOUT
+    read: float = C.DEFAULT_READ_TIMEOUT
+    stream_idle: float = C.STREAM_IDLE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "stream_idle"):
+            _positive(name, getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Concurrency bounds.
+
+    Attributes:
+        max_connections: API requests in flight at once; more wait their turn in order,
+            holding no socket.
+        max_downloads: Result downloads in flight at once.
+    """
+
+    max_connections: int = C.DEFAULT_MAX_CONNECTIONS
+    max_downloads: int = C.DEFAULT_MAX_DOWNLOADS
+
+    def __post_init__(self) -> None:
+        _positive("max_connections", self.max_connections)
+        _positive("max_downloads", self.max_downloads)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePolicy:
+    """How pending jobs are checked through the queue endpoints when no event came.
+
+    Cancellations send no event and events can be lost, so a job pending longer than
+    `stale_after` seconds is checked; the check runs at most every `interval` seconds and costs
+    one list request plus one request per job that the list shows as no longer active.
+    """
+
+    stale_after: float = C.STALE_AFTER
+    interval: float = C.RECONCILE_INTERVAL
+    lost_response_grace: float = C.LOST_RESPONSE_GRACE
+
+    def __post_init__(self) -> None:
+        _positive("stale_after", self.stale_after)
+        _positive("interval", self.interval)
+        if self.lost_response_grace < 0:
+            raise ValueError(f"lost_response_grace={self.lost_response_grace!r} must be >= 0")

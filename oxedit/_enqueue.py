@@ -1,0 +1,193 @@
+"""`POST /api/ai/queue` without ever creating a generation twice.
+
+The API has no idempotency key, so the policy is:
+- 429 and 503 were refused before anything was created: wait (honouring `Retry-After`) and
+  send again.
+- No connection could be opened: nothing was sent; send again.
+- The response was lost after sending (reset, timeout) or was a 500/502/504: the POST may have
+  created the generation. Ask the queue endpoints whether a row matching this request appeared
+  that no other request of this client has claimed; adopt it if so, and re-send only when it
+  surely did not (checked twice, after a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from . import _constants as C
+from ._api import Api
+from ._config import ReconcilePolicy
+from ._exceptions import AmbiguousRequestError, OxeditError
+from ._inputs import QUEUE_PARAMS
+from ._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
+from ._registry import Registry
+from ._retry import Outcome, classify, parse_retry_after
+from ._transport import ConnectionFailed, status_error
+
+__all__ = ["Enqueuer", "matches_request"]
+
+log = logging.getLogger("oxedit")
+
+# A row of ours cannot predate our POST by more than the clocks' disagreement.
+_CLOCK_SLACK = 120.0
+_LIST_STATUSES: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
+
+
+def matches_request(row: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Whether a queue row could have been created by this request body.
+
+    The API echoes the request parameters at top level; parameters it does not echo cannot
+    disagree, so only the ones present are compared.
+    """
+    if (row.get("model_name") or row.get("model")) != payload["model"]:
+        return False
+    for key, value in payload.items():
+        if key == "model" or key in QUEUE_PARAMS:
+            continue
+        if key in row and row[key] != value:
+            return False
+    return True
+
+
+class Enqueuer:
+    def __init__(
+        self,
+        api: Api,
+        registry: Registry,
+        policy: ReconcilePolicy,
+        ready: Callable[[], Awaitable[int]],
+    ) -> None:
+        self._api = api
+        self._registry = registry
+        self._policy = policy
+        self._ready = ready
+        self._in_flight: Counter[int] = Counter()  # enqueues in progress, by request body
+        self._recovering: Counter[int] = Counter()
+        self._settled = asyncio.Condition()
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def enqueue(self, payload: dict[str, Any], body: bytes, n: int) -> tuple[list[str], int]:
+        """Enqueue once; returns the generation ids and the listener epoch at sending time.
+
+        Ids adopted after a lost response are already registered (and resolved when their row
+        was terminal).
+        """
+        key = hash(body)
+        self._in_flight[key] += 1
+        try:
+            return await self._enqueue(payload, body, n, key)
+        finally:
+            self._in_flight[key] -= 1
+            if not self._in_flight[key]:
+                del self._in_flight[key]
+            async with self._settled:
+                self._settled.notify_all()
+
+    async def _enqueue(
+        self, payload: dict[str, Any], body: bytes, n: int, key: int
+    ) -> tuple[list[str], int]:
+        retry = self._api.retry
+        stats = self._api.stats
+        attempt = 0
+        while True:
+            epoch = await self._ready()
+            sent_at = time.time()
+            retry_after = None
+            stats.enqueue_requests += 1
+            try:
+                resp = await self._api.post("/api/ai/queue", body, route="/api/ai/queue")
+            except ConnectionFailed as exc:
+                error: OxeditError = exc
+                outcome = classify("POST", None, sent=exc.sent)
+            else:
+                if resp.status == 200:
+                    ids = [g.generation_id for g in enqueue_decoder.decode(resp.body).generations]
+                    return ids, epoch
+                error = status_error(resp, what="enqueue")
+                outcome = classify("POST", resp.status)
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if outcome is Outcome.DONE:
+                raise error
+            if outcome is Outcome.AMBIGUOUS:
+                stats.lost_responses += 1
+                log.info("enqueue response lost (%s); checking the queue before re-sending", error)
+                adopted = await self._recover(payload, n, sent_at, key, error)
+                if adopted:
+                    stats.adopted += len(adopted)
+                    return adopted, epoch
+                log.info("the lost enqueue created nothing; sending it again")
+            if attempt >= retry.max_retries:
+                raise error
+            stats.retries += 1
+            await asyncio.sleep(retry.delay(attempt, retry_after))
+            attempt += 1
+
+    async def _recover(
+        self, payload: dict[str, Any], n: int, sent_at: float, key: int, cause: OxeditError
+    ) -> list[str]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._recovering[key] += 1
+        try:
+            async with lock:
+                # Identical requests still waiting for their own responses would make rows we
+                # cannot tell apart: let them settle (answer, or be lost too) first.
+                async with self._settled:
+                    await self._settled.wait_for(
+                        lambda: self._in_flight[key] <= self._recovering[key]
+                    )
+                for _ in range(C.LOST_RESPONSE_CHECKS):
+                    await asyncio.sleep(self._policy.lost_response_grace)
+                    try:
+                        rows = await self._candidates(payload, sent_at)
+                    except OxeditError as exc:
+                        raise AmbiguousRequestError(
+                            f"enqueue response was lost ({cause}) and the queue could not be "
+                            f"checked ({exc}); the generation may or may not exist: look at "
+                            "client.list() before submitting again"
+                        ) from exc
+                    if rows:
+                        return self._adopt(rows[:n])
+                return []
+        finally:
+            self._recovering[key] -= 1
+            if not self._recovering[key]:
+                del self._recovering[key]
+                self._locks.pop(key, None)
+
+    async def _candidates(self, payload: dict[str, Any], sent_at: float) -> list[dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        for status in _LIST_STATUSES:
+            self._api.stats.poll_requests += 1
+            for row in await self._api.list_raw(status=status, model=payload["model"]):
+                gid = row.get("generation_id")
+                if not isinstance(gid, str) or self._registry.knows(gid):
+                    continue
+                enqueued = row.get("enqueued_at")
+                if isinstance(enqueued, int | float) and enqueued < sent_at - _CLOCK_SLACK:
+                    continue
+                if matches_request(row, payload):
+                    rows[gid] = row
+        return sorted(rows.values(), key=lambda r: (r.get("enqueued_at") or 0, r["generation_id"]))
+
+    def _adopt(self, rows: list[dict[str, Any]]) -> list[str]:
+        ids = []
+        for row in rows:
+            gid = row["generation_id"]
+            self._registry.add(gid)
+            if row.get("status") in TERMINAL_STATUSES:
+                try:
+                    decoded = msgspec.convert(row, GenerationRow)
+                except msgspec.ValidationError:
+                    pass  # the reconciler will read the row again
+                else:
+                    self._registry.resolve(Generation.from_row(decoded))
+            ids.append(gid)
+        log.info("adopted %d generation(s) created by a POST whose response was lost", len(ids))
+        return ids

@@ -1,0 +1,115 @@
+"""`Job`: one enqueued generation, awaitable for its result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import (
+    GenerationCancelled,
+    GenerationFailed,
+    JobTimeout,
+    OxeditError,
+)
+from ._models import Generation
+from ._registry import Outcome
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["Job"]
+
+
+def _unwrap(outcome: Outcome) -> Generation:
+    if isinstance(outcome, OxeditError):
+        raise outcome
+    if outcome.status == "failed":
+        raise GenerationFailed(outcome.id, outcome.error)
+    if outcome.status == "cancelled":
+        raise GenerationCancelled(outcome.id)
+    return outcome
+
+
+class Job:
+    """A generation enqueued by `Client.submit`.
+
+    `await job` waits for it to finish and returns the `Generation` (status "succeeded");
+    it raises `GenerationFailed` or `GenerationCancelled` otherwise. Awaiting is cheap and
+    can be repeated: the result comes from the client's one shared event stream.
+
+    Example:
+        ```python
+        job = await client.submit(prompt="Add a funny hat", image="cat.png")
+        gen = await job.wait(timeout=300, cancel_on_timeout=True)
+        ```
+    """
+
+    __slots__ = ("_client", "_future", "id")
+
+    def __init__(self, client: Client, generation_id: str, future: asyncio.Future[Outcome]):
+        self._client = client
+        self._future = future
+        self.id = generation_id
+
+    def __repr__(self) -> str:
+        if not self._future.done():
+            state = "pending"
+        else:
+            outcome = self._future.result()
+            state = "error" if isinstance(outcome, OxeditError) else outcome.status
+        return f"<Job {self.id} {state}>"
+
+    def done(self) -> bool:
+        """Whether the outcome is known (no waiting needed)."""
+        return self._future.done()
+
+    def result(self) -> Generation:
+        """The outcome of a finished job, as `await job` gives it; raises if not done yet."""
+        if not self._future.done():
+            raise asyncio.InvalidStateError(f"job {self.id} is still pending; await it first")
+        return self._client._bound(_unwrap(self._future.result()))
+
+    def __await__(self) -> Generator[Any, None, Generation]:
+        return self.wait().__await__()
+
+    async def wait(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-job deadline is the API's point
+        *,
+        cancel_on_timeout: bool = False,
+    ) -> Generation:
+        """Wait for the generation to finish.
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes.
+            cancel_on_timeout: When the timeout expires, cancel the generation remotely
+                (`DELETE`) so it stops costing. If it finished in the meantime, its result is
+                returned as usual.
+
+        Raises:
+            JobTimeout: the timeout expired (`.cancelled` says whether it was cancelled).
+            GenerationFailed, GenerationCancelled: the generation ended without a result.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                # shield: a caller giving up must not cancel the job's shared future
+                outcome = await asyncio.shield(self._future)
+        except TimeoutError:
+            if not cancel_on_timeout:
+                raise JobTimeout(self.id, timeout or 0.0, cancelled=False) from None
+            outcome = await self._client._cancel(self.id)
+            if isinstance(outcome, Generation) and outcome.status == "cancelled":
+                raise JobTimeout(self.id, timeout or 0.0, cancelled=True) from None
+        return self._client._bound(_unwrap(outcome))
+
+    async def cancel(self) -> Generation:
+        """Cancel the generation remotely and settle the job with the server's truth.
+
+        Returns the generation as the API has it afterwards: status "cancelled", or the
+        terminal status it reached before the cancellation arrived.
+        """
+        outcome = await self._client._cancel(self.id)
+        if isinstance(outcome, OxeditError):
+            raise outcome
+        return outcome

@@ -1,0 +1,139 @@
+"""The one place where a job's outcome is decided.
+
+Each pending generation id maps to a future. `resolve` pops the id and sets the future, so a
+duplicate event, a late event, or a reconciliation that races an event is ignored here, not at
+every caller. Events for ids not known yet are kept for a while: the docs say an event can
+overtake the enqueue response that announces its id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import TypeAlias
+
+from . import _constants as C
+from ._exceptions import OxeditError
+from ._models import TERMINAL_STATUSES, Generation
+
+__all__ = ["Outcome", "Pending", "Registry"]
+
+# A job ends with the generation (any terminal status) or with an error, delivered as a value:
+# a future holding an exception nobody retrieved would be logged when collected.
+Outcome: TypeAlias = Generation | OxeditError
+
+
+class Pending:
+    """A generation this client is waiting for."""
+
+    __slots__ = ("checked_at", "future", "id")
+
+    def __init__(self, generation_id: str, future: asyncio.Future[Outcome], now: float) -> None:
+        self.id = generation_id
+        self.future = future
+        self.checked_at = now  # last time an event or a reconciliation vouched for it
+
+
+class Registry:
+    def __init__(self, *, early_ttl: float, early_limit: int = C.EARLY_EVENT_LIMIT) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._pending: dict[str, Pending] = {}
+        self._known: set[str] = set()  # every id this client enqueued, pending or not
+        self._early: dict[str, tuple[float, Generation]] = {}  # insertion order = arrival order
+        self._early_ttl = early_ttl
+        self._early_limit = early_limit
+        self._enqueues_in_flight = 0
+        self.resolved = 0
+        self.duplicates = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __iter__(self) -> Iterator[Pending]:
+        return iter(list(self._pending.values()))
+
+    def knows(self, generation_id: str) -> bool:
+        return generation_id in self._known
+
+    def get(self, generation_id: str) -> Pending | None:
+        return self._pending.get(generation_id)
+
+    def enqueue_started(self) -> None:
+        self._enqueues_in_flight += 1
+
+    def enqueue_finished(self) -> None:
+        self._enqueues_in_flight -= 1
+        if not self._enqueues_in_flight:
+            self._early.clear()  # nothing can claim them any more
+
+    def add(self, generation_id: str) -> Pending:
+        """Start waiting for `generation_id`; resolves at once if its event came first."""
+        pending = self._pending.get(generation_id)
+        if pending is not None:
+            return pending
+        self._known.add(generation_id)
+        pending = Pending(generation_id, self._loop.create_future(), self._loop.time())
+        self._pending[generation_id] = pending
+        early = self._early.pop(generation_id, None)
+        if early is not None:
+            self.resolve(early[1])
+        return pending
+
+    def resolve(self, outcome: Generation) -> bool:
+        """Settle a job from a terminal generation; False when it was not pending.
+
+        An event for an id not known (yet) is kept while an enqueue is in flight, so the
+        enqueue response that follows can claim it.
+        """
+        if outcome.status not in TERMINAL_STATUSES:
+            return False
+        pending = self._pending.pop(outcome.id, None)
+        if pending is None:
+            if outcome.id in self._known:
+                self.duplicates += 1
+            elif self._enqueues_in_flight:
+                self._keep_early(outcome)
+            return False
+        self.resolved += 1
+        if not pending.future.done():
+            pending.future.set_result(outcome)
+        return True
+
+    def fail(self, generation_id: str, error: OxeditError) -> bool:
+        """Settle a job with an error (expired row, client closed, fatal stream error)."""
+        pending = self._pending.pop(generation_id, None)
+        if pending is None:
+            return False
+        self.resolved += 1
+        if not pending.future.done():
+            pending.future.set_result(error)
+        return True
+
+    def fail_all(self, error: OxeditError) -> int:
+        ids = list(self._pending)
+        for generation_id in ids:
+            self.fail(generation_id, error)
+        return len(ids)
+
+    def stale(self, older_than: float) -> list[Pending]:
+        """Pending jobs nothing has vouched for in the last `older_than` seconds."""
+        cutoff = self._loop.time() - older_than
+        return [p for p in self._pending.values() if p.checked_at <= cutoff]
+
+    def touch(self, generation_id: str) -> None:
+        pending = self._pending.get(generation_id)
+        if pending is not None:
+            pending.checked_at = self._loop.time()
+
+    def _keep_early(self, outcome: Generation) -> None:
+        now = self._loop.time()
+        early = self._early
+        early.pop(outcome.id, None)
+        early[outcome.id] = (now, outcome)
+        # Oldest first: drop what has outlived any enqueue that could claim it, or the excess.
+        cutoff = now - self._early_ttl
+        while early:
+            oldest_id, (arrived, _) = next(iter(early.items()))
+            if arrived > cutoff and len(early) <= self._early_limit:
+                break
+            del early[oldest_id]

@@ -1,0 +1,238 @@
+"""The one module that imports the HTTP library (aiohttp) and translates its exceptions.
+
+Three sessions, each with one job:
+- the API session: short JSON requests to the configured host, bounded by the connector's
+  limit (requests beyond it wait in FIFO order without a socket; measured to stay flat with
+  10,000 waiting, where httpx's pool collapses);
+- the stream session: the one long-lived `GET /api/events`, so it never waits behind requests;
+- the download session: result files, which may live on another host, so it carries no
+  credentials; the key is added per hop only when a hop goes to the API host itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from ._config import Limits, Timeouts
+from ._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from ._models import raw_rows_decoder
+from ._retry import parse_retry_after
+
+__all__ = ["Response", "Transport", "status_error"]
+
+_MAX_REDIRECTS = 5
+
+
+class Response(NamedTuple):
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class ConnectionFailed(TransportError):
+    """No response. `sent` is False only when the connection could not even be opened."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.scheme, parts.hostname, port)
+
+
+def _translate(exc: BaseException, what: str) -> ConnectionFailed:
+    # Connect failures (refused, DNS, connect timeout) mean nothing reached the server; any
+    # other failure may come after the request was written.
+    not_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    reason = str(exc) or type(exc).__name__
+    return ConnectionFailed(f"{what} failed: {reason}", sent=not not_sent)
+
+
+class Transport:
+    def __init__(self, *, base_url: str, api_key: str, timeouts: Timeouts, limits: Limits) -> None:
+        self.base_url = base_url
+        self._origin = _origin(base_url)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._timeouts = timeouts
+        self._limits = limits
+        self._api: aiohttp.ClientSession | None = None
+        self._stream: aiohttp.ClientSession | None = None
+        self._files: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        from ._version import __version__
+
+        headers = {"User-Agent": f"oxedit/{__version__}"}
+        # `connect=None`: waiting for a free connection is not a timeout, only the socket
+        # connect is (else 10,000 queued submits would time out in the pool).
+        self._api = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._limits.max_connections, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=None,
+                sock_connect=self._timeouts.connect,
+                sock_read=self._timeouts.read,
+            ),
+            headers={**headers, **self._auth},
+            auto_decompress=True,
+        )
+        self._stream = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=2),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._timeouts.connect,
+                sock_read=self._timeouts.stream_idle,
+            ),
+            headers={**headers, **self._auth, "Accept": "text/event-stream"},
+        )
+        self._files = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._limits.max_downloads),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=None,
+                sock_connect=self._timeouts.connect,
+                sock_read=self._timeouts.read,
+            ),
+            headers=headers,
+        )
+
+    async def close(self) -> None:
+        sessions = [s for s in (self._api, self._stream, self._files) if s is not None]
+        self._api = self._stream = self._files = None
+        for session in sessions:
+            await session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """One API request. Raises `ConnectionFailed` when no response came."""
+        assert self._api is not None, "transport not open"
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        try:
+            async with self._api.request(
+                method,
+                self.base_url + path,
+                data=body,
+                params=params,
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                data = await resp.read()
+                return Response(resp.status, resp.headers, data)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _translate(exc, f"{method} {path}") from exc
+
+    @asynccontextmanager
+    async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Open an event stream; yields its raw byte chunks once the 200 headers arrived.
+
+        Raises `APIStatusError` on an error status, `ConnectionFailed` when the connection
+        fails or stays silent longer than `Timeouts.stream_idle`.
+        """
+        assert self._stream is not None, "transport not open"
+        try:
+            async with self._stream.get(self.base_url + path, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise status_error(Response(resp.status, resp.headers, await resp.read()))
+                yield self._chunks(resp, path)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _translate(exc, f"stream {path}") from exc
+
+    @staticmethod
+    async def _chunks(resp: aiohttp.ClientResponse, path: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _translate(exc, f"stream {path}") from exc
+
+    async def download(self, url: str) -> Response:
+        """GET a result file, following redirects by hand.
+
+        The API key is sent only on hops whose origin is the API's own; a presigned URL on a
+        file host never sees it.
+        """
+        assert self._files is not None, "transport not open"
+        for _ in range(_MAX_REDIRECTS + 1):
+            headers = self._auth if _origin(url) == self._origin else None
+            try:
+                async with self._files.get(url, headers=headers, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = urljoin(url, resp.headers["Location"])
+                        continue
+                    return Response(resp.status, resp.headers, await resp.read())
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _translate(exc, "download") from exc
+        raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+def _message(body: Any, fallback: str) -> str:
+    """The server's message from either documented error body shape."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            parts = [error.get(k) for k in ("message", "title", "detail")]
+            text = ": ".join(str(p) for p in parts if p)
+            if text:
+                return text
+            if error.get("type"):
+                return str(error["type"])
+        elif isinstance(error, str) and error:
+            return error
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+    return fallback
+
+
+def status_error(resp: Response, *, what: str = "") -> APIStatusError:
+    """The exception for an error response, carrying the decoded body and server's message."""
+    body: Any
+    try:
+        body = raw_rows_decoder.decode(resp.body) if resp.body else None
+    except Exception:
+        body = resp.body.decode("utf-8", "replace")[:500]
+    fallback = body if isinstance(body, str) and body else f"HTTP {resp.status}"
+    message = _message(body, fallback)
+    if what:
+        message = f"{what}: {message}"
+    message = f"{message} (HTTP {resp.status})"
+    if resp.status == 429:
+        return RateLimitError(
+            message,
+            status_code=429,
+            body=body,
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        )
+    cls = _STATUS_ERRORS.get(resp.status) or (ServerError if resp.status >= 500 else APIStatusError)
+    return cls(message, status_code=resp.status, body=body)
