@@ -1,0 +1,26 @@
+"""A local, Oxen-compatible inference server for tests, demos and offline use.
+
+Example:
+    ```python
+    from oxedit.testing import Faults, LocalServer
+
+    async with LocalServer(faults=Faults(failure_rate=0.1)) as server:
+        print(server.url, server.api_key)
+    ```
+"""
+
+from ._faults import Duration as Duration
+from ._faults import Faults as Faults
+from ._server import DEFAULT_API_KEY as DEFAULT_API_KEY
+from ._server import LocalServer as LocalServer
+from ._server import run_server as run_server
+from ._stats import ServerStats as ServerStats
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "Duration",
+    "Faults",
+    "LocalServer",
+    "ServerStats",
+    "run_server",
+]

@@ -1,0 +1,318 @@
+"""The `/api` routes of the local server, and the store of generations behind them.
+
+Shapes follow the Oxen docs to the letter (see `/work/shared/oxen-api.md`): the server is the
+SDK's test bed, so it never bends the API to make a client's life easier. Validation is what
+the docs say happens at enqueue (auth, model exists and outputs images, `num_generations`,
+JSON shape) plus unknown top-level fields, which the real service may ignore but this server
+rejects, so a typo in a client fails a test instead of being silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ._edits import EditError
+from ._events import EventBroker
+from ._faults import Faults
+from ._files import FileHost
+from ._jobs import ACTIVE, STATUSES, Generation, WorkerPool
+from ._responses import (
+    ApiError,
+    decode_json,
+    encoder,
+    invalid_params,
+    json_response,
+    message_error,
+    not_found,
+    typed_error,
+    unauthenticated,
+)
+from ._schemas import MODELS, Model
+from ._stats import ServerStats
+
+__all__ = ["Api"]
+
+logger = logging.getLogger("oxedit.testing")
+
+_TARGETS = ("target_namespace", "target_repo", "target_directory")
+_QUEUE_PARAMS = frozenset({"model", "num_generations", *_TARGETS})
+_EDIT_PARAMS = frozenset({"model", "response_format", "target_namespace"})
+# Query filter -> the generation's value it is compared with.
+_LIST_FILTERS: dict[str, Callable[[Generation], object]] = {
+    "model": lambda g: g.model.id,
+    "media_type": lambda g: "image",
+    "namespace": lambda g: g.targets.get("target_namespace"),
+    "repo": lambda g: g.targets.get("target_repo"),
+    "folder": lambda g: g.targets.get("target_directory"),
+}
+_MODELS_BODY = encoder.encode({"object": "list", "data": list(MODELS.values())})
+_MAX_DOWNLOAD = 64 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Api:
+    """Handlers of the `/api` routes, over one in-memory store of generations."""
+
+    def __init__(self, *, api_key: str, faults: Faults, stats: ServerStats, workers: int) -> None:
+        self.api_key = api_key
+        self.faults = faults
+        self.stats = stats
+        self.generations: dict[str, Generation] = {}
+        self._blocking: dict[str, Generation] = {}  # results of /images/edit, for the files
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.files = FileHost(faults, stats, self._result_of)
+        self.broker = EventBroker(faults, stats, self.files.presign)
+        self.pool = WorkerPool(workers, faults, self._fetch, self._finished)
+        self._session: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        # Data URIs of real photos exceed aiohttp's 1 MiB default; the docs set no limit.
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        r = app.router
+        r.add_post("/api/ai/queue", self.enqueue)
+        r.add_get("/api/ai/queue", self.list_generations)
+        r.add_get("/api/ai/queue/{generation_id}", self.get_generation)
+        r.add_delete("/api/ai/queue/{generation_id}", self.cancel)
+        r.add_get("/api/events", self.broker.stream)
+        r.add_post("/api/ai/images/edit", self.edit)
+        r.add_get("/api/ai/models", self.list_models)
+        r.add_get("/api/ai/models/{model_id}", self.get_model)
+        return app
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.pool.start()
+
+    async def stop(self) -> None:
+        self.broker.cancel_delayed()
+        await self.pool.stop()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- store ----------------------------------------------------------------------------------
+
+    def row(self, gen: Generation) -> dict[str, Any]:
+        return gen.row(self.files.presign(gen) if gen.status == "succeeded" else None)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def _result_of(self, gen_id: str) -> Generation | None:
+        return self.generations.get(gen_id) or self._blocking.get(gen_id)
+
+    def _finished(self, gen: Generation) -> None:
+        if not gen.visible:
+            if gen.future is not None and not gen.future.done():
+                gen.future.set_result(None)
+            return
+        self._active -= 1
+        if not self._active:
+            self._idle.set()
+        self.broker.completed(gen)
+
+    async def _fetch(self, url: str) -> bytes:
+        assert self._session is not None
+        try:
+            async with self._session.get(url) as resp:
+                if resp.status != 200:
+                    raise EditError(f"input_image could not be downloaded: HTTP {resp.status}")
+                data = await resp.content.read(_MAX_DOWNLOAD + 1)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise EditError(f"input_image could not be downloaded: {exc}") from None
+        if len(data) > _MAX_DOWNLOAD:
+            raise EditError("input_image is larger than 64 MiB")
+        return data
+
+    # -- middleware -----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        self.stats.requests_by_route[f"{request.method} {route}"] += 1
+        if not self._authorized(request.headers.get("Authorization", "")):
+            return unauthenticated()
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response
+        except web.HTTPNotFound:
+            return typed_error(404, "resource_not_found", title=f"Not found: {request.path}")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            type_ = "invalid_params" if exc.status < 500 else "unknown_error"
+            resp = typed_error(exc.status, type_, title=exc.reason)
+            if "Allow" in exc.headers:
+                resp.headers["Allow"] = exc.headers["Allow"]
+            return resp
+        except Exception:
+            logger.exception("error handling %s %s", request.method, request.path)
+            return typed_error(500, "unknown_error", title="Internal server error")
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.api_key.encode()
+        )
+
+    # -- queue ----------------------------------------------------------------------------------
+
+    async def enqueue(self, request: web.Request) -> web.StreamResponse:
+        faults = self.faults
+        if faults.roll(faults.enqueue_429_rate):
+            headers = None if faults.retry_after is None else {
+                "Retry-After": str(faults.retry_after)}
+            return message_error(429, "Rate limit exceeded", headers)
+        if faults.roll(faults.enqueue_5xx_rate):
+            return typed_error(503, "unknown_error", title="Service temporarily unavailable")
+        body = decode_json(await request.read())
+        model, params = _split(body, _QUEUE_PARAMS)
+        count = body.get("num_generations", 1)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise invalid_params(f"num_generations must be an integer, got {count!r}")
+        if not 1 <= count <= 4:
+            raise invalid_params(f"num_generations must be between 1 and 4, got {count}")
+        targets = {k: body[k] for k in _TARGETS if k in body}
+        for key, value in targets.items():
+            if not isinstance(value, str):
+                raise invalid_params(f"{key} must be a string, got {value!r}")
+        gens = [Generation(str(uuid.uuid4()), model, params, targets) for _ in range(count)]
+        for gen in gens:
+            self.generations[gen.id] = gen
+            self.pool.submit(gen)
+        self._active += count
+        self._idle.clear()
+        self.stats.generations_created += count
+        self.stats.generations_created_per_request.append(count)
+        if faults.roll(faults.event_before_response_rate):
+            await self.broker.wait_delivered(gens)
+        if faults.roll(faults.lost_response_rate) and request.transport is not None:
+            # Created, but the client never hears of it: the ambiguous enqueue of the docs.
+            request.transport.close()
+        return json_response(
+            {"generations": [{"generation_id": g.id, "status": g.status} for g in gens]}
+        )
+
+    async def list_generations(self, request: web.Request) -> web.StreamResponse:
+        query = request.query
+        for key in query:
+            if key != "status" and key not in _LIST_FILTERS:
+                raise invalid_params(f"Unknown query parameter '{key}'")
+        statuses = {s for v in query.getall("status", []) for s in v.split(",") if s}
+        for status in statuses:
+            if status not in STATUSES:
+                raise invalid_params(
+                    f"status must be one of {', '.join(STATUSES)}, got {status!r}"
+                )
+        wanted = statuses or ACTIVE
+        filters = [(_LIST_FILTERS[k], query[k]) for k in _LIST_FILTERS if k in query]
+        rows = []
+        for gen in self.generations.values():
+            if gen.status not in wanted:
+                continue
+            if all(value_of(gen) == value for value_of, value in filters):
+                rows.append(self.row(gen))
+        return json_response({"count": len(rows), "generations": rows})
+
+    async def get_generation(self, request: web.Request) -> web.StreamResponse:
+        return json_response(self.row(self._generation(request)))
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        gen = self._generation(request)
+        # The docs: "only active rows are affected". A finished row is left as it is, and the
+        # call still succeeds.
+        if gen.status in ACTIVE:
+            gen.finish("cancelled")
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+            self.broker.notify()
+        return json_response({"status": "success", "generation_id": gen.id})
+
+    def _generation(self, request: web.Request) -> Generation:
+        gen_id = request.match_info["generation_id"]
+        gen = self.generations.get(gen_id)
+        if gen is None:
+            raise not_found(f"Generation not found: {gen_id}")
+        return gen
+
+    # -- blocking edit --------------------------------------------------------------------------
+
+    async def edit(self, request: web.Request) -> web.StreamResponse:
+        body = decode_json(await request.read())
+        model, params = _split(body, _EDIT_PARAMS)
+        response_format = body.get("response_format", "url")
+        if response_format not in ("url", "b64_json"):
+            raise invalid_params(
+                f"response_format must be url or b64_json, got {response_format!r}"
+            )
+        targets = {k: body[k] for k in ("target_namespace",) if k in body}
+        # Runs on the same worker pool as the queue, but is no queue row and sends no event.
+        gen = Generation(str(uuid.uuid4()), model, params, targets, visible=False)
+        gen.future = asyncio.get_running_loop().create_future()
+        self._blocking[gen.id] = gen
+        self.pool.submit(gen)
+        await asyncio.shield(gen.future)  # a client hanging up must not cancel the job
+        if gen.status == "failed":
+            assert gen.error_message is not None
+            if gen.failure_is_params:
+                raise invalid_params(gen.error_message)
+            return typed_error(500, "unknown_error", title=gen.error_message)
+        assert gen.result is not None and gen.completed_at is not None
+        image = ({"url": self.files.presign(gen)} if response_format == "url"
+                 else {"b64_json": base64.b64encode(gen.result).decode()})
+        return json_response({"model": model.id, "created": gen.completed_at, "images": [image]})
+
+    # -- models ---------------------------------------------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=_MODELS_BODY, content_type="application/json")
+
+    async def get_model(self, request: web.Request) -> web.StreamResponse:
+        model_id = request.match_info["model_id"]
+        model = MODELS.get(model_id)
+        if model is None:
+            raise not_found(f"Model not found: {model_id}")
+        return json_response(model)
+
+
+def _split(body: Any, queue_params: frozenset[str]) -> tuple[Model, dict[str, Any]]:
+    """Validate what the docs validate at enqueue; return the model and its own params."""
+    if not isinstance(body, dict):
+        raise invalid_params("Request body must be a JSON object")
+    name = body.get("model")
+    if name is None:
+        raise invalid_params("model is required")
+    if not isinstance(name, str):
+        raise invalid_params(f"model must be a string, got {name!r}")
+    model = MODELS.get(name)
+    if model is None:
+        # The docs give this body for an unknown model, without its status code; 404 is what
+        # they give for every other missing resource (resource_not_found).
+        raise ApiError(message_error(404, f"Model not found: {name}"))
+    if not model.outputs_media:
+        raise invalid_params(
+            f"Model {name} does not output images or video; choose an image model"
+        )
+    props = model.request_schema.properties
+    unknown = sorted(k for k in body if k not in queue_params and k not in props)
+    if unknown:
+        raise invalid_params(
+            f"Unknown field{'s' if len(unknown) > 1 else ''} for model {name}: "
+            + ", ".join(unknown)
+        )
+    return model, {k: v for k, v in body.items() if k in props}

@@ -1,0 +1,156 @@
+"""Fault injection settings for the local server.
+
+Every fault is off by default, so a plain `LocalServer()` behaves like a healthy Oxen API.
+Tests switch faults on, at construction or at runtime on a running server (the server reads
+the fields each time it decides), and every random decision comes from one
+`random.Random(seed)`, so a failing run can be replayed with the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+__all__ = ["Duration", "Faults"]
+
+#: A duration in seconds: a fixed value, a `(low, high)` range drawn uniformly, or a function
+#: of the fault RNG (for any other distribution).
+Duration: TypeAlias = float | tuple[float, float] | Callable[[random.Random], float]
+
+_RATE_FIELDS = frozenset(
+    {
+        "failure_rate",
+        "enqueue_429_rate",
+        "enqueue_5xx_rate",
+        "drop_event_rate",
+        "duplicate_event_rate",
+        "event_before_response_rate",
+        "lost_response_rate",
+        "unrelated_event_rate",
+    }
+)
+
+# Realistic texts for injected failures: what a GPU backend says, not "injected fault".
+FAILURE_MESSAGES = (
+    "Inference backend error: CUDA out of memory",
+    "Generation timed out after 300 seconds",
+    "Upstream provider returned an error: 502 Bad Gateway",
+    "Content moderation: output image flagged as unsafe",
+)
+
+
+@dataclass(kw_only=True)
+class Faults:
+    """What can go wrong, and how often. All off by default.
+
+    Rates are probabilities in [0, 1], rolled once per decision (per request, job or event).
+    Fields may be changed while the server runs; assigning `seed` re-seeds the RNG.
+
+    Example:
+        ```python
+        faults = Faults(seed=7, failure_rate=0.1, latency=(0.01, 0.05))
+        async with LocalServer(faults=faults) as server:
+            server.faults.stall_streams = True  # takes effect on open streams
+        ```
+
+    Attributes:
+        seed: Seed of the RNG behind every random decision.
+        latency: Time a job spends `processing` before its edit runs.
+        failure_rate: Chance that a job fails with a realistic backend error.
+        enqueue_429_rate: Chance that `POST /api/ai/queue` answers 429 (nothing created).
+        retry_after: `Retry-After` header (seconds) sent with those 429s; None sends none.
+        enqueue_5xx_rate: Chance that `POST /api/ai/queue` answers 503 (nothing created).
+        cut_stream_after_events: Close each event stream cleanly after it sent this many
+            events (None: never).
+        drop_event_rate: Chance that a completion event is never sent.
+        duplicate_event_rate: Chance that a completion event is sent twice.
+        delay_event: Delay between a job finishing and its event being sent.
+        event_before_response_rate: Chance that the enqueue response is held back until the
+            created generations finished and their events were written to every stream.
+        lost_response_rate: Chance that the generations are created, then the connection is
+            cut instead of answering.
+        keepalive_interval: Seconds of silence after which a stream sends `: keep-alive`.
+        stall_streams: While true, open streams write nothing at all, keep-alives included
+            (a dead but open connection); events meant for them are lost.
+        unrelated_event_rate: Chance, per completion event, to also send a `repo_updated`
+            event that clients must ignore.
+        url_ttl: Lifetime in seconds of presigned result URLs.
+        stamp_events: Add a float `completed_at` (Unix time of completion) to each event, for
+            benchmarks. Not in the documented event shape, hence off by default.
+    """
+
+    seed: int = 0
+    latency: Duration = 0.0
+    failure_rate: float = 0.0
+    enqueue_429_rate: float = 0.0
+    retry_after: int | None = 1
+    enqueue_5xx_rate: float = 0.0
+    cut_stream_after_events: int | None = None
+    drop_event_rate: float = 0.0
+    duplicate_event_rate: float = 0.0
+    delay_event: Duration = 0.0
+    event_before_response_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    keepalive_interval: float = 15.0
+    stall_streams: bool = False
+    unrelated_event_rate: float = 0.0
+    url_ttl: float = 3600.0
+    stamp_events: bool = False
+    rng: random.Random = field(init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Checked on every assignment, not only in __init__, because tests flip faults on a
+        # running server and a typo'd rate of 5 should fail there, loudly.
+        if name in _RATE_FIELDS and not (
+            isinstance(value, int | float) and 0.0 <= value <= 1.0
+        ):
+            raise ValueError(f"Faults.{name} must be a probability in [0, 1], got {value!r}")
+        if name in ("latency", "delay_event"):
+            _check_duration(name, value)
+        if name == "keepalive_interval" and not value > 0:
+            raise ValueError(f"Faults.keepalive_interval must be > 0, got {value!r}")
+        if name == "cut_stream_after_events" and value is not None and value < 1:
+            raise ValueError(f"Faults.cut_stream_after_events must be >= 1, got {value!r}")
+        object.__setattr__(self, name, value)
+        if name == "seed":
+            object.__setattr__(self, "rng", random.Random(value))
+
+    def roll(self, rate: float) -> bool:
+        """True with probability `rate`. Draws nothing when the rate is 0, so switching one
+        fault on does not shift the random sequence of a replayed run."""
+        return rate > 0.0 and (rate >= 1.0 or self.rng.random() < rate)
+
+    def draw(self, duration: Duration) -> float:
+        """A duration in seconds drawn from a `Duration` spec (never negative)."""
+        if callable(duration):
+            value = float(duration(self.rng))
+        elif isinstance(duration, tuple):
+            low, high = duration
+            value = low if low == high else self.rng.uniform(low, high)
+        else:
+            value = float(duration)
+        return value if value > 0.0 and math.isfinite(value) else 0.0
+
+    def choice(self, options: tuple[str, ...]) -> str:
+        """One of `options`, from the fault RNG."""
+        return options[self.rng.randrange(len(options))]
+
+
+def _check_duration(name: str, value: object) -> None:
+    if callable(value):
+        return
+    if isinstance(value, tuple):
+        if (
+            len(value) == 2
+            and all(isinstance(v, int | float) for v in value)
+            and 0 <= value[0] <= value[1]
+        ):
+            return
+    elif isinstance(value, int | float) and value >= 0:
+        return
+    raise ValueError(
+        f"Faults.{name} must be seconds >= 0, a (low, high) range or a callable, got {value!r}"
+    )

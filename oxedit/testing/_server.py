@@ -1,0 +1,250 @@
+"""`LocalServer`: an Oxen-compatible inference API on local sockets, and `run_server`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from ._api import Api
+from ._faults import Faults
+from ._stats import ServerStats
+
+__all__ = ["DEFAULT_API_KEY", "LocalServer", "run_server"]
+
+#: The API key of a server started without one.
+DEFAULT_API_KEY = "oxen-test-key"
+
+# In-flight requests get this long to finish when the server stops; event streams are ended
+# first, so only slow edits (latency faults) ever use it.
+_SHUTDOWN_TIMEOUT = 2.0
+
+
+class LocalServer:
+    """An Oxen-compatible inference API with real (simple) image edits, for tests and demos.
+
+    Serves the `/api` routes on `url` and result files on a second socket with a different
+    host name (`files_url`), like the real service's presigned storage links. Every generation
+    runs a deterministic Pillow edit chosen by the prompt (see `oxedit.testing._edits`).
+
+    Example:
+        ```python
+        async with LocalServer(faults=Faults(failure_rate=0.2, seed=1)) as server:
+            async with Client(api_key=server.api_key, base_url=server.url) as client:
+                ...
+            await server.wait_idle()
+            assert server.stats.generations_created == 10
+        ```
+
+    Args:
+        api_key: The key clients must send as `Authorization: Bearer <key>`
+            (default `"oxen-test-key"`).
+        faults: Fault settings, read live: change fields on `server.faults` at any time.
+        workers: Generations processed concurrently; the rest wait `queued`.
+        host: Interface to listen on.
+        port: API port (0: any free port).
+        file_port: Result-file port (0: any free port).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        faults: Faults | None = None,
+        workers: int = 8,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        file_port: int = 0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._api_key = api_key or DEFAULT_API_KEY
+        self._faults = faults if faults is not None else Faults()
+        self._stats = ServerStats()
+        self._workers = workers
+        self._host = host
+        self._ports = (port, file_port)
+        self._api: Api | None = None
+        self._runners: list[web.AppRunner] = []
+        self._url = ""
+        self._files_url = ""
+        self._state = "unopened"
+
+    # -- public surface ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """API base URL, e.g. `"http://127.0.0.1:54321"`."""
+        self._require_running()
+        return self._url
+
+    @property
+    def files_url(self) -> str:
+        """Base URL of the result-file host, e.g. `"http://localhost:54322"`."""
+        self._require_running()
+        return self._files_url
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault settings."""
+        return self._faults
+
+    @property
+    def stats(self) -> ServerStats:
+        return self._stats
+
+    def generation(self, generation_id: str) -> dict[str, Any]:
+        """The row `GET /api/ai/queue/{id}` would return (the server's truth).
+
+        Raises:
+            KeyError: no such generation.
+        """
+        api = self._require_running()
+        gen = api.generations.get(generation_id)
+        if gen is None:
+            raise KeyError(f"no generation {generation_id!r} on this server")
+        return api.row(gen)
+
+    def generations(self) -> list[dict[str, Any]]:
+        """Every row ever created, in enqueue order, whatever its status."""
+        api = self._require_running()
+        return [api.row(gen) for gen in api.generations.values()]
+
+    async def wait_idle(self) -> None:
+        """Return once every generation created so far is succeeded, failed or cancelled."""
+        await self._require_running().wait_idle()
+
+    async def drop_event_streams(self) -> None:
+        """Cut every open event stream now (the connections are aborted, not ended cleanly),
+        and return once they are gone."""
+        await self._require_running().broker.close_streams(abort=True)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state != "unopened":
+            raise RuntimeError(f"LocalServer.start() called on a {self._state} server")
+        self._state = "running"
+        api = self._api = Api(
+            api_key=self._api_key, faults=self._faults, stats=self._stats, workers=self._workers
+        )
+        try:
+            await api.start()
+            api_sock = _bind(self._host, self._ports[0])
+            files_sock = _bind(self._host, self._ports[1])
+            api_host = _display_host(self._host)
+            self._url = f"http://{api_host}:{api_sock.getsockname()[1]}"
+            # A different host name, so that the files are another origin than the API.
+            files_host = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}.get(
+                api_host, api_host
+            )
+            self._files_url = f"http://{files_host}:{files_sock.getsockname()[1]}"
+            api.files.base_url = self._files_url
+            for app, sock in ((api.app(), api_sock), (api.files.app(), files_sock)):
+                runner = web.AppRunner(
+                    app,
+                    access_log=None,
+                    handler_cancellation=True,
+                    shutdown_timeout=_SHUTDOWN_TIMEOUT,
+                )
+                self._runners.append(runner)
+                await runner.setup()
+                await web.SockSite(runner, sock).start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """End the event streams, let in-flight requests finish, stop the workers."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        api = self._api
+        if api is not None:
+            await api.broker.close_streams(abort=False)
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners = []
+        if api is not None:
+            await api.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _require_running(self) -> Api:
+        if self._state != "running" or self._api is None:
+            raise RuntimeError(
+                f"the LocalServer is {self._state}: use it inside 'async with LocalServer()'"
+            )
+        return self._api
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, type_, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _display_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    *,
+    faults: Faults | None = None,
+    workers: int = 8,
+) -> None:
+    """Serve until Ctrl-C (or SIGTERM), printing the URL and the API key first.
+
+    The first line printed is `oxedit local server: <url>`, so a parent process can read it.
+    """
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        async with LocalServer(
+            api_key=api_key, faults=faults, workers=workers, host=host, port=port
+        ) as server:
+            print(f"oxedit local server: {server.url}", flush=True)
+            print(f"API key: {server.api_key}", flush=True)
+            print(f"Result files: {server.files_url}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            await stop.wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
