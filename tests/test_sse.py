@@ -1,0 +1,93 @@
+"""SSE framing per the WHATWG spec, fed in every possible split."""
+
+from __future__ import annotations
+
+import pytest
+
+from oxedit._sse import SSEDecoder, ServerSentEvent
+
+COMPLETED = (
+    b"event: media_generation_completed\n"
+    b'data: {"generation_id":"g1","status":"succeeded"}\n\n'
+)
+
+
+def decode_all(*chunks: bytes) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    for chunk in chunks:
+        events.extend(decoder.feed(chunk))
+    return events
+
+
+def every_split(stream: bytes) -> list[list[ServerSentEvent]]:
+    """Decode `stream` split at every single point, and also as three pieces."""
+    results = [decode_all(stream), decode_all(*[stream[i : i + 1] for i in range(len(stream))])]
+    for i in range(len(stream) + 1):
+        results.append(decode_all(stream[:i], stream[i:]))
+    for i in range(0, len(stream), 7):
+        for j in range(i, len(stream), 5):
+            results.append(decode_all(stream[:i], stream[i:j], stream[j:]))
+    return results
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_every_split_point_gives_the_same_events(newline: bytes) -> None:
+    stream = (
+        b": keep-alive" + newline + newline
+        + COMPLETED.replace(b"\n", newline)
+        + b"event: repo_updated" + newline + b"data:x" + newline + newline
+    )
+    expected = [
+        ServerSentEvent("media_generation_completed", b'{"generation_id":"g1","status":"succeeded"}'),
+        ServerSentEvent("repo_updated", b"x"),
+    ]
+    for events in every_split(stream):
+        assert events == expected
+
+
+def test_data_without_space_and_multiline_data() -> None:
+    events = decode_all(b"data:one\ndata: two\ndata:  three\n\n")
+    assert events == [ServerSentEvent("message", b"one\ntwo\n three")]
+
+
+def test_comments_only_dispatch_nothing() -> None:
+    assert decode_all(b": keep-alive\n\n: keep-alive\n\n") == []
+
+
+def test_event_without_data_is_not_dispatched_and_resets_type() -> None:
+    events = decode_all(b"event: lonely\n\ndata: after\n\n")
+    assert events == [ServerSentEvent("message", b"after")]
+
+
+def test_incomplete_trailing_event_is_not_dispatched() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: x\ndata: 1\n") == []
+    assert decoder.feed(b"\n") == [ServerSentEvent("x", b"1")]
+
+
+def test_crlf_split_between_chunks_is_one_line_ending() -> None:
+    # CR ends one chunk, LF opens the next: a single line ending, not an empty line.
+    assert decode_all(b"data: a\r", b"\ndata: b\r\n\r\n") == [ServerSentEvent("message", b"a\nb")]
+
+
+def test_bom_is_dropped_even_when_split() -> None:
+    stream = b"\xef\xbb\xbfdata: x\n\n"
+    for events in every_split(stream):
+        assert events == [ServerSentEvent("message", b"x")]
+
+
+def test_field_without_colon_and_unknown_fields() -> None:
+    assert decode_all(b"data\nfoo: bar\n\n") == [ServerSentEvent("message", b"")]
+
+
+def test_id_and_retry_fields() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b"id: 7\nretry: 3000\ndata: x\n\nretry: soon\ndata: y\n\n")
+    assert [(e.id, e.retry) for e in events] == [("7", 3000), ("7", None)]
+    assert decoder.last_event_id == "7"
+    assert decoder.feed(b"id: a\x00b\ndata: z\n\n")[0].id == "7"  # ids with NUL are ignored
+
+
+def test_many_events_in_one_chunk() -> None:
+    assert len(decode_all(COMPLETED * 1000)) == 1000
