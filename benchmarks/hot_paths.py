@@ -111,9 +111,10 @@ async def stack_httpx_sse(url: str) -> int:
     from httpx_sse import aconnect_sse
 
     n = 0
-    async with httpx.AsyncClient(timeout=None) as client, aconnect_sse(
-        client, "GET", url
-    ) as source:
+    async with (
+        httpx.AsyncClient(timeout=None) as client,
+        aconnect_sse(client, "GET", url) as source,
+    ):
         async for event in source.aiter_sse():
             if event.event == "media_generation_completed":
                 event_decoder.decode(event.data)
@@ -173,8 +174,13 @@ def bench_stacks(n: int, repeat: int) -> list[dict[str, Any]]:
         server.join()
     base = median(results["aiohttp + oxedit SSEDecoder (shipped)"])
     return [
-        {"stack": name, "cpu_s": median(v), "noise": spread(v), "ratio": median(v) / base,
-         "events_per_cpu_s": n / median(v)}
+        {
+            "stack": name,
+            "cpu_s": median(v),
+            "noise": spread(v),
+            "ratio": median(v) / base,
+            "events_per_cpu_s": n / median(v),
+        }
         for name, v in results.items()
     ]
 
@@ -202,15 +208,24 @@ def bench_json(n: int, repeat: int) -> list[dict[str, Any]]:
             _ = (d["generation_id"], d["status"], d.get("url"))
 
     rows = []
-    for name, fn in [("msgspec Struct (shipped)", with_msgspec), ("msgspec dict", with_msgspec_dict),
-                     ("json.loads", with_json)]:
+    for name, fn in [
+        ("msgspec Struct (shipped)", with_msgspec),
+        ("msgspec dict", with_msgspec_dict),
+        ("json.loads", with_json),
+    ]:
         times = []
         for _ in range(repeat):
             with Stopwatch() as sw:
                 fn()
             times.append(sw.cpu)
-        rows.append({"decoder": name, "cpu_s": median(times), "noise": spread(times),
-                     "events_per_s": n / median(times)})
+        rows.append(
+            {
+                "decoder": name,
+                "cpu_s": median(times),
+                "noise": spread(times),
+                "events_per_s": n / median(times),
+            }
+        )
     base = rows[0]["cpu_s"]
     for row in rows:
         row["ratio"] = row["cpu_s"] / base
@@ -220,15 +235,24 @@ def bench_json(n: int, repeat: int) -> list[dict[str, Any]]:
 def bench_decoders(n: int, repeat: int) -> list[dict[str, Any]]:
     chunks = chunks_of(make_stream(n), 16 * 1024)
     rows = []
-    for name, fn in [("oxedit SSEDecoder (shipped)", decode_oxedit),
-                     ("httpx-sse SSELineDecoder + SSEDecoder", decode_httpx_sse)]:
+    for name, fn in [
+        ("oxedit SSEDecoder (shipped)", decode_oxedit),
+        ("httpx-sse SSELineDecoder + SSEDecoder", decode_httpx_sse),
+    ]:
         times = []
         for _ in range(repeat):
             with Stopwatch() as sw:
                 count = fn(chunks)
             times.append(sw.cpu)
-        rows.append({"decoder": name, "events": count, "cpu_s": median(times),
-                     "noise": spread(times), "events_per_s": count / median(times)})
+        rows.append(
+            {
+                "decoder": name,
+                "events": count,
+                "cpu_s": median(times),
+                "noise": spread(times),
+                "events_per_s": count / median(times),
+            }
+        )
     base = rows[0]["cpu_s"]
     for row in rows:
         row["ratio"] = row["cpu_s"] / base
@@ -245,20 +269,25 @@ def main() -> None:
     out: dict[str, Any] = {"events": args.events, "repeat": args.repeat}
 
     out["sse_pure"] = rows = bench_decoders(args.events, args.repeat)
-    print_table(f"1. SSE decoding in memory, {args.events:,} events (median of {args.repeat})",
-                ["decoder", "CPU s", "events/s", "x shipped", "noise"],
-                [[r["decoder"], r["cpu_s"], r["events_per_s"], r["ratio"], r["noise"]] for r in rows])
+    print_table(
+        f"1. SSE decoding in memory, {args.events:,} events (median of {args.repeat})",
+        ["decoder", "CPU s", "events/s", "x shipped", "noise"],
+        [[r["decoder"], r["cpu_s"], r["events_per_s"], r["ratio"], r["noise"]] for r in rows],
+    )
 
     out["sse_stacks"] = rows = bench_stacks(args.events, args.repeat)
-    print_table(f"2. SSE over loopback + msgspec decode, {args.events:,} events, client CPU",
-                ["stack", "CPU s", "events/CPU s", "x shipped", "noise"],
-                [[r["stack"], r["cpu_s"], r["events_per_cpu_s"], r["ratio"], r["noise"]]
-                 for r in rows])
+    print_table(
+        f"2. SSE over loopback + msgspec decode, {args.events:,} events, client CPU",
+        ["stack", "CPU s", "events/CPU s", "x shipped", "noise"],
+        [[r["stack"], r["cpu_s"], r["events_per_cpu_s"], r["ratio"], r["noise"]] for r in rows],
+    )
 
     out["json"] = rows = bench_json(args.events, args.repeat)
-    print_table(f"3. Event JSON decoding, {args.events:,} events",
-                ["decoder", "CPU s", "events/s", "x shipped", "noise"],
-                [[r["decoder"], r["cpu_s"], r["events_per_s"], r["ratio"], r["noise"]] for r in rows])
+    print_table(
+        f"3. Event JSON decoding, {args.events:,} events",
+        ["decoder", "CPU s", "events/s", "x shipped", "noise"],
+        [[r["decoder"], r["cpu_s"], r["events_per_s"], r["ratio"], r["noise"]] for r in rows],
+    )
 
     try:
         from benchmarks._enqueue_rate import bench_enqueue
@@ -266,10 +295,11 @@ def main() -> None:
         pass
     else:
         out["enqueue"] = rows = bench_enqueue(args.enqueues, args.repeat)
-        print_table(f"4. Enqueue, {args.enqueues:,} POSTs 1,000 at a time, local server process",
-                    ["client", "req/s", "client CPU s", "x raw CPU", "noise"],
-                    [[r["client"], r["req_per_s"], r["cpu_s"], r["ratio"], r["noise"]]
-                     for r in rows])
+        print_table(
+            f"4. Enqueue, {args.enqueues:,} POSTs 1,000 at a time, local server process",
+            ["client", "req/s", "client CPU s", "x raw CPU", "noise"],
+            [[r["client"], r["req_per_s"], r["cpu_s"], r["ratio"], r["noise"]] for r in rows],
+        )
     write_json(args.json, out)
 
 

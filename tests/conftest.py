@@ -10,7 +10,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _no_ambient_oxen_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _no_ambient_oxen_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests never pick up the developer's real key or base URL."""
     monkeypatch.delenv("OXEN_API_KEY", raising=False)
     monkeypatch.delenv("OXEN_BASE_URL", raising=False)

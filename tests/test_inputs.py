@@ -18,8 +18,14 @@ WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 8
 
 @pytest.mark.parametrize(
     ("data", "mime"),
-    [(PNG, "image/png"), (JPEG, "image/jpeg"), (GIF, "image/gif"), (WEBP, "image/webp"),
-     (b"BM\x00\x00", None), (b"", None)],
+    [
+        (PNG, "image/png"),
+        (JPEG, "image/jpeg"),
+        (GIF, "image/gif"),
+        (WEBP, "image/webp"),
+        (b"BM\x00\x00", None),
+        (b"", None),
+    ],
 )
 def test_sniff_mime(data: bytes, mime: str | None) -> None:
     assert sniff_mime(data) == mime
@@ -70,19 +76,26 @@ async def test_text_file_is_rejected_with_its_path(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_payload_for_qwen_image_edit() -> None:
     body = await build_payload(
-        prompt="Add a funny hat", image="https://x/a.png", model="qwen-image-edit",
+        prompt="Add a funny hat",
+        image="https://x/a.png",
+        model="qwen-image-edit",
         params={"aspect_ratio": "1:1", "target_namespace": "org"},
     )
-    assert body == {"model": "qwen-image-edit", "prompt": "Add a funny hat",
-                    "input_image": "https://x/a.png", "aspect_ratio": "1:1",
-                    "target_namespace": "org"}
+    assert body == {
+        "model": "qwen-image-edit",
+        "prompt": "Add a funny hat",
+        "input_image": "https://x/a.png",
+        "aspect_ratio": "1:1",
+        "target_namespace": "org",
+    }
 
 
 @pytest.mark.anyio
 async def test_bad_aspect_ratio_lists_the_allowed_values() -> None:
     with pytest.raises(InvalidRequestError) as info:
-        await build_payload(prompt="p", image="https://x", model="qwen-image-edit",
-                            params={"aspect_ratio": "5:1"})
+        await build_payload(
+            prompt="p", image="https://x", model="qwen-image-edit", params={"aspect_ratio": "5:1"}
+        )
     assert str(info.value) == (
         "aspect_ratio='5:1' is not one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3 "
         "(model 'qwen-image-edit')"
@@ -103,8 +116,12 @@ async def test_bad_aspect_ratio_lists_the_allowed_values() -> None:
     ],
 )
 async def test_bad_parameters(kwargs: dict[str, object], message: str) -> None:
-    args: dict[str, object] = {"prompt": "p", "image": "https://x", "model": "qwen-image-edit",
-                               "params": {}}
+    args: dict[str, object] = {
+        "prompt": "p",
+        "image": "https://x",
+        "model": "qwen-image-edit",
+        "params": {},
+    }
     args.update(kwargs)
     with pytest.raises(InvalidRequestError, match=message):
         await build_payload(**args)  # type: ignore[arg-type]
@@ -112,13 +129,15 @@ async def test_bad_parameters(kwargs: dict[str, object], message: str) -> None:
 
 @pytest.mark.anyio
 async def test_multi_image_model_gets_an_array() -> None:
-    body = await build_payload(prompt="p", image="https://x", model="qwen-image-edit-plus",
-                               params={})
+    body = await build_payload(
+        prompt="p", image="https://x", model="qwen-image-edit-plus", params={}
+    )
     assert body["input_image"] == ["https://x"]
 
 
 @pytest.mark.anyio
 async def test_unknown_models_pass_params_through() -> None:
-    body = await build_payload(prompt="p", image="https://x", model="someone-new",
-                               params={"strength": 0.3})
+    body = await build_payload(
+        prompt="p", image="https://x", model="someone-new", params={"strength": 0.3}
+    )
     assert body["strength"] == 0.3

@@ -25,9 +25,15 @@ ROW = (
 def test_row_to_generation() -> None:
     gen = Generation.from_row(row_decoder.decode(ROW))
     assert gen == Generation(
-        id="7cf9", status="succeeded", url="https://hub/x.png", error=None,
-        model="qwen-image-edit", prompt="Add a funny hat", enqueued_at=1775091431.0,
-        started_at=1775091432.0, completed_at=1775091450.0,
+        id="7cf9",
+        status="succeeded",
+        url="https://hub/x.png",
+        error=None,
+        model="qwen-image-edit",
+        prompt="Add a funny hat",
+        enqueued_at=1775091431.0,
+        started_at=1775091432.0,
+        completed_at=1775091450.0,
     )
 
 
@@ -38,13 +44,18 @@ def test_event_to_generation_has_no_timestamps() -> None:
     )
     gen = Generation.from_event(event)
     assert (gen.id, gen.status, gen.error, gen.url, gen.completed_at) == (
-        "bb8f", "failed", "Insufficient credits", None, None,
+        "bb8f",
+        "failed",
+        "Insufficient credits",
+        None,
+        None,
     )
 
 
 def test_alternate_spellings_are_read() -> None:
-    row = row_decoder.decode(b'{"generation_id":"a","status":"failed","model":"m","url":"u",'
-                             b'"error":"boom"}')
+    row = row_decoder.decode(
+        b'{"generation_id":"a","status":"failed","model":"m","url":"u","error":"boom"}'
+    )
     gen = Generation.from_row(row)
     assert (gen.model, gen.url, gen.error) == ("m", "u", "boom")
     schema = model_decoder.decode(b'{"id":"m","json_request_schema":{"properties":{}}}').schema

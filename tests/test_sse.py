@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from oxedit._sse import SSEDecoder, ServerSentEvent
+from oxedit._sse import ServerSentEvent, SSEDecoder
 
 COMPLETED = (
-    b"event: media_generation_completed\n"
-    b'data: {"generation_id":"g1","status":"succeeded"}\n\n'
+    b'event: media_generation_completed\ndata: {"generation_id":"g1","status":"succeeded"}\n\n'
 )
 
 
@@ -34,12 +33,20 @@ def every_split(stream: bytes) -> list[list[ServerSentEvent]]:
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
 def test_every_split_point_gives_the_same_events(newline: bytes) -> None:
     stream = (
-        b": keep-alive" + newline + newline
+        b": keep-alive"
+        + newline
+        + newline
         + COMPLETED.replace(b"\n", newline)
-        + b"event: repo_updated" + newline + b"data:x" + newline + newline
+        + b"event: repo_updated"
+        + newline
+        + b"data:x"
+        + newline
+        + newline
     )
     expected = [
-        ServerSentEvent("media_generation_completed", b'{"generation_id":"g1","status":"succeeded"}'),
+        ServerSentEvent(
+            "media_generation_completed", b'{"generation_id":"g1","status":"succeeded"}'
+        ),
         ServerSentEvent("repo_updated", b"x"),
     ]
     for events in every_split(stream):
