@@ -127,11 +127,12 @@ class Api:
         assert self._session is not None
         try:
             async with self._session.get(url) as resp:
-                if resp.status != 200:
-                    raise EditError(f"input_image could not be downloaded: HTTP {resp.status}")
+                status = resp.status
                 data = await resp.content.read(_MAX_DOWNLOAD + 1)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise EditError(f"input_image could not be downloaded: {exc}") from None
+            raise EditError(f"input_image could not be downloaded: {exc!r}") from None
+        if status != 200:
+            raise EditError(f"input_image could not be downloaded: HTTP {status}")
         if len(data) > _MAX_DOWNLOAD:
             raise EditError("input_image is larger than 64 MiB")
         return data
