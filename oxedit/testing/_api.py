@@ -199,14 +199,16 @@ class Api:
         self._idle.clear()
         self.stats.generations_created += count
         self.stats.generations_created_per_request.append(count)
+        # Built now: the status at creation, even if the response is then held back.
+        resp = json_response(
+            {"generations": [{"generation_id": g.id, "status": "queued"} for g in gens]}
+        )
         if faults.roll(faults.event_before_response_rate):
             await self.broker.wait_delivered(gens)
         if faults.roll(faults.lost_response_rate) and request.transport is not None:
             # Created, but the client never hears of it: the ambiguous enqueue of the docs.
             request.transport.close()
-        return json_response(
-            {"generations": [{"generation_id": g.id, "status": g.status} for g in gens]}
-        )
+        return resp
 
     async def list_generations(self, request: web.Request) -> web.StreamResponse:
         query = request.query

@@ -14,6 +14,8 @@ import aiohttp
 import msgspec
 from PIL import Image
 
+from oxedit.testing import LocalServer
+
 TYPED_ERROR_KEYS = {"error", "status", "status_message"}
 
 
@@ -79,3 +81,34 @@ class EventReader:
             kind, data = await self.event()
             if kind == "media_generation_completed":
                 return data
+
+
+def session_for(server: LocalServer) -> aiohttp.ClientSession:
+    """A session for `server` like the `http` fixture, for tests that start their own server."""
+    return aiohttp.ClientSession(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.api_key}"}
+    )
+
+
+async def enqueue(http: aiohttp.ClientSession, body: dict[str, Any]) -> list[str]:
+    """POST /api/ai/queue, checking the documented response; the generation ids."""
+    async with http.post("/api/ai/queue", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        payload = await resp.json()
+    assert set(payload) == {"generations"}
+    for gen in payload["generations"]:
+        assert set(gen) == {"generation_id", "status"} and gen["status"] == "queued"
+    return [gen["generation_id"] for gen in payload["generations"]]
+
+
+async def get_row(http: aiohttp.ClientSession, gen_id: str) -> dict[str, Any]:
+    async with http.get(f"/api/ai/queue/{gen_id}") as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()  # type: ignore[no-any-return]
+
+
+async def download(url: str) -> bytes:
+    """GET a result URL the way a careful client does: a fresh session, no API key."""
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.read()

@@ -13,28 +13,20 @@ from PIL import Image
 
 from oxedit.testing import LocalServer
 
-from ._helpers import assert_typed_error, data_uri, edit_body, image_bytes
+from ._helpers import (
+    assert_typed_error,
+    data_uri,
+    download,
+    edit_body,
+    enqueue,
+    get_row,
+    image_bytes,
+)
 
 pytestmark = pytest.mark.anyio
 
 ROW_KEYS = {"generation_id", "model_name", "prompt", "media_type", "status", "result_url",
             "error_message", "enqueued_at", "started_at", "completed_at"}
-
-
-async def enqueue(http: aiohttp.ClientSession, body: dict[str, Any]) -> list[str]:
-    async with http.post("/api/ai/queue", json=body) as resp:
-        assert resp.status == 200, await resp.text()
-        payload = await resp.json()
-    assert set(payload) == {"generations"}
-    assert all(g["status"] == "queued" and set(g) == {"generation_id", "status"}
-               for g in payload["generations"])
-    return [g["generation_id"] for g in payload["generations"]]
-
-
-async def get_row(http: aiohttp.ClientSession, gen_id: str) -> dict[str, Any]:
-    async with http.get(f"/api/ai/queue/{gen_id}") as resp:
-        assert resp.status == 200
-        return await resp.json()  # type: ignore[no-any-return]
 
 
 # -- auth --------------------------------------------------------------------------------------
@@ -181,7 +173,9 @@ async def test_model_specific_problems_fail_the_generation_not_the_enqueue(
 
 # -- one row, list, cancel ---------------------------------------------------------------------
 
-async def test_row_shape_with_params_echoed(server: LocalServer, http: aiohttp.ClientSession) -> None:
+async def test_row_shape_with_params_echoed(
+    server: LocalServer, http: aiohttp.ClientSession
+) -> None:
     body = edit_body("mirror", aspect_ratio="1:1", target_namespace="ox", target_repo="r",
                      target_directory="d")
     (gen_id,) = await enqueue(http, body)
@@ -260,7 +254,9 @@ async def test_cancel_queued_and_finished_rows(
 
 # -- blocking edit -----------------------------------------------------------------------------
 
-async def test_blocking_edit_returns_a_url(server: LocalServer, http: aiohttp.ClientSession) -> None:
+async def test_blocking_edit_returns_a_url(
+    server: LocalServer, http: aiohttp.ClientSession
+) -> None:
     async with http.post("/api/ai/images/edit", json=edit_body("invert")) as resp:
         assert resp.status == 200
         body = await resp.json()
@@ -285,8 +281,8 @@ async def test_blocking_edit_b64_json_matches_the_queued_result(
         (image,) = (await resp.json())["images"]
     (gen_id,) = await enqueue(http, body)
     await server.wait_idle()
-    async with aiohttp.ClientSession() as s, s.get((await get_row(http, gen_id))["result_url"]) as r:
-        assert base64.b64decode(image["b64_json"]) == await r.read()
+    queued_result = await download((await get_row(http, gen_id))["result_url"])
+    assert base64.b64decode(image["b64_json"]) == queued_result
 
 
 @pytest.mark.parametrize(
@@ -311,8 +307,7 @@ async def test_chained_edit_fetches_an_http_input(
     (second,) = await enqueue(http, edit_body("invert", input_image=url))
     (missing,) = await enqueue(http, edit_body(input_image=server.files_url + "/files/x.png"))
     await server.wait_idle()
-    async with aiohttp.ClientSession() as s, s.get((await get_row(http, second))["result_url"]) as r:
-        img = Image.open(io.BytesIO(await r.read()))
+    img = Image.open(io.BytesIO(await download((await get_row(http, second))["result_url"])))
     assert img.getpixel((7, 4)) == (10, 120, 230)  # inverted twice
     row = await get_row(http, missing)
     assert row["status"] == "failed"

@@ -116,7 +116,9 @@ def test_accepted_input_formats(fmt: str) -> None:
     assert img.mode == "RGB" and img.size == (6, 4)
 
 
-@pytest.mark.parametrize("data", [image_bytes(fmt="BMP"), image_bytes(fmt="TIFF"), b"not an image", b""])
+@pytest.mark.parametrize(
+    "data", [image_bytes(fmt="BMP"), image_bytes(fmt="TIFF"), b"not an image", b""]
+)
 def test_other_inputs_are_rejected_with_the_documented_message(data: bytes) -> None:
     with pytest.raises(_edits.EditError, match="^input_image must be jpeg, png, gif, or webp$"):
         _edits.decode_image(data)
