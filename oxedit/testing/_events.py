@@ -146,7 +146,10 @@ class EventBroker:
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
             )
             await resp.prepare(request)
-            await self._pump(resp, sub)
+            try:
+                await self._pump(resp, sub)
+            except ConnectionError:  # the client went away mid-write: nothing to report
+                return resp
             if sub.abort and request.transport is not None:
                 request.transport.abort()  # a cut connection, not a clean end of stream
             else:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -8,6 +9,17 @@ import pytest
 from oxedit.testing import LocalServer
 
 from ._helpers import EventReader
+
+
+@pytest.fixture(autouse=True)
+def _no_error_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A server that logs an error (a crashed handler, an unretrieved task exception) fails
+    the test, even when the client saw a well-formed response. A test that provokes an error
+    on purpose checks the log and then clears it."""
+    yield
+    records = caplog.get_records("call") + caplog.get_records("teardown")
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
 
 
 @pytest.fixture

@@ -351,3 +351,4 @@ async def test_unexpected_errors_are_500_unknown_error(
     async with http.get(f"/api/ai/queue/{gen_id}") as resp:
         await assert_typed_error(resp, 500, "unknown_error")
     assert "boom" in caplog.text
+    caplog.clear()

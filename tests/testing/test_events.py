@@ -139,3 +139,16 @@ async def test_stopping_the_server_ends_streams_cleanly() -> None:
         events = EventReader(resp)
         await server.stop()
         assert await events.frame() == b""
+
+
+async def test_clients_hanging_up_leave_the_server_healthy(
+    server: LocalServer, http: aiohttp.ClientSession, open_events: OpenEvents
+) -> None:
+    for _ in range(3):
+        gone = await open_events()
+        gone.resp.close()  # hang up without reading
+    events = await open_events()
+    ids = await enqueue(http, edit_body(num_generations=4))
+    assert {(await events.completion())["generation_id"] for _ in ids} == set(ids)
+    await server.drop_event_streams()  # returns only once every stream handler is done
+    assert server.stats.open_event_streams == 0 and server.stats.event_connections == 4
