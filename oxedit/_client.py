@@ -186,7 +186,7 @@ class Client:
                 else "it was closed: create a new Client"
             )
             raise ClientStateError(f"the client is {self._state.value}; {hint}")
-        assert self._registry and self._listener and self._enqueuer
+        assert self._registry is not None and self._listener and self._enqueuer
         return self._registry, self._listener, self._enqueuer
 
     # -- enqueue -----------------------------------------------------------------------------

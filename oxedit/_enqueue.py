@@ -134,6 +134,8 @@ class Enqueuer:
     ) -> list[str]:
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._recovering[key] += 1
+        async with self._settled:
+            self._settled.notify_all()  # a recovery waiting for this request may go on now
         try:
             async with lock:
                 # Identical requests still waiting for their own responses would make rows we

@@ -1,0 +1,26 @@
+"""Small helpers shared by the client tests."""
+
+from __future__ import annotations
+
+import io
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from PIL import Image
+
+import oxedit
+from oxedit.testing import LocalServer
+
+# Fast reconciliation, so tests with lost events or silent cancellations finish quickly.
+FAST = oxedit.ReconcilePolicy(stale_after=0.3, interval=0.1, lost_response_grace=0.05)
+FAST_RETRY = oxedit.RetryPolicy(max_retries=8, initial=0.01, maximum=0.05, retry_after_max=0.05)
+
+
+def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (8, 6)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def client_for(server: LocalServer, **kwargs: Any) -> AbstractAsyncContextManager[oxedit.Client]:
+    return oxedit.Client(api_key=server.api_key, base_url=server.url, **kwargs)
