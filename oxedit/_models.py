@@ -72,6 +72,7 @@ class CompletionEvent(_Wire, frozen=True, kw_only=True):
     model: str | None = None
     url: str | None = None
     error: str | None = None
+    completed_at: float | None = None  # not documented for events; used when present
 
 
 class ImageResult(_Wire, frozen=True, kw_only=True):
@@ -103,8 +104,9 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, weakref=True):
     """A generation as oxedit hands it back.
 
     `await job` returns one with status "succeeded" and its `url`; `client.get(id)` returns one
-    in any status. Fields the source did not carry are None: an event has no timestamps, so a
-    generation resolved from one has `enqueued_at` etc. unset (`client.get(id)` has them).
+    in any status. Fields the source did not carry are None: the documented event has no
+    timestamps, so a generation resolved from one has `enqueued_at` etc. unset
+    (`client.get(id)` has them).
 
     Example:
         ```python
@@ -145,6 +147,7 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, weakref=True):
             url=event.url,
             error=event.error,
             model=event.model,
+            completed_at=event.completed_at,
         )
 
     async def read(self) -> bytes:

@@ -112,6 +112,11 @@ class Faults:
             _check_duration(name, value)
         if name == "keepalive_interval" and not value > 0:
             raise ValueError(f"Faults.keepalive_interval must be > 0, got {value!r}")
+        if name == "retry_after" and value is not None and not (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        ):
+            # The header's delta-seconds is a non-negative integer (RFC 9110).
+            raise ValueError(f"Faults.retry_after must be whole seconds >= 0, got {value!r}")
         if name == "cut_stream_after_events" and value is not None and value < 1:
             raise ValueError(f"Faults.cut_stream_after_events must be >= 1, got {value!r}")
         object.__setattr__(self, name, value)

@@ -55,7 +55,8 @@ def test_draw_accepts_fixed_range_and_callable() -> None:
     ("field", "value"),
     [("failure_rate", 1.5), ("drop_event_rate", -0.1), ("lost_response_rate", "0.5"),
      ("latency", -1.0), ("latency", (2.0, 1.0)), ("delay_event", (1.0,)),
-     ("keepalive_interval", 0.0), ("cut_stream_after_events", 0)],
+     ("keepalive_interval", 0.0), ("cut_stream_after_events", 0), ("retry_after", 0.5),
+     ("retry_after", -1)],
 )
 def test_bad_values_fail_at_construction_and_at_runtime(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=f"Faults.{field}"):
