@@ -4,6 +4,9 @@ Thousands of edits are enqueued at once and awaited over one shared event stream
 """
 
 from ._api import ClientStats as ClientStats
+from ._bulk import BulkResult as BulkResult
+from ._bulk import BulkRun as BulkRun
+from ._bulk import EditRequest as EditRequest
 from ._client import AsCompleted as AsCompleted
 from ._client import Client as Client
 from ._config import Limits as Limits
@@ -41,11 +44,14 @@ __all__ = [
     "AsCompleted",
     "AuthenticationError",
     "BadRequestError",
+    "BulkResult",
+    "BulkRun",
     "Client",
     "ClientStateError",
     "ClientStats",
     "ConfigurationError",
     "DownloadError",
+    "EditRequest",
     "EditResult",
     "Generation",
     "GenerationCancelled",

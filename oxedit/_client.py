@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -19,6 +19,7 @@ import anyio
 
 from . import _constants as C
 from ._api import Api, ClientStats
+from ._bulk import BulkRun, EditRequest
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._enqueue import Enqueuer
 from ._exceptions import (
@@ -235,9 +236,13 @@ class Client:
 
     async def _submit(
         self, prompt: str, image: Any, model: str, params: dict[str, Any], n: int
-    ) -> list[Job]:
-        registry, listener, enqueuer = self._require_open()
+    ) -> _list[Job]:
+        self._require_open()
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        return await self._enqueue_payload(payload, n)
+
+    async def _enqueue_payload(self, payload: dict[str, Any], n: int) -> _list[Job]:
+        registry, listener, enqueuer = self._require_open()
         body = json_encoder.encode(payload)
         # Held until the ids are registered, so an event that overtakes the response is kept.
         registry.enqueue_started()
@@ -278,6 +283,47 @@ class Client:
             ```
         """
         return AsCompleted(jobs)
+
+    def map(
+        self,
+        requests: Iterable[EditRequest | Mapping[str, Any]]
+        | AsyncIterable[EditRequest | Mapping[str, Any]],
+        *,
+        concurrency: int = C.DEFAULT_BULK_CONCURRENCY,
+        journal: str | os.PathLike[str] | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+        retry_failed: bool = False,
+    ) -> BulkRun:
+        """Run many edits with at most `concurrency` in flight; yields `BulkResult`s as they
+        finish. One bad item gives an "error" result; it never stops the batch.
+
+        Args:
+            requests: `EditRequest`s, or mappings with `image`, `prompt` and parameters; a
+                plain or async iterable, consumed as slots free up.
+            concurrency: Items enqueued and not finished, at most.
+            journal: A SQLite file recording every item: a re-run with the same journal
+                sends nothing that was already sent (see `BulkRun`).
+            output_dir: Save each result there, atomically, named after the request's `name`
+                or its image's stem.
+            retry_failed: Re-send items whose earlier run failed (they may be billed again).
+
+        Example:
+            ```python
+            requests = [{"image": str(p), "prompt": "Add a funny hat"} for p in paths]
+            async with client.map(requests, journal="hats.sqlite", output_dir="hats") as run:
+                async for result in run:
+                    print(result.index, result.status, result.output or result.error)
+            ```
+        """
+        self._require_open()
+        return BulkRun(
+            self,
+            requests,
+            concurrency=concurrency,
+            journal=journal,
+            output_dir=output_dir,
+            retry_failed=retry_failed,
+        )
 
     async def _cancel(self, generation_id: str) -> Outcome:
         registry, _, _ = self._require_open()

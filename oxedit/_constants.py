@@ -10,6 +10,7 @@ DEFAULT_MAX_CONNECTIONS = 64  # in-flight API requests; the rest wait in order, 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 60.0  # one API request's response
 DEFAULT_MAX_DOWNLOADS = 8  # concurrent result downloads per client
+DEFAULT_BULK_CONCURRENCY = 256  # generations in flight in `Client.map`
 
 # Event stream: keep-alives come every 15 s, so 45 s of silence means the stream is dead.
 STREAM_IDLE_TIMEOUT = 45.0

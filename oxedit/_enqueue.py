@@ -56,6 +56,25 @@ def matches_request(row: dict[str, Any], payload: dict[str, Any]) -> bool:
     return True
 
 
+def _matching(
+    rows: list[dict[str, Any]],
+    payload: dict[str, Any],
+    sent_at: float,
+    taken: Callable[[str], bool],
+) -> list[dict[str, Any]]:
+    """The rows, oldest first, that this request may have created and nobody has claimed."""
+    found = []
+    for row in rows:
+        if taken(row["generation_id"]):
+            continue
+        enqueued = row.get("enqueued_at")
+        if isinstance(enqueued, int | float) and enqueued < sent_at - _CLOCK_SLACK:
+            continue
+        if matches_request(row, payload):
+            found.append(row)
+    return found
+
+
 class Enqueuer:
     def __init__(
         self,
@@ -164,19 +183,47 @@ class Enqueuer:
                 self._locks.pop(key, None)
 
     async def _candidates(self, payload: dict[str, Any], sent_at: float) -> list[dict[str, Any]]:
+        rows = await self._rows(payload["model"])
+        return _matching(rows, payload, sent_at, self._registry.knows)
+
+    async def _rows(self, model: str) -> list[dict[str, Any]]:
+        """Every row of `model`, active or finished, sorted by enqueue time."""
         rows: dict[str, dict[str, Any]] = {}
         for status in _LIST_STATUSES:
             self._api.stats.poll_requests += 1
-            for row in await self._api.list_raw(status=status, model=payload["model"]):
-                gid = row.get("generation_id")
-                if not isinstance(gid, str) or self._registry.knows(gid):
-                    continue
-                enqueued = row.get("enqueued_at")
-                if isinstance(enqueued, int | float) and enqueued < sent_at - _CLOCK_SLACK:
-                    continue
-                if matches_request(row, payload):
-                    rows[gid] = row
+            for row in await self._api.list_raw(status=status, model=model):
+                if isinstance(row.get("generation_id"), str):
+                    rows[row["generation_id"]] = row
         return sorted(rows.values(), key=lambda r: (r.get("enqueued_at") or 0, r["generation_id"]))
+
+    async def adopt_unrecorded(
+        self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
+    ) -> list[str | None]:
+        """For requests another process recorded as about to be sent, but whose outcome it
+        never recorded (it crashed): the generation each created, adopted, or None where
+        none exists (safe to send). Rows in `claimed` belong to someone else.
+
+        The queue is listed once per model, and requests are matched in the order they were
+        sent, so identical requests each get their own row.
+        """
+        await asyncio.sleep(self._policy.lost_response_grace)
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        taken = set(claimed)
+        adopted: list[str | None] = []
+        for payload, sent_at in requests:
+            model = payload["model"]
+            if model not in by_model:
+                by_model[model] = await self._rows(model)
+            rows = _matching(
+                by_model[model], payload, sent_at,
+                lambda gid: gid in taken or self._registry.knows(gid),
+            )
+            if rows:
+                taken.add(rows[0]["generation_id"])
+                adopted.extend(self._adopt(rows[:1]))
+            else:
+                adopted.append(None)
+        return adopted
 
     def _adopt(self, rows: list[dict[str, Any]]) -> list[str]:
         ids = []

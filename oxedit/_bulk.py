@@ -1,0 +1,439 @@
+"""Bulk fan-out: `client.map(requests)`, bounded, resumable through a journal.
+
+Items flow through `BulkRun`: recorded in the journal before they are enqueued, awaited over
+the client's shared event stream, downloaded, recorded as finished. A re-run with the same
+journal sends only what was never sent: finished items are skipped, enqueued ones followed,
+and items caught mid-send by a crash are looked up on the server before anything is re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Self
+from urllib.parse import urlsplit
+
+import msgspec
+
+from . import _constants as C
+from ._exceptions import (
+    AmbiguousRequestError,
+    GenerationCancelled,
+    GenerationFailed,
+    InvalidRequestError,
+    OxeditError,
+)
+from ._inputs import build_payload, sniff_mime
+from ._journal import FINISHED, Journal, JournalEntry
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._job import Job
+
+__all__ = ["BulkResult", "BulkRun", "EditRequest"]
+
+log = logging.getLogger("oxedit")
+
+_EXTENSIONS: Final = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
+
+
+class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One edit of a batch.
+
+    Attributes:
+        image: A local path, an http(s) URL or a data URI.
+        prompt: The edit instruction.
+        model: The model id.
+        params: The model's parameters, e.g. `{"aspect_ratio": "1:1"}`.
+        name: The output file's name without extension; defaults to the image's stem.
+    """
+
+    image: str
+    prompt: str
+    model: str = C.DEFAULT_MODEL
+    params: dict[str, Any] = {}
+    name: str | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> EditRequest:
+        """From a manifest row: `image`, `prompt`, optional `model`/`name`, the rest params."""
+        image = row.get("image")
+        if not isinstance(image, str | os.PathLike) or not str(image):
+            raise InvalidRequestError("has no 'image' (a path or URL)")
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequestError("has no 'prompt' (give one in the row, or --prompt)")
+        model = row.get("model") or C.DEFAULT_MODEL
+        if not isinstance(model, str):
+            raise InvalidRequestError(f"model={model!r} is not a model id")
+        params = {
+            k: v
+            for k, v in row.items()
+            if k not in ("image", "prompt", "model", "name") and v not in (None, "")
+        }
+        name = row.get("name")
+        return cls(
+            image=str(image),
+            prompt=prompt,
+            model=model,
+            params=params,
+            name=str(name) if name else None,
+        )
+
+    def encoded(self) -> bytes:
+        return msgspec.json.encode(self, order="sorted")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """The outcome of one item of a batch.
+
+    Attributes:
+        index: The item's position in the input.
+        request: The request.
+        status: "succeeded", "failed", "cancelled" (the generation's end), or "error" (never
+            enqueued, or its result could not be fetched: see `error`).
+        generation_id: The generation, when one was enqueued.
+        error: What went wrong, for anything but "succeeded".
+        output: Where the image was saved, when an output folder was given.
+        resumed: True when the outcome comes from an earlier run's journal.
+    """
+
+    index: int
+    request: EditRequest
+    status: str
+    generation_id: str | None = None
+    error: str | None = None
+    output: Path | None = None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+_DONE: Final = object()
+
+
+def _default_name(image: str) -> str:
+    if image.startswith("data:"):
+        return "image"
+    path = urlsplit(image).path if image.startswith(("http://", "https://")) else image
+    return Path(path).stem or "image"
+
+
+class BulkRun:
+    """Async iterator of `BulkResult`s in completion order; see `Client.map`.
+
+    Use it with `async with` so that leaving early (break, exception) cancels what is in
+    flight at once. Items cancelled that way stay in the journal as enqueued or sending and
+    are picked up by the next run.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        requests: Iterable[EditRequest | Mapping[str, Any]]
+        | AsyncIterable[EditRequest | Mapping[str, Any]],
+        *,
+        concurrency: int,
+        journal: str | os.PathLike[str] | None,
+        output_dir: str | os.PathLike[str] | None,
+        retry_failed: bool,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency={concurrency!r} must be at least 1")
+        self._client = client
+        self._requests = requests
+        self._concurrency = concurrency
+        self._journal_path = journal
+        self._journal: Journal | None = None
+        self._output_dir = Path(output_dir) if output_dir is not None else None
+        self._retry_failed = retry_failed
+        self._results: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._names: Counter[str] = Counter()
+        self._keys: Counter[bytes] = Counter()
+        self.in_flight = 0
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[BulkResult]:
+        return self
+
+    async def __anext__(self) -> BulkResult:
+        self._start()
+        item = await self._results.get()
+        if item is _DONE:
+            await self.aclose()
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            await self.aclose()
+            raise item
+        assert isinstance(item, BulkResult)
+        return item
+
+    async def aclose(self) -> None:
+        """Stop: cancel every item in flight and close the journal."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def _start(self) -> None:
+        if self._closed:
+            raise OxeditError("this batch run is closed; call client.map(...) again to resume")
+        if self._task is None:
+            self._client._require_open()
+            if self._journal_path is not None:
+                self._journal = Journal(self._journal_path)
+            self._task = asyncio.create_task(self._run(), name="oxedit-map")
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            if self._journal is not None:
+                await self._recover_unrecorded(self._journal)
+            slots = asyncio.Semaphore(self._concurrency)
+            async with asyncio.TaskGroup() as group:
+                index = 0
+                async for request in self._iterate():
+                    await slots.acquire()
+                    group.create_task(self._item(index, request, slots))
+                    index += 1
+            self._results.put_nowait(_DONE)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the source itself failed: surface it to the reader
+            self._results.put_nowait(exc)
+
+    async def _iterate(self) -> AsyncIterator[EditRequest | OxeditError]:
+        source = self._requests
+        if isinstance(source, AsyncIterable):
+            async for item in source:
+                yield self._coerce(item)
+        else:
+            for item in source:
+                yield self._coerce(item)
+
+    @staticmethod
+    def _coerce(item: Any) -> EditRequest | OxeditError:
+        if isinstance(item, EditRequest | OxeditError):
+            return item
+        if isinstance(item, Mapping):
+            try:
+                return EditRequest.from_mapping(item)
+            except InvalidRequestError as exc:
+                return InvalidRequestError(f"row {dict(item)!r} {exc}")
+        return InvalidRequestError(
+            f"{item!r} is not an edit request; pass oxedit.EditRequest or a mapping with "
+            "'image' and 'prompt'"
+        )
+
+    def _key(self, request: EditRequest) -> str:
+        """Stable identity across runs: the request's content, plus which repetition it is."""
+        encoded = request.encoded()
+        self._keys[encoded] += 1
+        digest = hashlib.sha256(encoded).hexdigest()[:24]
+        return f"{digest}-{self._keys[encoded]}"
+
+    def _output_path(self, request: EditRequest, key: str) -> Path | None:
+        if self._output_dir is None:
+            return None
+        name = request.name or _default_name(request.image)
+        self._names[name] += 1
+        if self._names[name] > 1:
+            name = f"{name}-{key[:8]}"
+        return self._output_dir / name
+
+    async def _item(
+        self, index: int, request: EditRequest | OxeditError, slots: asyncio.Semaphore
+    ) -> None:
+        self.in_flight += 1
+        try:
+            result = await self._process(index, request)
+        finally:
+            self.in_flight -= 1
+            slots.release()
+        self._results.put_nowait(result)
+
+    async def _process(self, index: int, request: EditRequest | OxeditError) -> BulkResult:
+        if isinstance(request, OxeditError):  # a malformed input row
+            bad = EditRequest(image="", prompt="")
+            return BulkResult(index, bad, "error", error=str(request))
+        key = self._key(request)
+        stem = self._output_path(request, key)
+        journal = self._journal
+        entry = journal.get(key) if journal is not None else None
+        if entry is not None and entry.state in FINISHED:
+            if entry.state == "succeeded" and (stem is None or _exists(entry.output)):
+                return BulkResult(
+                    index,
+                    request,
+                    "succeeded",
+                    entry.generation_id,
+                    output=Path(entry.output) if entry.output else None,
+                    resumed=True,
+                )
+            never_sent = entry.state == "error" and entry.generation_id is None
+            if entry.state != "succeeded" and not never_sent and not self._retry_failed:
+                return BulkResult(
+                    index,
+                    request,
+                    entry.state,
+                    entry.generation_id,
+                    error=entry.error,
+                    resumed=True,
+                )
+        resumed = entry is not None and entry.generation_id is not None
+        try:
+            job = await self._enqueue(request, key, entry)
+        except OxeditError as exc:
+            if journal is not None and not isinstance(exc, AmbiguousRequestError):
+                journal.rejected(key, request.encoded().decode(), str(exc))
+            return BulkResult(index, request, "error", error=str(exc))
+        return await self._finish(index, request, key, job, stem, resumed=resumed)
+
+    async def _enqueue(self, request: EditRequest, key: str, entry: JournalEntry | None) -> Job:
+        client = self._client
+        if (
+            entry is not None
+            and entry.generation_id is not None
+            and (entry.state in ("enqueued", "succeeded"))
+        ):
+            return client.job(entry.generation_id)  # sent by an earlier run: follow, not resend
+        payload = await self._payload(request)
+        journal = self._journal
+        if journal is not None:
+            journal.sending(key, request.encoded().decode())
+        (job,) = await client._enqueue_payload(payload, 1)
+        if journal is not None:
+            journal.enqueued(key, job.id)
+        return job
+
+    @staticmethod
+    async def _payload(request: EditRequest) -> dict[str, Any]:
+        params = {k: v for k, v in request.params.items() if k != "num_generations"}
+        if "num_generations" in request.params and request.params["num_generations"] != 1:
+            raise InvalidRequestError("num_generations must be 1 in a batch: add rows instead")
+        return await build_payload(
+            prompt=request.prompt, image=request.image, model=request.model, params=params
+        )
+
+    async def _finish(
+        self,
+        index: int,
+        request: EditRequest,
+        key: str,
+        job: Job,
+        stem: Path | None,
+        *,
+        resumed: bool,
+    ) -> BulkResult:
+        journal = self._journal
+        try:
+            generation = await job
+        except GenerationFailed as exc:
+            status, error = "failed", exc.error
+        except GenerationCancelled:
+            status, error = "cancelled", "the generation was cancelled"
+        except OxeditError as exc:
+            status, error = "error", str(exc)
+        else:
+            output = None
+            if stem is not None:
+                try:
+                    data = await self._client.read(generation)
+                    ext = _EXTENSIONS.get(sniff_mime(data) or "", ".png")
+                    output = stem.with_name(stem.name + ext)
+                    await _write(output, data)
+                except OxeditError as exc:
+                    if journal is not None:
+                        journal.finished(key, "succeeded", error=f"download failed: {exc}")
+                    return BulkResult(
+                        index,
+                        request,
+                        "error",
+                        job.id,
+                        error=f"generation succeeded but its download failed: "
+                        f"{exc}; re-run to retry the download",
+                        resumed=resumed,
+                    )
+            if journal is not None:
+                journal.finished(key, "succeeded", output=str(output) if output else None)
+            return BulkResult(index, request, "succeeded", job.id, output=output, resumed=resumed)
+        if journal is not None:
+            journal.finished(key, status, error=error)
+        return BulkResult(index, request, status, job.id, error=error, resumed=resumed)
+
+    async def _recover_unrecorded(self, journal: Journal) -> None:
+        """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
+        them unsent. Runs before anything new is sent, so no new row can be mistaken for
+        theirs."""
+        stranded = [e for e in journal.entries() if e.state == "sending"]
+        if not stranded:
+            return
+        requests: list[tuple[dict[str, Any], float]] = []
+        keys: list[str] = []
+        for entry in sorted(stranded, key=lambda e: e.sent_at or 0):
+            try:
+                request = msgspec.json.decode(entry.request, type=EditRequest)
+                requests.append((await self._payload(request), entry.sent_at or 0))
+                keys.append(entry.key)
+            except (msgspec.DecodeError, OxeditError) as exc:
+                journal.rejected(entry.key, entry.request, f"cannot be resumed: {exc}")
+        assert self._client._enqueuer is not None
+        adopted = await self._client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
+        for key, generation_id in zip(keys, adopted, strict=True):
+            if generation_id is None:
+                journal.forget(key)  # surely never created: it will be sent as new
+            else:
+                journal.enqueued(key, generation_id)
+        log.info(
+            "resumed %d item(s) caught mid-send: %d adopted, %d to send",
+            len(keys),
+            sum(g is not None for g in adopted),
+            adopted.count(None),
+        )
+
+
+def _exists(path: str | None) -> bool:
+    return path is not None and Path(path).exists()
+
+
+async def _write(path: Path, data: bytes) -> None:
+    import anyio
+
+    from ._client import write_atomic
+
+    await anyio.to_thread.run_sync(write_atomic, path, data)
