@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._client import Client
     from ._job import Job
 
-__all__ = ["BulkResult", "BulkRun", "EditRequest"]
+__all__ = ["BulkItem", "BulkResult", "BulkRun", "EditRequest"]
 
 log = logging.getLogger("oxedit")
 
@@ -125,6 +125,10 @@ class BulkResult:
 
 _DONE: Final = object()
 
+# What `Client.map` takes: requests, manifest-like mappings, or an error standing for a row
+# that could not even be parsed (reported as that item's result).
+BulkItem = EditRequest | Mapping[str, Any] | OxeditError
+
 
 def _default_name(image: str) -> str:
     if image.startswith("data:"):
@@ -144,8 +148,7 @@ class BulkRun:
     def __init__(
         self,
         client: Client,
-        requests: Iterable[EditRequest | Mapping[str, Any]]
-        | AsyncIterable[EditRequest | Mapping[str, Any]],
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
         *,
         concurrency: int,
         journal: str | os.PathLike[str] | None,

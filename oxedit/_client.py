@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -19,7 +19,7 @@ import anyio
 
 from . import _constants as C
 from ._api import Api, ClientStats
-from ._bulk import BulkRun, EditRequest
+from ._bulk import BulkItem, BulkRun
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._enqueue import Enqueuer
 from ._exceptions import (
@@ -286,8 +286,7 @@ class Client:
 
     def map(
         self,
-        requests: Iterable[EditRequest | Mapping[str, Any]]
-        | AsyncIterable[EditRequest | Mapping[str, Any]],
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
         *,
         concurrency: int = C.DEFAULT_BULK_CONCURRENCY,
         journal: str | os.PathLike[str] | None = None,
@@ -299,7 +298,8 @@ class Client:
 
         Args:
             requests: `EditRequest`s, or mappings with `image`, `prompt` and parameters; a
-                plain or async iterable, consumed as slots free up.
+                plain or async iterable, consumed as slots free up. An `OxeditError` item
+                stands for a row that could not be parsed and becomes that item's error.
             concurrency: Items enqueued and not finished, at most.
             journal: A SQLite file recording every item: a re-run with the same journal
                 sends nothing that was already sent (see `BulkRun`).
