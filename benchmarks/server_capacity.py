@@ -81,8 +81,12 @@ class StreamCounter:
 
 async def load(url: str, jobs: int, concurrency: int, streams: int) -> dict[str, Any]:
     body = msgspec.json.encode(
-        {"model": "qwen-image-edit", "prompt": "mirror", "input_image": tiny_png(),
-         "aspect_ratio": "1:1"}
+        {
+            "model": "qwen-image-edit",
+            "prompt": "mirror",
+            "input_image": tiny_png(),
+            "aspect_ratio": "1:1",
+        }
     )
     headers = {"Authorization": "Bearer bench-key", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency + streams)
@@ -149,8 +153,9 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     result["server_cpu_share"] = result["server_cpu_s"] / result["total_s"]
-    result.update(jobs=args.jobs, concurrency=args.concurrency, streams=args.streams,
-                  workers=args.workers)
+    result.update(
+        jobs=args.jobs, concurrency=args.concurrency, streams=args.streams, workers=args.workers
+    )
 
     print_table(
         f"Local server capacity: {args.jobs:,} jobs, concurrency {args.concurrency}, "

@@ -175,8 +175,9 @@ class Api:
     async def enqueue(self, request: web.Request) -> web.StreamResponse:
         faults = self.faults
         if faults.roll(faults.enqueue_429_rate):
-            headers = None if faults.retry_after is None else {
-                "Retry-After": str(faults.retry_after)}
+            headers = (
+                None if faults.retry_after is None else {"Retry-After": str(faults.retry_after)}
+            )
             return message_error(429, "Rate limit exceeded", headers)
         if faults.roll(faults.enqueue_5xx_rate):
             return typed_error(503, "unknown_error", title="Service temporarily unavailable")
@@ -218,9 +219,7 @@ class Api:
         statuses = {s for v in query.getall("status", []) for s in v.split(",") if s}
         for status in statuses:
             if status not in STATUSES:
-                raise invalid_params(
-                    f"status must be one of {', '.join(STATUSES)}, got {status!r}"
-                )
+                raise invalid_params(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         wanted = statuses or ACTIVE
         filters = [(_LIST_FILTERS[k], query[k]) for k in _LIST_FILTERS if k in query]
         rows = []
@@ -276,8 +275,11 @@ class Api:
                 raise invalid_params(gen.error_message)
             return typed_error(500, "unknown_error", title=gen.error_message)
         assert gen.result is not None and gen.completed_at is not None
-        image = ({"url": self.files.presign(gen)} if response_format == "url"
-                 else {"b64_json": base64.b64encode(gen.result).decode()})
+        image = (
+            {"url": self.files.presign(gen)}
+            if response_format == "url"
+            else {"b64_json": base64.b64encode(gen.result).decode()}
+        )
         return json_response({"model": model.id, "created": gen.completed_at, "images": [image]})
 
     # -- models ---------------------------------------------------------------------------------
@@ -308,9 +310,7 @@ def _split(body: Any, queue_params: frozenset[str]) -> tuple[Model, dict[str, An
         # they give for every other missing resource (resource_not_found).
         raise ApiError(message_error(404, f"Model not found: {name}"))
     if not model.outputs_media:
-        raise invalid_params(
-            f"Model {name} does not output images or video; choose an image model"
-        )
+        raise invalid_params(f"Model {name} does not output images or video; choose an image model")
     props = model.request_schema.properties
     unknown = sorted(k for k in body if k not in queue_params and k not in props)
     if unknown:

@@ -110,12 +110,14 @@ Edit = Callable[[Image.Image], Image.Image]
 RULES: tuple[tuple[str, re.Pattern[str], Edit], ...] = tuple(
     (name, re.compile(pattern), fn)
     for name, pattern, fn in (
-        ("grayscale", r"gr[ae]yscale|black and white|black & white|monochrome",
-         lambda im: ImageOps.grayscale(im).convert("RGB")),
+        (
+            "grayscale",
+            r"gr[ae]yscale|black and white|black & white|monochrome",
+            lambda im: ImageOps.grayscale(im).convert("RGB"),
+        ),
         ("sepia", r"sepia|vintage", _sepia),
         ("invert", r"invert|negative", ImageOps.invert),
-        ("mirror", r"mirror|flip\w* horizontal|horizontal\w* flip",
-         ImageOps.mirror),
+        ("mirror", r"mirror|flip\w* horizontal|horizontal\w* flip", ImageOps.mirror),
         ("flip", r"flip\w* vertical|vertical\w* flip|upside[ -]down", ImageOps.flip),
         ("rotate", r"rotate", lambda im: im.transpose(Image.Transpose.ROTATE_90)),
         ("blur", r"blur", lambda im: im.filter(ImageFilter.GaussianBlur(2))),

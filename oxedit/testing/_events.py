@@ -64,8 +64,11 @@ class EventBroker:
         if faults.roll(faults.drop_event_rate):
             self.notify()
             return
-        payload: dict[str, Any] = {"generation_id": gen.id, "status": gen.status,
-                                   "media_type": "image"}
+        payload: dict[str, Any] = {
+            "generation_id": gen.id,
+            "status": gen.status,
+            "media_type": "image",
+        }
         if gen.status == "succeeded":
             payload["model"] = gen.model.id
             payload["url"] = self._presign(gen)
@@ -97,8 +100,13 @@ class EventBroker:
             self._unrelated += 1
             self._publish(
                 b"event: repo_updated\ndata: "
-                + encoder.encode({"namespace": "ox", "repo_name": "local-server",
-                                  "revision": f"r{self._unrelated}"})
+                + encoder.encode(
+                    {
+                        "namespace": "ox",
+                        "repo_name": "local-server",
+                        "revision": f"r{self._unrelated}",
+                    }
+                )
                 + b"\n\n"
             )
         for _ in range(copies):

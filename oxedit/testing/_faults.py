@@ -104,16 +104,16 @@ class Faults:
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked on every assignment, not only in __init__, because tests flip faults on a
         # running server and a typo'd rate of 5 should fail there, loudly.
-        if name in _RATE_FIELDS and not (
-            isinstance(value, int | float) and 0.0 <= value <= 1.0
-        ):
+        if name in _RATE_FIELDS and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
             raise ValueError(f"Faults.{name} must be a probability in [0, 1], got {value!r}")
         if name in ("latency", "delay_event"):
             _check_duration(name, value)
         if name == "keepalive_interval" and not value > 0:
             raise ValueError(f"Faults.keepalive_interval must be > 0, got {value!r}")
-        if name == "retry_after" and value is not None and not (
-            isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if (
+            name == "retry_after"
+            and value is not None
+            and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
         ):
             # The header's delta-seconds is a non-negative integer (RFC 9110).
             raise ValueError(f"Faults.retry_after must be whole seconds >= 0, got {value!r}")

@@ -31,11 +31,13 @@ encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> (
-    web.Response
-):
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
-        body=encoder.encode(body), status=status, content_type="application/json",
+        body=encoder.encode(body),
+        status=status,
+        content_type="application/json",
         headers=headers,
     )
 
@@ -67,9 +69,7 @@ def typed_error(
     )
 
 
-def message_error(status: int, message: str, headers: dict[str, str] | None = None) -> (
-    web.Response
-):
+def message_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return json_response({"error": {"message": message}}, status=status, headers=headers)
 
 

@@ -146,11 +146,17 @@ MODELS: dict[str, Model] = {
                 "input_image": _IMAGE,
                 "seed": Property(type="integer", description="Random seed, for reproducibility."),
                 "guidance": Property(
-                    type="number", default=2.5, minimum=0, maximum=10,
+                    type="number",
+                    default=2.5,
+                    minimum=0,
+                    maximum=10,
                     description="How closely to follow the prompt.",
                 ),
                 "num_inference_steps": Property(
-                    type="integer", default=28, minimum=1, maximum=50,
+                    type="integer",
+                    default=28,
+                    minimum=1,
+                    maximum=50,
                     description="Number of denoising steps.",
                 ),
                 "output_format": _FORMAT,
@@ -190,8 +196,13 @@ def check_params(model: Model, params: dict[str, Any]) -> None:
             _check_value(name, prop, value)
 
 
-_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number",
-               "boolean": "a boolean", "array": "an array"}
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+}
 
 
 def _check_value(name: str, prop: Property, value: Any) -> None:

@@ -25,26 +25,45 @@ from ._helpers import (
 
 pytestmark = pytest.mark.anyio
 
-ROW_KEYS = {"generation_id", "model_name", "prompt", "media_type", "status", "result_url",
-            "error_message", "enqueued_at", "started_at", "completed_at"}
+ROW_KEYS = {
+    "generation_id",
+    "model_name",
+    "prompt",
+    "media_type",
+    "status",
+    "result_url",
+    "error_message",
+    "enqueued_at",
+    "started_at",
+    "completed_at",
+}
 
 
 # -- auth --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/api/ai/queue"), ("GET", "/api/ai/queue"), ("GET", "/api/ai/queue/x"),
-     ("DELETE", "/api/ai/queue/x"), ("GET", "/api/events"), ("POST", "/api/ai/images/edit"),
-     ("GET", "/api/ai/models"), ("GET", "/api/ai/models/qwen-image-edit")],
+    [
+        ("POST", "/api/ai/queue"),
+        ("GET", "/api/ai/queue"),
+        ("GET", "/api/ai/queue/x"),
+        ("DELETE", "/api/ai/queue/x"),
+        ("GET", "/api/events"),
+        ("POST", "/api/ai/images/edit"),
+        ("GET", "/api/ai/models"),
+        ("GET", "/api/ai/models/qwen-image-edit"),
+    ],
 )
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "oxen-test-key", "Basic b3hlbg=="])
 async def test_every_api_route_requires_the_bearer_key(
     server: LocalServer, method: str, path: str, header: str | None
 ) -> None:
     headers = {} if header is None else {"Authorization": header}
-    async with aiohttp.ClientSession() as s, s.request(
-        method, server.url + path, headers=headers, json={}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, server.url + path, headers=headers, json={}) as resp,
+    ):
         body = await assert_typed_error(resp, 401, "unauthenticated")
     assert "detail" not in body["error"]
     assert server.stats.generations_created == 0
@@ -53,15 +72,18 @@ async def test_every_api_route_requires_the_bearer_key(
 async def test_custom_api_key_and_case_insensitive_scheme() -> None:
     async with LocalServer(api_key="sk-123") as server, aiohttp.ClientSession() as s:
         assert server.api_key == "sk-123"
-        async with s.get(server.url + "/api/ai/models",
-                         headers={"Authorization": "bearer sk-123"}) as resp:
+        async with s.get(
+            server.url + "/api/ai/models", headers={"Authorization": "bearer sk-123"}
+        ) as resp:
             assert resp.status == 200
-        async with s.get(server.url + "/api/ai/models",
-                         headers={"Authorization": "Bearer oxen-test-key"}) as resp:
+        async with s.get(
+            server.url + "/api/ai/models", headers={"Authorization": "Bearer oxen-test-key"}
+        ) as resp:
             assert resp.status == 401
 
 
 # -- models ------------------------------------------------------------------------------------
+
 
 async def test_models_list_and_get(http: aiohttp.ClientSession) -> None:
     async with http.get("/api/ai/models") as resp:
@@ -82,9 +104,9 @@ async def test_models_list_and_get(http: aiohttp.ClientSession) -> None:
     aspect = schema["properties"]["aspect_ratio"]
     assert aspect["default"] == "16:9"
     assert aspect["enum"] == ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"]
-    plus = (await (await http.get("/api/ai/models/qwen-image-edit-plus")).json())
+    plus = await (await http.get("/api/ai/models/qwen-image-edit-plus")).json()
     assert plus["request_schema"]["properties"]["input_image"]["type"] == "array"
-    flux = (await (await http.get("/api/ai/models/flux-kontext-dev")).json())
+    flux = await (await http.get("/api/ai/models/flux-kontext-dev")).json()
     steps = flux["request_schema"]["properties"]["num_inference_steps"]
     assert steps["type"] == "integer" and steps["minimum"] == 1 and steps["maximum"] == 50
 
@@ -95,6 +117,7 @@ async def test_unknown_model_is_404_resource_not_found(http: aiohttp.ClientSessi
 
 
 # -- enqueue -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 async def test_enqueue_creates_one_id_per_generation(
@@ -109,15 +132,17 @@ async def test_enqueue_creates_one_id_per_generation(
 
 @pytest.mark.parametrize(
     ("extra", "detail"),
-    [({"num_generations": 0}, "num_generations must be between 1 and 4, got 0"),
-     ({"num_generations": 5}, "num_generations must be between 1 and 4, got 5"),
-     ({"num_generations": "2"}, "num_generations must be an integer"),
-     ({"num_generations": True}, "num_generations must be an integer"),
-     ({"target_repo": 3}, "target_repo must be a string"),
-     ({"promt": "typo"}, "Unknown field for model qwen-image-edit: promt"),
-     ({"b": 1, "a": 2}, "Unknown fields for model qwen-image-edit: a, b"),
-     ({"negative_prompt": "x"}, "negative_prompt"),  # a field of another model
-     ({"response_format": "url"}, "response_format")],  # a field of the blocking route
+    [
+        ({"num_generations": 0}, "num_generations must be between 1 and 4, got 0"),
+        ({"num_generations": 5}, "num_generations must be between 1 and 4, got 5"),
+        ({"num_generations": "2"}, "num_generations must be an integer"),
+        ({"num_generations": True}, "num_generations must be an integer"),
+        ({"target_repo": 3}, "target_repo must be a string"),
+        ({"promt": "typo"}, "Unknown field for model qwen-image-edit: promt"),
+        ({"b": 1, "a": 2}, "Unknown fields for model qwen-image-edit: a, b"),
+        ({"negative_prompt": "x"}, "negative_prompt"),  # a field of another model
+        ({"response_format": "url"}, "response_format"),
+    ],  # a field of the blocking route
 )
 async def test_enqueue_rejects_bad_queue_params_and_unknown_fields(
     server: LocalServer, http: aiohttp.ClientSession, extra: dict[str, Any], detail: str
@@ -129,15 +154,20 @@ async def test_enqueue_rejects_bad_queue_params_and_unknown_fields(
 
 @pytest.mark.parametrize(
     ("data", "detail"),
-    [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"),
-     (b'{"prompt": "x"}', "model is required"), (b'{"model": 7}', "model must be a string"),
-     (b'{"model": "qwen3-32b", "prompt": "x"}', "does not output images")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"prompt": "x"}', "model is required"),
+        (b'{"model": 7}', "model must be a string"),
+        (b'{"model": "qwen3-32b", "prompt": "x"}', "does not output images"),
+    ],
 )
 async def test_enqueue_rejects_malformed_bodies(
     http: aiohttp.ClientSession, data: bytes, detail: str
 ) -> None:
-    async with http.post("/api/ai/queue", data=data,
-                         headers={"Content-Type": "application/json"}) as resp:
+    async with http.post(
+        "/api/ai/queue", data=data, headers={"Content-Type": "application/json"}
+    ) as resp:
         await assert_typed_error(resp, 400, "invalid_params", detail)
 
 
@@ -151,14 +181,20 @@ async def test_enqueue_unknown_model_uses_the_message_body_shape(
 
 @pytest.mark.parametrize(
     ("body", "error"),
-    [(edit_body(aspect_ratio="5:4"), "aspect_ratio must be one of 1:1, 16:9, 9:16, 4:3, 3:4, "
-                                     "3:2, 2:3, got '5:4'"),
-     ({"model": "qwen-image-edit", "input_image": data_uri()}, "prompt is required"),
-     (edit_body(input_image=data_uri(image_bytes(fmt="BMP"), "image/bmp")),
-      "input_image must be jpeg, png, gif, or webp"),
-     (edit_body(input_image="data:image/png;base64,%%%"), "input_image data URI is not valid"),
-     (edit_body(input_image="not a uri"), "input_image must be a URI"),
-     (edit_body(prompt=["x"]), "prompt must be a string")],
+    [
+        (
+            edit_body(aspect_ratio="5:4"),
+            "aspect_ratio must be one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, got '5:4'",
+        ),
+        ({"model": "qwen-image-edit", "input_image": data_uri()}, "prompt is required"),
+        (
+            edit_body(input_image=data_uri(image_bytes(fmt="BMP"), "image/bmp")),
+            "input_image must be jpeg, png, gif, or webp",
+        ),
+        (edit_body(input_image="data:image/png;base64,%%%"), "input_image data URI is not valid"),
+        (edit_body(input_image="not a uri"), "input_image must be a URI"),
+        (edit_body(prompt=["x"]), "prompt must be a string"),
+    ],
 )
 async def test_model_specific_problems_fail_the_generation_not_the_enqueue(
     server: LocalServer, http: aiohttp.ClientSession, body: dict[str, Any], error: str
@@ -173,16 +209,23 @@ async def test_model_specific_problems_fail_the_generation_not_the_enqueue(
 
 # -- one row, list, cancel ---------------------------------------------------------------------
 
+
 async def test_row_shape_with_params_echoed(
     server: LocalServer, http: aiohttp.ClientSession
 ) -> None:
-    body = edit_body("mirror", aspect_ratio="1:1", target_namespace="ox", target_repo="r",
-                     target_directory="d")
+    body = edit_body(
+        "mirror", aspect_ratio="1:1", target_namespace="ox", target_repo="r", target_directory="d"
+    )
     (gen_id,) = await enqueue(http, body)
     await server.wait_idle()
     row = await get_row(http, gen_id)
-    assert set(row) == ROW_KEYS | {"input_image", "aspect_ratio", "target_namespace",
-                                   "target_repo", "target_directory"}
+    assert set(row) == ROW_KEYS | {
+        "input_image",
+        "aspect_ratio",
+        "target_namespace",
+        "target_repo",
+        "target_directory",
+    }
     assert row["generation_id"] == gen_id and row["model_name"] == "qwen-image-edit"
     assert row["prompt"] == "mirror" and row["media_type"] == "image"
     assert row["status"] == "succeeded" and row["error_message"] is None
@@ -254,6 +297,7 @@ async def test_cancel_queued_and_finished_rows(
 
 # -- blocking edit -----------------------------------------------------------------------------
 
+
 async def test_blocking_edit_returns_a_url(
     server: LocalServer, http: aiohttp.ClientSession
 ) -> None:
@@ -276,8 +320,10 @@ async def test_blocking_edit_b64_json_matches_the_queued_result(
     server: LocalServer, http: aiohttp.ClientSession
 ) -> None:
     body = edit_body("grayscale", aspect_ratio="4:3")
-    async with http.post("/api/ai/images/edit", json={**body, "response_format": "b64_json",
-                                                      "target_namespace": "ox"}) as resp:
+    async with http.post(
+        "/api/ai/images/edit",
+        json={**body, "response_format": "b64_json", "target_namespace": "ox"},
+    ) as resp:
         (image,) = (await resp.json())["images"]
     (gen_id,) = await enqueue(http, body)
     await server.wait_idle()
@@ -287,9 +333,11 @@ async def test_blocking_edit_b64_json_matches_the_queued_result(
 
 @pytest.mark.parametrize(
     ("extra", "status", "detail"),
-    [({"aspect_ratio": "2:1"}, 400, "aspect_ratio must be one of"),
-     ({"num_generations": 2}, 400, "Unknown field for model qwen-image-edit: num_generations"),
-     ({"response_format": "png"}, 400, "response_format must be url or b64_json")],
+    [
+        ({"aspect_ratio": "2:1"}, 400, "aspect_ratio must be one of"),
+        ({"num_generations": 2}, 400, "Unknown field for model qwen-image-edit: num_generations"),
+        ({"response_format": "png"}, 400, "response_format must be url or b64_json"),
+    ],
 )
 async def test_blocking_edit_errors_are_invalid_params(
     http: aiohttp.ClientSession, extra: dict[str, Any], status: int, detail: str
@@ -317,8 +365,14 @@ async def test_chained_edit_fetches_an_http_input(
 async def test_multi_image_model_and_output_format(
     server: LocalServer, http: aiohttp.ClientSession
 ) -> None:
-    body = {"model": "qwen-image-edit-plus", "prompt": "mirror", "negative_prompt": "blur",
-            "input_image": [data_uri(), data_uri()], "aspect_ratio": "1:1", "output_format": "webp"}
+    body = {
+        "model": "qwen-image-edit-plus",
+        "prompt": "mirror",
+        "negative_prompt": "blur",
+        "input_image": [data_uri(), data_uri()],
+        "aspect_ratio": "1:1",
+        "output_format": "webp",
+    }
     (gen_id,) = await enqueue(http, body)
     await server.wait_idle()
     url = (await get_row(http, gen_id))["result_url"]
@@ -330,6 +384,7 @@ async def test_multi_image_model_and_output_format(
 
 # -- unmatched routes and crashes --------------------------------------------------------------
 
+
 async def test_unknown_route_and_method(http: aiohttp.ClientSession) -> None:
     async with http.get("/api/ai/nothing") as resp:
         await assert_typed_error(resp, 404, "resource_not_found")
@@ -339,7 +394,9 @@ async def test_unknown_route_and_method(http: aiohttp.ClientSession) -> None:
 
 
 async def test_unexpected_errors_are_500_unknown_error(
-    server: LocalServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch,
+    server: LocalServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     (gen_id,) = await enqueue(http, edit_body())

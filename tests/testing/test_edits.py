@@ -53,8 +53,17 @@ def test_grayscale_has_equal_channels_and_stays_rgb() -> None:
 
 
 @pytest.mark.parametrize(
-    "prompt", ["blur it", "sharpen", "sepia tone", "find edges", "posterize", "brighten",
-               "darken", "more contrast"]
+    "prompt",
+    [
+        "blur it",
+        "sharpen",
+        "sepia tone",
+        "find edges",
+        "posterize",
+        "brighten",
+        "darken",
+        "more contrast",
+    ],
 )
 def test_each_rule_changes_the_image(prompt: str) -> None:
     src = Image.new("RGB", (16, 16), (90, 100, 110))

@@ -39,14 +39,20 @@ async def test_stream_headers_and_documented_event_frames(
     (bad,) = await enqueue(http, edit_body(aspect_ratio="7:5"))
     failed = await events.completion()
     # The documented failed event: no model, no url, an error.
-    assert failed == {"generation_id": bad, "status": "failed", "media_type": "image",
-                      "error": "aspect_ratio must be one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, "
-                               "2:3, got '7:5'"}
+    assert failed == {
+        "generation_id": bad,
+        "status": "failed",
+        "media_type": "image",
+        "error": "aspect_ratio must be one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, got '7:5'",
+    }
 
 
 async def test_keepalive_comment_when_idle() -> None:
-    async with LocalServer(faults=Faults(keepalive_interval=0.05)) as server, \
-            session_for(server) as http, http.get("/api/events") as resp:
+    async with (
+        LocalServer(faults=Faults(keepalive_interval=0.05)) as server,
+        session_for(server) as http,
+        http.get("/api/events") as resp,
+    ):
         events = EventReader(resp)
         assert await events.frame() == b": keep-alive\n\n"
         assert await events.frame() == b": keep-alive\n\n"
@@ -99,8 +105,11 @@ def blocker(seconds: float) -> tuple[asyncio.Event, Callable[[random.Random], fl
 @pytest.mark.parametrize("state", ["queued", "processing"])
 async def test_no_event_and_no_late_success_for_a_cancelled_generation(state: str) -> None:
     started, latency = blocker(0.2)
-    async with LocalServer(workers=1, faults=Faults(latency=latency)) as server, \
-            session_for(server) as http, http.get("/api/events") as resp:
+    async with (
+        LocalServer(workers=1, faults=Faults(latency=latency)) as server,
+        session_for(server) as http,
+        http.get("/api/events") as resp,
+    ):
         events = EventReader(resp)
         (first,) = await enqueue(http, edit_body())
         await started.wait()  # the single worker holds `first`, processing
@@ -134,8 +143,11 @@ async def test_drop_event_streams_cuts_connections(
 
 
 async def test_stopping_the_server_ends_streams_cleanly() -> None:
-    async with LocalServer() as server, session_for(server) as http, \
-            http.get("/api/events") as resp:
+    async with (
+        LocalServer() as server,
+        session_for(server) as http,
+        http.get("/api/events") as resp,
+    ):
         events = EventReader(resp)
         await server.stop()
         assert await events.frame() == b""

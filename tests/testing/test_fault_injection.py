@@ -22,8 +22,11 @@ async def running(
     faults: Faults, workers: int = 8
 ) -> AsyncIterator[tuple[LocalServer, aiohttp.ClientSession, EventReader]]:
     """A server with `faults`, a session, and an open event stream."""
-    async with LocalServer(faults=faults, workers=workers) as server, \
-            session_for(server) as http, http.get("/api/events") as resp:
+    async with (
+        LocalServer(faults=faults, workers=workers) as server,
+        session_for(server) as http,
+        http.get("/api/events") as resp,
+    ):
         assert resp.status == 200
         yield server, http, EventReader(resp)
 

@@ -53,10 +53,18 @@ def test_draw_accepts_fixed_range_and_callable() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("failure_rate", 1.5), ("drop_event_rate", -0.1), ("lost_response_rate", "0.5"),
-     ("latency", -1.0), ("latency", (2.0, 1.0)), ("delay_event", (1.0,)),
-     ("keepalive_interval", 0.0), ("cut_stream_after_events", 0), ("retry_after", 0.5),
-     ("retry_after", -1)],
+    [
+        ("failure_rate", 1.5),
+        ("drop_event_rate", -0.1),
+        ("lost_response_rate", "0.5"),
+        ("latency", -1.0),
+        ("latency", (2.0, 1.0)),
+        ("delay_event", (1.0,)),
+        ("keepalive_interval", 0.0),
+        ("cut_stream_after_events", 0),
+        ("retry_after", 0.5),
+        ("retry_after", -1),
+    ],
 )
 def test_bad_values_fail_at_construction_and_at_runtime(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=f"Faults.{field}"):
@@ -75,8 +83,10 @@ URI = "data:image/png;base64,AAAA"
     [
         ({"input_image": URI}, "prompt is required"),
         ({"prompt": "x"}, "input_image is required"),
-        ({"prompt": "x", "input_image": URI, "aspect_ratio": "5:4"},
-         "aspect_ratio must be one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, got '5:4'"),
+        (
+            {"prompt": "x", "input_image": URI, "aspect_ratio": "5:4"},
+            "aspect_ratio must be one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, got '5:4'",
+        ),
         ({"prompt": 3, "input_image": URI}, "prompt must be a string, got 3"),
         ({"prompt": "x", "input_image": "ftp://a/b.png"}, "input_image must be a URI"),
     ],

@@ -52,10 +52,12 @@ async def test_requests_carrying_a_key_are_counted(
 
 @pytest.mark.parametrize(
     "mangle",
-    [lambda u: u[:-1] + ("0" if u[-1] != "0" else "1"),  # wrong signature
-     lambda u: u.replace("expires=", "expires=9"),  # extended expiry, old signature
-     lambda u: u.split("?")[0],  # unsigned
-     lambda u: u.replace("expires=", "expires=x")],
+    [
+        lambda u: u[:-1] + ("0" if u[-1] != "0" else "1"),  # wrong signature
+        lambda u: u.replace("expires=", "expires=9"),  # extended expiry, old signature
+        lambda u: u.split("?")[0],  # unsigned
+        lambda u: u.replace("expires=", "expires=x"),
+    ],
 )
 async def test_tampered_urls_are_403(
     server: LocalServer, http: aiohttp.ClientSession, mangle: object

@@ -64,7 +64,8 @@ async def test_faults_object_is_live(server: LocalServer) -> None:
 
 async def test_run_server_prints_url_and_key_and_stops_on_ctrl_c() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "from oxedit.testing import run_server; run_server('127.0.0.1', 0, 'k-1')",
         stdout=asyncio.subprocess.PIPE,
     )
@@ -74,9 +75,10 @@ async def test_run_server_prints_url_and_key_and_stops_on_ctrl_c() -> None:
         assert first.startswith("oxedit local server: http://127.0.0.1:")
         url = first.split(": ", 1)[1].strip()
         assert (await proc.stdout.readline()).decode() == "API key: k-1\n"
-        async with aiohttp.ClientSession() as s, s.get(
-            url + "/api/ai/models", headers={"Authorization": "Bearer k-1"}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(url + "/api/ai/models", headers={"Authorization": "Bearer k-1"}) as resp,
+        ):
             assert resp.status == 200
         proc.send_signal(signal.SIGINT)
         assert await proc.wait() == 0
