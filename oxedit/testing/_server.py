@@ -137,10 +137,11 @@ class LocalServer:
         api = self._api = Api(
             api_key=self._api_key, faults=self._faults, stats=self._stats, workers=self._workers
         )
+        socks: list[socket.socket] = []
         try:
             await api.start()
-            api_sock = _bind(self._host, self._ports[0])
-            files_sock = _bind(self._host, self._ports[1])
+            socks.append(api_sock := _bind(self._host, self._ports[0]))
+            socks.append(files_sock := _bind(self._host, self._ports[1]))
             api_host = _display_host(self._host)
             self._url = f"http://{api_host}:{api_sock.getsockname()[1]}"
             # A different host name, so that the files are another origin than the API.
@@ -161,6 +162,8 @@ class LocalServer:
                 await web.SockSite(runner, sock).start()
         except BaseException:
             await self.stop()
+            for sock in socks:  # those no site took over (closing twice is harmless)
+                sock.close()
             raise
 
     async def stop(self) -> None:

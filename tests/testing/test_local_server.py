@@ -41,6 +41,16 @@ async def test_lifecycle_errors() -> None:
         LocalServer(workers=0)
 
 
+async def test_a_port_in_use_fails_start_cleanly(server: LocalServer) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with pytest.raises(OSError):
+        async with LocalServer(port=port):
+            pass
+    with pytest.raises(OSError):
+        async with LocalServer(file_port=port):
+            pass
+
+
 async def test_generation_helpers_and_wait_idle(server: LocalServer) -> None:
     await server.wait_idle()  # nothing created: returns at once
     with pytest.raises(KeyError):
