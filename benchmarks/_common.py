@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -78,3 +79,108 @@ def write_json(path: str | None, data: Any) -> None:
     if path:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
         print(f"\nwrote {path}")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100) by the nearest-rank method; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
+    return float(ordered[int(rank) - 1])
+
+
+def tiny_png(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (10, 120, 230)) -> bytes:
+    """A valid one-colour PNG, built without Pillow so that client processes need not import it
+    (8x8: 75 bytes, so the server's edit and the request body stay small)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    row = b"\x00" + bytes(rgb) * width
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(row * height, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import platform
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for name in ("aiohttp", "msgspec", "oxedit"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            versions[name] = "missing"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **versions,
+    }
+
+
+async def run_in_child(
+    target: Any, args: tuple[Any, ...], *, limit_s: float, sample_every: float = 0.2
+) -> tuple[Any, int]:
+    """Run `target(conn, *args)` in a fresh (spawned) process and return what it sent on
+    `conn` as `("ok", value)`, with the peak number of TCP connections the child held (sampled
+    from here, so the sampling costs the child nothing).
+
+    The child sends `("error", traceback_text)` on failure; that, a crash, or no answer within
+    `limit_s` raises `RuntimeError`.
+    """
+    import asyncio
+    import multiprocessing
+
+    import psutil
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(child, *args))
+    proc.start()
+    child.close()
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    deadline = time.monotonic() + limit_s
+    try:
+        while not parent.poll():
+            if not proc.is_alive() and not parent.poll():
+                raise RuntimeError(f"the benchmark child died (exit code {proc.exitcode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the benchmark child gave no result within {limit_s:g} s")
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                peak = max(peak, len(ps.net_connections(kind="tcp")))
+            await asyncio.sleep(sample_every)
+        status, value = parent.recv()
+    finally:
+        proc.join(10.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        parent.close()
+    if status != "ok":
+        raise RuntimeError(f"the benchmark child failed:\n{value}")
+    return value, peak

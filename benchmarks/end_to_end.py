@@ -1,0 +1,617 @@
+"""End to end: N edits enqueued at once and awaited, oxedit against the ways people do it by hand.
+
+Every strategy runs in the same invocation, each run in its own child process (so its CPU and
+memory are its own) against a fresh local server in another process (`_server_proc`). The
+server draws each job's latency from a fixed distribution (default uniform 1-3 s), has as many
+workers as there are jobs (so the distribution, not a worker pool, decides when jobs finish),
+and stamps each completion event with the time the job finished (`Faults(stamp_events=True)`).
+Every job is one coroutine that enqueues (8x8 PNG as a data URI, prompt "mirror") and awaits
+its result; all N start at once.
+
+Strategies:
+- `oxedit`: `client.submit(...)` then `await job` (one shared event stream).
+- `raw`: the ceiling. oxedit's protocol on bare aiohttp: one shared SSE stream opened first,
+  POSTs bounded by the connector (64), futures in a dict, a minimal SSE parse. What the
+  transport alone costs.
+- `poll-5s`, `poll-0.5s`: the docs' polling example (`GET /api/ai/queue/{id}` right after
+  the enqueue, then every 5 s / 0.5 s), on raw aiohttp with one shared session and 64
+  connections.
+- `sse-per-job`: the docs' SSE example: each job opens its own `GET /api/events` and reads it
+  until its id appears (json.loads of every completion event, as the docs do). The stream is
+  opened before the POST, not after it as in the docs, whose order can miss a fast event.
+  Every stream carries every user's event, so the cost grows as N^2; run only at N <= 1,000.
+
+Measured per run: wall time (first submit to last job awaited), jobs/s, client CPU (the child's
+`getrusage`, per 1,000 jobs), HTTP requests per job as the server counted them (event-stream
+GETs included) and polls per job, peak TCP connections of the client process (sampled every
+0.2 s by the parent with psutil), peak client RSS (the child's `ru_maxrss`; it includes the
+~40 MB of interpreter and imports, so the growth over the pre-run RSS is given too), and the
+completion-to-wake delay p50/p99: `time.time()` when the job's awaiting coroutine resumes minus
+the server's completion stamp (for the polling strategies, which see no events, the parent
+process reads the stamps from an event stream of its own and joins them by id). Runs are
+repeated and medians quoted; noise is (max - min) / median / 2 over the repeats.
+
+Run: `python -m benchmarks.end_to_end [--n 1000 10000] [--repeat 3]
+[--strategies oxedit raw ...] [--latency uniform:1:3] [--json PATH] [--plot PATH]`
+(50,000 jobs: `--n 50000`, ~4 minutes more.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+
+import oxedit
+from benchmarks._common import (
+    cpu_seconds,
+    machine,
+    median,
+    peak_rss_bytes,
+    percentile,
+    print_table,
+    rss_bytes,
+    run_in_child,
+    spread,
+    tiny_png,
+    write_json,
+)
+from benchmarks._server_proc import LatencySpec, ServerProcess, describe_latency
+
+PROMPT = "mirror"
+MAX_CONNECTIONS = 64
+SSE_PER_JOB_MAX = 1_000  # beyond this the N^2 fan-out makes the baseline take minutes
+RUN_TIMEOUT = 900.0  # one child run; a hang is reported, not waited for
+MAX_WORKERS = 50_000
+COMPLETED = b"event: media_generation_completed\n"
+EVENT_PREFIX = COMPLETED + b"data: "
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Event(msgspec.Struct):
+    generation_id: str
+    status: str
+    completed_at: float | None = None
+    url: str | None = None
+    error: str | None = None
+
+
+class Enqueued(msgspec.Struct):
+    generation_id: str
+
+
+class EnqueueResponse(msgspec.Struct):
+    generations: list[Enqueued]
+
+
+class Row(msgspec.Struct):
+    status: str
+
+
+event_decoder = msgspec.json.Decoder(Event)
+enqueue_decoder = msgspec.json.Decoder(EnqueueResponse)
+row_decoder = msgspec.json.Decoder(Row)
+encoder = msgspec.json.Encoder()
+JSON = {"Content-Type": "application/json"}
+
+
+def request_body(png: bytes) -> bytes:
+    """What a hand-written client sends: the same fields oxedit sends for `submit(...)`."""
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return encoder.encode(
+        {"model": "qwen-image-edit", "prompt": PROMPT, "input_image": uri, "aspect_ratio": "1:1"}
+    )
+
+
+def split_frames(buffer: bytes, chunk: bytes) -> tuple[list[bytes], bytes]:
+    """Complete SSE frames (the server ends lines with LF only) and the unfinished rest."""
+    frames = (buffer + chunk).split(b"\n\n")
+    return frames, frames.pop()
+
+
+# -- the raw client: the ceiling ---------------------------------------------------------------
+
+
+class RawClient:
+    """oxedit's protocol and nothing else, on bare aiohttp.
+
+    One `GET /api/events` opened before any POST; `POST /api/ai/queue` through a connector
+    limited to `max_connections` (FIFO wait, like oxedit); one future per generation id in a
+    dict; events that overtake their enqueue response are kept until it arrives. No retries,
+    no reconciliation, no validation.
+    """
+
+    def __init__(self, url: str, api_key: str, *, max_connections: int = MAX_CONNECTIONS) -> None:
+        self._url = url
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._max_connections = max_connections
+        self._futures: dict[str, asyncio.Future[Event]] = {}
+        self._early: dict[str, Event] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.requests = 0
+
+    async def __aenter__(self) -> RawClient:
+        self._loop = asyncio.get_running_loop()
+        self._api = aiohttp.ClientSession(
+            headers=self._auth, connector=aiohttp.TCPConnector(limit=self._max_connections)
+        )
+        self._streams = aiohttp.ClientSession(
+            headers=self._auth, timeout=aiohttp.ClientTimeout(total=None)
+        )
+        resp = await self._streams.get(self._url + "/api/events")
+        resp.raise_for_status()
+        self.requests += 1
+        self._reader = asyncio.create_task(self._read(resp))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        await self._api.close()
+        await self._streams.close()
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> None:
+        buffer = b""
+        async for chunk in resp.content.iter_any():
+            frames, buffer = split_frames(buffer, chunk)
+            for frame in frames:
+                if frame.startswith(EVENT_PREFIX):
+                    event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
+                    future = self._futures.pop(event.generation_id, None)
+                    if future is None:
+                        self._early[event.generation_id] = event
+                    elif not future.done():
+                        future.set_result(event)
+
+    async def submit(self, body: bytes) -> asyncio.Future[Event]:
+        self.requests += 1
+        async with self._api.post(self._url + "/api/ai/queue", data=body, headers=JSON) as resp:
+            data = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"enqueue: HTTP {resp.status} {data[:200]!r}")
+        generation_id = enqueue_decoder.decode(data).generations[0].generation_id
+        future: asyncio.Future[Event] = self._loop.create_future()
+        early = self._early.pop(generation_id, None)
+        if early is not None:
+            future.set_result(early)
+        else:
+            self._futures[generation_id] = future
+        return future
+
+
+# -- strategies (run in the child process) -----------------------------------------------------
+
+Strategy = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def _gather_jobs(n: int, one: Callable[[], Awaitable[Any]]) -> tuple[list[Any], float]:
+    start = time.perf_counter()
+    results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+    return results, time.perf_counter() - start
+
+
+def _summary(results: list[Any], wall: float) -> dict[str, Any]:
+    errors = [r for r in results if isinstance(r, BaseException)]
+    delays = [r for r in results if isinstance(r, float)]
+    return {
+        "wall_s": wall,
+        "errors": len(errors),
+        "first_error": repr(errors[0]) if errors else None,
+        "delays": delays,
+    }
+
+
+async def strategy_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+    async def one() -> float:
+        job = await client.submit(prompt=PROMPT, image=png, aspect_ratio="1:1")
+        gen = await job
+        woke = time.time()
+        assert gen.completed_at is not None, "resolved without the server's completion stamp"
+        return woke - gen.completed_at
+
+    start = time.perf_counter()
+    async with oxedit.Client(
+        api_key=api_key, base_url=url, limits=oxedit.Limits(max_connections=MAX_CONNECTIONS)
+    ) as client:
+        results, _ = await _gather_jobs(n, one)
+        wall = time.perf_counter() - start
+        stats = client.stats
+    out = _summary(results, wall)
+    out["client_stats"] = {
+        "requests": dict(stats.requests),
+        "enqueue_requests": stats.enqueue_requests,
+        "poll_requests": stats.poll_requests,
+        "event_connections": stats.event_connections,
+        "events": stats.events,
+        "retries": stats.retries,
+        "lost_responses": stats.lost_responses,
+    }
+    return out
+
+
+async def strategy_raw(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+    async def one() -> float:
+        future = await client.submit(request_body(png))
+        event = await future
+        woke = time.time()
+        assert event.completed_at is not None
+        return woke - event.completed_at
+
+    start = time.perf_counter()
+    async with RawClient(url, api_key) as client:
+        results, _ = await _gather_jobs(n, one)
+        wall = time.perf_counter() - start
+    return _summary(results, wall)
+
+
+async def strategy_poll(
+    url: str, api_key: str, n: int, png: bytes, interval: float
+) -> dict[str, Any]:
+    """The docs' polling loop, on one shared aiohttp session with bounded connections."""
+    woke: dict[str, float] = {}
+
+    async def one() -> None:
+        async with session.post(url + "/api/ai/queue", data=request_body(png)) as resp:
+            data = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"enqueue: HTTP {resp.status}")
+        generation_id = enqueue_decoder.decode(data).generations[0].generation_id
+        while True:
+            async with session.get(f"{url}/api/ai/queue/{generation_id}") as resp:
+                row = row_decoder.decode(await resp.read())
+            if row.status in TERMINAL:
+                break
+            await asyncio.sleep(interval)
+        woke[generation_id] = time.time()
+
+    start = time.perf_counter()
+    async with aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {api_key}", **JSON},
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+    ) as session:
+        results, _ = await _gather_jobs(n, one)
+        wall = time.perf_counter() - start
+    out = _summary(results, wall)
+    out["woke"] = woke  # joined with the completion stamps by the parent
+    return out
+
+
+async def strategy_sse_per_job(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+    """The docs' SSE example: one event stream per job, read line by line until its id."""
+
+    async def one() -> float:
+        async with streams.get(url + "/api/events") as stream:
+            stream.raise_for_status()
+            async with api.post(url + "/api/ai/queue", data=request_body(png)) as resp:
+                data = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"enqueue: HTTP {resp.status}")
+            generation_id = json.loads(data)["generations"][0]["generation_id"]
+            event_name = None
+            async for raw_line in stream.content:
+                line = raw_line.decode("utf-8").rstrip("\r\n")
+                if line.startswith("event: "):
+                    event_name = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event_name == "media_generation_completed":
+                    payload = json.loads(line.removeprefix("data: "))
+                    if payload.get("generation_id") == generation_id:
+                        woke = time.time()
+                        stream.close()  # as leaving the docs' `with requests.get(...)` does
+                        return woke - float(payload["completed_at"])
+            raise RuntimeError(f"stream ended before the event of {generation_id}")
+
+    auth = {"Authorization": f"Bearer {api_key}"}
+    start = time.perf_counter()
+    async with (
+        aiohttp.ClientSession(
+            headers=auth,
+            connector=aiohttp.TCPConnector(limit=0),  # one connection per waiting job
+            timeout=aiohttp.ClientTimeout(total=None),
+        ) as streams,
+        aiohttp.ClientSession(
+            headers={**auth, **JSON}, connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+        ) as api,
+    ):
+        results, _ = await _gather_jobs(n, one)
+        wall = time.perf_counter() - start
+    return _summary(results, wall)
+
+
+def _poll(interval: float) -> Strategy:
+    async def run(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+        return await strategy_poll(url, api_key, n, png, interval)
+
+    return run
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "oxedit": strategy_oxedit,
+    "raw": strategy_raw,
+    "poll-5s": _poll(5.0),
+    "poll-0.5s": _poll(0.5),
+    "sse-per-job": strategy_sse_per_job,
+}
+POLLING = frozenset({"poll-5s", "poll-0.5s"})
+
+
+def _child(
+    conn: multiprocessing.connection.Connection,
+    strategy: str,
+    url: str,
+    key: str,
+    n: int,
+    png: bytes,
+) -> None:
+    try:
+        rss0 = rss_bytes()
+        cpu0 = cpu_seconds()
+        result = asyncio.run(STRATEGIES[strategy](url, key, n, png))
+        result["cpu_s"] = cpu_seconds() - cpu0
+        result["rss_before"] = rss0
+        result["peak_rss"] = peak_rss_bytes()
+        conn.send(("ok", result))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+# -- the parent: server, child, sampling, the observer stream -----------------------------------
+
+
+class Observer:
+    """An event stream in the parent process that records each job's completion stamp, for the
+    strategies that never see events."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.completed: dict[str, float] = {}
+
+    async def __aenter__(self) -> Observer:
+        self._session = aiohttp.ClientSession(
+            headers=self.headers, timeout=aiohttp.ClientTimeout(total=None)
+        )
+        # The server registers a stream before its 200: every later event reaches us.
+        self._resp = await self._session.get(self.url + "/api/events")
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        buffer = b""
+        async for chunk in self._resp.content.iter_any():
+            frames, buffer = split_frames(buffer, chunk)
+            for frame in frames:
+                if frame.startswith(EVENT_PREFIX):
+                    event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
+                    if event.completed_at is not None:
+                        self.completed[event.generation_id] = event.completed_at
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._resp.close()
+        await self._session.close()
+
+
+async def run_once(strategy: str, n: int, latency: LatencySpec, png: bytes) -> dict[str, Any]:
+    """One run of one strategy: fresh server process, fresh client process."""
+    with ServerProcess(latency=latency, workers=min(max(n, 100), MAX_WORKERS)) as server:
+        observer = Observer(server.url, server.api_key) if strategy in POLLING else None
+        async with observer or contextlib.nullcontext():
+            cpu_server0 = server.cpu_seconds()
+            result, peak_connections = await run_in_child(
+                _child, (strategy, server.url, server.api_key, n, png), limit_s=RUN_TIMEOUT
+            )
+            server_cpu = server.cpu_seconds() - cpu_server0
+            if observer is not None:
+                woke: dict[str, float] = result.pop("woke")
+                await asyncio.sleep(0.1)  # the last event may still be on its way to us
+                stamps = observer.completed
+                result["delays"] = [t - stamps[g] for g, t in woke.items() if g in stamps]
+        stats = server.stats()
+    routes: dict[str, int] = stats["requests_by_route"]
+    streams = routes.get("GET /api/events", 0) - (1 if strategy in POLLING else 0)
+    total = sum(routes.values()) - (1 if strategy in POLLING else 0)
+    polls = routes.get("GET /api/ai/queue/{generation_id}", 0) + routes.get("GET /api/ai/queue", 0)
+    delays = result.pop("delays")
+    return {
+        "strategy": strategy,
+        "n": n,
+        **result,
+        "jobs_per_s": n / result["wall_s"],
+        "cpu_per_1k": result["cpu_s"] / n * 1000,
+        "requests": total,
+        "requests_per_job": total / n,
+        "polls_per_job": polls / n,
+        "event_streams": streams,
+        "peak_connections": peak_connections,
+        "peak_rss_mb": result["peak_rss"] / 2**20,
+        "rss_growth_mb": (result["peak_rss"] - result["rss_before"]) / 2**20,
+        "delay_p50_ms": percentile(delays, 50) * 1000,
+        "delay_p99_ms": percentile(delays, 99) * 1000,
+        "delay_max_ms": max(delays) * 1000 if delays else float("nan"),
+        "delays_measured": len(delays),
+        "server_cpu_s": server_cpu,
+        "server_routes": routes,
+    }
+
+
+# -- aggregation and output --------------------------------------------------------------------
+
+METRICS = (
+    "wall_s",
+    "jobs_per_s",
+    "cpu_s",
+    "cpu_per_1k",
+    "requests_per_job",
+    "polls_per_job",
+    "peak_connections",
+    "peak_rss_mb",
+    "rss_growth_mb",
+    "delay_p50_ms",
+    "delay_p99_ms",
+    "delay_max_ms",
+    "server_cpu_s",
+    "errors",
+)
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the repeats of one (strategy, N), with the noise of wall and CPU."""
+    out: dict[str, Any] = {"strategy": runs[0]["strategy"], "n": runs[0]["n"], "runs": len(runs)}
+    for key in METRICS:
+        out[key] = median([r[key] for r in runs])
+    out["wall_noise"] = spread([r["wall_s"] for r in runs])
+    out["cpu_noise"] = spread([r["cpu_s"] for r in runs])
+    out["p99_noise"] = spread([r["delay_p99_ms"] for r in runs])
+    return out
+
+
+def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
+    raw = next((r for r in rows if r["strategy"] == "raw"), None)
+    table = []
+    for r in rows:
+        if r.get("skipped"):
+            table.append([r["strategy"], r["skipped"], *[""] * 13])
+            continue
+        table.append(
+            [
+                r["strategy"],
+                r["wall_s"],
+                r["jobs_per_s"],
+                r["cpu_per_1k"],
+                r["requests_per_job"],
+                r["polls_per_job"],
+                int(r["peak_connections"]),
+                r["peak_rss_mb"],
+                r["delay_p50_ms"],
+                r["delay_p99_ms"],
+                f"{r['wall_s'] / raw['wall_s']:.2f}" if raw else "",
+                f"{r['cpu_s'] / raw['cpu_s']:.2f}" if raw else "",
+                f"{r['wall_noise']} / {r['cpu_noise']}",
+                r["server_cpu_s"],
+                int(r["errors"]),
+            ]
+        )
+    print_table(
+        f"End to end, N={n:,} jobs at once, latency {latency} (median of {rows[0].get('runs', 1)})",
+        [
+            "strategy",
+            "wall s",
+            "jobs/s",
+            "CPU s/1k jobs",
+            "req/job",
+            "polls/job",
+            "peak conns",
+            "peak RSS MB",
+            "wake p50 ms",
+            "wake p99 ms",
+            "wall x raw",
+            "CPU x raw",
+            "noise wall/CPU",
+            "server CPU s",
+            "errors",
+        ],
+        table,
+    )
+
+
+def parse_latency(text: str) -> LatencySpec:
+    """`2` (fixed), `uniform:1:3`, or `lognormal:MU:SIGMA`."""
+    parts = text.split(":")
+    if len(parts) == 1:
+        return float(parts[0])
+    if len(parts) == 3 and parts[0] in ("uniform", "lognormal"):
+        return (parts[0], float(parts[1]), float(parts[2]))
+    raise argparse.ArgumentTypeError(f"latency {text!r}: use 2, uniform:1:3 or lognormal:0.5:0.4")
+
+
+async def run_all(
+    ns: list[int], strategies: list[str], repeat: int | None, latency: LatencySpec
+) -> list[dict[str, Any]]:
+    png = tiny_png()
+    results = []
+    for n in ns:
+        reps = repeat if repeat is not None else (3 if n <= 10_000 else 1)
+        runs: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies}
+        skipped: dict[str, str] = {}
+        for i in range(reps):  # interleaved, so a slow minute hits every strategy alike
+            for strategy in strategies:
+                if strategy == "sse-per-job" and n > SSE_PER_JOB_MAX:
+                    skipped[strategy] = f"skipped: N > {SSE_PER_JOB_MAX:,}"
+                    continue
+                print(
+                    f"  N={n:,} run {i + 1}/{reps}: {strategy} ...",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                run = await run_once(strategy, n, latency, png)
+                print(f" {run['wall_s']:.1f} s", file=sys.stderr, flush=True)
+                runs[strategy].append(run)
+        rows = []
+        for strategy in strategies:
+            if strategy in skipped:
+                rows.append({"strategy": strategy, "n": n, "skipped": skipped[strategy]})
+            else:
+                row = aggregate(runs[strategy])
+                row["all_runs"] = [
+                    {k: v for k, v in r.items() if k != "server_routes"} for r in runs[strategy]
+                ]
+                row["server_routes"] = runs[strategy][-1]["server_routes"]
+                rows.append(row)
+        print_results(n, rows, describe_latency(latency))
+        results.extend(rows)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per strategy and N (default 3 up to 10,000 jobs, else 1)",
+    )
+    parser.add_argument(
+        "--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES)
+    )
+    parser.add_argument("--latency", type=parse_latency, default=("uniform", 1.0, 3.0))
+    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--plot", metavar="PATH", help="also plot delay and CPU against N (PNG)")
+    args = parser.parse_args()
+
+    results = asyncio.run(run_all(args.n, args.strategies, args.repeat, args.latency))
+    out = {
+        "benchmark": "end_to_end",
+        "latency": describe_latency(args.latency),
+        "max_connections": MAX_CONNECTIONS,
+        "machine": machine(),
+        "command": " ".join(["python -m benchmarks.end_to_end", *sys.argv[1:]]),
+        "results": results,
+    }
+    write_json(args.json, out)
+    if args.plot:
+        from benchmarks.plot import plot_end_to_end
+
+        plot_end_to_end([out], args.plot)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
