@@ -133,7 +133,21 @@ def machine() -> dict[str, Any]:
             versions[name] = getattr(module, "__version__", "?")
         except ImportError:
             versions[name] = "missing"
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "oxedit"], capture_output=True, text=True
+        ).stdout.strip()
+        if dirty:
+            commit += " (oxedit/ has uncommitted changes)"
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     return {
+        "commit": commit,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),

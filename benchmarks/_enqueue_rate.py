@@ -1,13 +1,16 @@
 """Section 4 of `hot_paths`: enqueue requests/s and client CPU, oxedit against raw aiohttp.
 
 N `POST /api/ai/queue` (8x8 PNG data URI, prompt "mirror"), issued 1,000 at a time
-(`asyncio.gather` of 1,000 calls, then the next 1,000), at most 64 in flight (the connector's
-limit, as in oxedit), against a fresh local server in another process whose jobs take an hour
-(so no completion event arrives: only the enqueue path is measured). Each client runs in its
-own child process, which measures its CPU (`getrusage`) over the submits alone.
+(`asyncio.gather` of 1,000 calls, then the next 1,000), at most 64 in flight, against a fresh
+local server in another process whose jobs take an hour (so no completion event arrives: only
+the enqueue path is measured). Each client runs in its own child process, which measures its
+CPU (`getrusage`) over the submits alone.
 
-- `raw aiohttp`: a `ClientSession` with `TCPConnector(limit=64)`; per call: encode the body,
-  POST, read, decode the id with msgspec. The floor.
+- `raw aiohttp`: a `ClientSession` with `TCPConnector(limit=64)` behind an
+  `asyncio.Semaphore(64)`; per call: encode the body, POST, read, decode the id with msgspec.
+  The floor.
+- `raw aiohttp, connector queue`: the same without the semaphore: calls wait in the
+  connector's queue, fully built (how oxedit's transport bounds its requests).
 - `oxedit Transport.request`: oxedit's private transport for the same POST (the body encoded
   the same way): what oxedit's HTTP layer alone adds.
 - `oxedit Client.submit`: the public call, `client.submit(prompt=..., image=png_bytes)`,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing.connection
 import time
 import traceback
@@ -60,14 +64,20 @@ async def _timed(n: int, call: Callable[[], Awaitable[object]]) -> dict[str, flo
     return {"wall_s": time.perf_counter() - start, "cpu_s": cpu_seconds() - cpu0}
 
 
-async def enqueue_raw(url: str, api_key: str, n: int, png: bytes) -> dict[str, float]:
+async def enqueue_raw(
+    url: str, api_key: str, n: int, png: bytes, gate: bool = True
+) -> dict[str, float]:
+    bound = asyncio.Semaphore(MAX_CONNECTIONS) if gate else contextlib.nullcontext()
     async with aiohttp.ClientSession(
         headers={"Authorization": f"Bearer {api_key}", **JSON},
         connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
     ) as session:
 
         async def call() -> str:
-            async with session.post(url + "/api/ai/queue", data=request_body(png)) as resp:
+            async with (
+                bound,
+                session.post(url + "/api/ai/queue", data=request_body(png)) as resp,
+            ):
                 data = await resp.read()
                 if resp.status != 200:
                     raise RuntimeError(f"enqueue: HTTP {resp.status}")
@@ -105,8 +115,13 @@ async def enqueue_submit(url: str, api_key: str, n: int, png: bytes) -> dict[str
         return out
 
 
+async def enqueue_raw_connector(url: str, api_key: str, n: int, png: bytes) -> dict[str, float]:
+    return await enqueue_raw(url, api_key, n, png, gate=False)
+
+
 CLIENTS: dict[str, Callable[[str, str, int, bytes], Awaitable[dict[str, float]]]] = {
     "raw aiohttp": enqueue_raw,
+    "raw aiohttp, connector queue": enqueue_raw_connector,
     "oxedit Transport.request": enqueue_transport,
     "oxedit Client.submit": enqueue_submit,
 }

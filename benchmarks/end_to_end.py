@@ -11,11 +11,14 @@ its result; all N start at once.
 Strategies:
 - `oxedit`: `client.submit(...)` then `await job` (one shared event stream).
 - `raw`: the ceiling. oxedit's protocol on bare aiohttp: one shared SSE stream opened first,
-  POSTs bounded by the connector (64), futures in a dict, a minimal SSE parse. What the
-  transport alone costs.
+  POSTs bounded by an `asyncio.Semaphore(64)` taken before aiohttp is called, futures in a
+  dict, a minimal SSE parse. What the transport alone costs.
+- `raw-connector`: the same client bounded only by the connector's limit (64), as oxedit's
+  transport is: waiting POSTs are then fully built aiohttp requests queued in the connector.
+  Shows what that choice costs at large N.
 - `poll-5s`, `poll-0.5s`: the docs' polling example (`GET /api/ai/queue/{id}` right after
-  the enqueue, then every 5 s / 0.5 s), on raw aiohttp with one shared session and 64
-  connections.
+  the enqueue, then every 5 s / 0.5 s), on raw aiohttp with one shared session and at most
+  64 requests in flight (semaphore, as `raw`).
 - `sse-per-job`: the docs' SSE example: each job opens its own `GET /api/events` and reads it
   until its id appears (json.loads of every completion event, as the docs do). The stream is
   opened before the POST, not after it as in the docs, whose order can miss a fast event.
@@ -127,16 +130,29 @@ def split_frames(buffer: bytes, chunk: bytes) -> tuple[list[bytes], bytes]:
 class RawClient:
     """oxedit's protocol and nothing else, on bare aiohttp.
 
-    One `GET /api/events` opened before any POST; `POST /api/ai/queue` through a connector
-    limited to `max_connections` (FIFO wait, like oxedit); one future per generation id in a
-    dict; events that overtake their enqueue response are kept until it arrives. No retries,
-    no reconciliation, no validation.
+    One `GET /api/events` opened before any POST; at most `max_connections` POSTs in flight;
+    one future per generation id in a dict; events that overtake their enqueue response are
+    kept until it arrives. No retries, no reconciliation, no validation.
+
+    `gate=True` bounds the POSTs with an `asyncio.Semaphore` (FIFO) taken before aiohttp is
+    called, so a waiting POST is just a parked coroutine. `gate=False` leaves the bound to the
+    connector's limit alone, as oxedit's transport does: aiohttp then builds each request
+    (headers, URL, payload, timers) before it queues for a connection, and thousands of them
+    wait fully built.
     """
 
-    def __init__(self, url: str, api_key: str, *, max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        gate: bool = True,
+    ) -> None:
         self._url = url
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._max_connections = max_connections
+        self._gate = asyncio.Semaphore(max_connections) if gate else contextlib.nullcontext()
         self._futures: dict[str, asyncio.Future[Event]] = {}
         self._early: dict[str, Event] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -178,7 +194,10 @@ class RawClient:
 
     async def submit(self, body: bytes) -> asyncio.Future[Event]:
         self.requests += 1
-        async with self._api.post(self._url + "/api/ai/queue", data=body, headers=JSON) as resp:
+        async with (
+            self._gate,
+            self._api.post(self._url + "/api/ai/queue", data=body, headers=JSON) as resp,
+        ):
             data = await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"enqueue: HTTP {resp.status} {data[:200]!r}")
@@ -242,7 +261,9 @@ async def strategy_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[st
     return out
 
 
-async def strategy_raw(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+async def strategy_raw(
+    url: str, api_key: str, n: int, png: bytes, gate: bool = True
+) -> dict[str, Any]:
     async def one() -> float:
         future = await client.submit(request_body(png))
         event = await future
@@ -251,7 +272,7 @@ async def strategy_raw(url: str, api_key: str, n: int, png: bytes) -> dict[str, 
         return woke - event.completed_at
 
     start = time.perf_counter()
-    async with RawClient(url, api_key) as client:
+    async with RawClient(url, api_key, gate=gate) as client:
         results, _ = await _gather_jobs(n, one)
         wall = time.perf_counter() - start
     return _summary(results, wall)
@@ -263,14 +284,16 @@ async def strategy_poll(
     """The docs' polling loop, on one shared aiohttp session with bounded connections."""
     woke: dict[str, float] = {}
 
+    gate = asyncio.Semaphore(MAX_CONNECTIONS)
+
     async def one() -> None:
-        async with session.post(url + "/api/ai/queue", data=request_body(png)) as resp:
+        async with gate, session.post(url + "/api/ai/queue", data=request_body(png)) as resp:
             data = await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"enqueue: HTTP {resp.status}")
         generation_id = enqueue_decoder.decode(data).generations[0].generation_id
         while True:
-            async with session.get(f"{url}/api/ai/queue/{generation_id}") as resp:
+            async with gate, session.get(f"{url}/api/ai/queue/{generation_id}") as resp:
                 row = row_decoder.decode(await resp.read())
             if row.status in TERMINAL:
                 break
@@ -295,7 +318,7 @@ async def strategy_sse_per_job(url: str, api_key: str, n: int, png: bytes) -> di
     async def one() -> float:
         async with streams.get(url + "/api/events") as stream:
             stream.raise_for_status()
-            async with api.post(url + "/api/ai/queue", data=request_body(png)) as resp:
+            async with gate, api.post(url + "/api/ai/queue", data=request_body(png)) as resp:
                 data = await resp.read()
                 if resp.status != 200:
                     raise RuntimeError(f"enqueue: HTTP {resp.status}")
@@ -314,6 +337,7 @@ async def strategy_sse_per_job(url: str, api_key: str, n: int, png: bytes) -> di
             raise RuntimeError(f"stream ended before the event of {generation_id}")
 
     auth = {"Authorization": f"Bearer {api_key}"}
+    gate = asyncio.Semaphore(MAX_CONNECTIONS)
     start = time.perf_counter()
     async with (
         aiohttp.ClientSession(
@@ -337,9 +361,14 @@ def _poll(interval: float) -> Strategy:
     return run
 
 
+async def strategy_raw_connector(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+    return await strategy_raw(url, api_key, n, png, gate=False)
+
+
 STRATEGIES: dict[str, Strategy] = {
     "oxedit": strategy_oxedit,
     "raw": strategy_raw,
+    "raw-connector": strategy_raw_connector,
     "poll-5s": _poll(5.0),
     "poll-0.5s": _poll(0.5),
     "sse-per-job": strategy_sse_per_job,
