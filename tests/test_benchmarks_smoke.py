@@ -1,0 +1,115 @@
+"""Smoke tests of the benchmarks: each core function runs at a tiny N and returns sane numbers.
+
+No timing is asserted (the machine may be busy); only that the code paths work end to end:
+the strategies in-process against an in-process server, and one full run of each benchmark's
+process machinery (server process, client child process, observer stream).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import end_to_end, memory
+from benchmarks._common import percentile, tiny_png
+from benchmarks._enqueue_rate import CLIENTS as ENQUEUE_CLIENTS
+from benchmarks._enqueue_rate import bench_enqueue
+from benchmarks.plot import plot_end_to_end
+from oxedit.testing import Faults, LocalServer
+
+N = 12
+PNG = tiny_png()
+
+
+def test_tiny_png_and_percentile() -> None:
+    assert PNG.startswith(b"\x89PNG\r\n\x1a\n") and len(PNG) < 100
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0
+    assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strategy", ["oxedit", "raw", "raw-connector", "sse-per-job"])
+async def test_event_strategies(strategy: str) -> None:
+    faults = Faults(latency=(0.02, 0.05), stamp_events=True)
+    async with LocalServer(faults=faults, workers=N) as server:
+        result = await end_to_end.STRATEGIES[strategy](server.url, server.api_key, N, PNG)
+        await server.wait_idle()
+        routes = server.stats.requests_by_route
+    assert result["errors"] == 0, result["first_error"]
+    assert len(result["delays"]) == N
+    assert all(-1.0 < d < 10.0 for d in result["delays"])  # a wake after its completion, roughly
+    assert result["wall_s"] > 0
+    assert routes["POST /api/ai/queue"] == N
+    assert "GET /api/ai/queue/{generation_id}" not in routes  # no polling
+    if strategy == "oxedit":
+        assert result["client_stats"]["poll_requests"] == 0
+        assert result["client_stats"]["events"] == N
+
+
+@pytest.mark.anyio
+async def test_polling_strategy() -> None:
+    faults = Faults(latency=(0.02, 0.05), stamp_events=True)
+    async with LocalServer(faults=faults, workers=N) as server:
+        result = await end_to_end.strategy_poll(server.url, server.api_key, N, PNG, 0.02)
+        polls = server.stats.requests_by_route["GET /api/ai/queue/{generation_id}"]
+    assert result["errors"] == 0, result["first_error"]
+    assert len(result["woke"]) == N
+    assert polls >= N  # at least one GET per job
+
+
+@pytest.mark.anyio
+async def test_end_to_end_run_once_in_processes() -> None:
+    # The whole machinery: server process, client child, parent-side stamps for polling.
+    row = await end_to_end.run_once("poll-0.5s", N, 0.05, PNG)
+    assert row["errors"] == 0
+    assert row["delays_measured"] == N
+    assert row["requests_per_job"] >= 2.0  # one POST and at least one GET
+    assert row["cpu_s"] > 0 and row["peak_rss_mb"] > 10
+    assert row["peak_connections"] >= 0
+    agg = end_to_end.aggregate([row, row])
+    assert agg["wall_s"] == row["wall_s"] and agg["runs"] == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client", ["oxedit", "raw"])
+async def test_memory_pending(client: str) -> None:
+    async with LocalServer(faults=Faults(latency=3600.0), workers=4) as server:
+        result = await memory.CLIENTS[client](server.url, server.api_key, N, PNG)
+    assert result["pending"] == N
+    assert result["rss_after"] > 0 and result["rss_before"] > 0
+    assert result["objects_per_job"]  # the gc-tracked breakdown is filled
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client", list(ENQUEUE_CLIENTS))
+async def test_enqueue_clients(client: str) -> None:
+    async with LocalServer(faults=Faults(latency=3600.0), workers=4) as server:
+        result = await ENQUEUE_CLIENTS[client](server.url, server.api_key, N, PNG)
+        created = server.stats.generations_created
+    assert created == N + 1  # one warm-up
+    assert result["wall_s"] > 0 and result["cpu_s"] >= 0
+
+
+def test_bench_enqueue_shape() -> None:
+    rows = bench_enqueue(N, 1)
+    assert [r["client"] for r in rows] == list(ENQUEUE_CLIENTS)
+    for row in rows:
+        assert {"client", "req_per_s", "cpu_s", "ratio", "noise"} <= row.keys()
+        assert row["req_per_s"] > 0
+    assert rows[0]["ratio"] == 1.0
+
+
+def test_plot(tmp_path: Path) -> None:
+    rows = [
+        {"strategy": s, "n": n, "delay_p50_ms": 1.0 * n, "delay_p99_ms": 2.0 * n, "cpu_per_1k": 0.2}
+        for s in ("oxedit", "raw")
+        for n in (100, 1000)
+    ]
+    rows.append({"strategy": "sse-per-job", "n": 1000, "skipped": "skipped: N > 1,000"})
+    out = {"latency": "fixed 0.1 s", "machine": {"nproc": 2}, "results": rows}
+    (tmp_path / "e2e.json").write_text(json.dumps(out))
+    target = tmp_path / "e2e.png"
+    plot_end_to_end([out], target)
+    assert target.read_bytes().startswith(b"\x89PNG")
