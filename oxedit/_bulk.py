@@ -30,11 +30,12 @@ from ._exceptions import (
     OxeditError,
 )
 from ._inputs import build_payload, sniff_mime
+from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
+from ._registry import Pending
 
 if TYPE_CHECKING:
     from ._client import Client
-    from ._job import Job
 
 __all__ = ["BulkItem", "BulkResult", "BulkRun", "EditRequest"]
 
@@ -169,6 +170,7 @@ class BulkRun:
         self._closed = False
         self._names: Counter[str] = Counter()
         self._keys: Counter[bytes] = Counter()
+        self._adopted: dict[str, Pending] = {}  # found on the server by `_recover_unrecorded`
         self.in_flight = 0
 
     # -- iteration ---------------------------------------------------------------------------
@@ -334,7 +336,11 @@ class BulkRun:
             and entry.generation_id is not None
             and (entry.state in ("enqueued", "succeeded"))
         ):
-            return client.job(entry.generation_id)  # sent by an earlier run: follow, not resend
+            # Sent by an earlier run: follow it, never send it again.
+            pending = self._adopted.pop(entry.generation_id, None)
+            if pending is not None:
+                return Job(client, pending.id, pending.future)
+            return client.job(entry.generation_id)
         payload = await self._payload(request)
         journal = self._journal
         if journal is not None:
@@ -417,11 +423,12 @@ class BulkRun:
                 journal.rejected(entry.key, entry.request, f"cannot be resumed: {exc}")
         assert self._client._enqueuer is not None
         adopted = await self._client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
-        for key, generation_id in zip(keys, adopted, strict=True):
-            if generation_id is None:
+        for key, pending in zip(keys, adopted, strict=True):
+            if pending is None:
                 journal.forget(key)  # surely never created: it will be sent as new
             else:
-                journal.enqueued(key, generation_id)
+                journal.enqueued(key, pending.id)
+                self._adopted[pending.id] = pending
         log.info(
             "resumed %d item(s) caught mid-send: %d adopted, %d to send",
             len(keys),

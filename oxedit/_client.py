@@ -43,7 +43,7 @@ from ._models import (
     edit_decoder,
     json_encoder,
 )
-from ._registry import Outcome, Registry
+from ._registry import Outcome, Pending, Registry
 from ._retry import Outcome as RetryOutcome
 from ._retry import RetryPolicy, classify, parse_retry_after
 from ._transport import ConnectionFailed, Response, Transport, status_error
@@ -145,7 +145,11 @@ class Client:
         self._registry = Registry(early_ttl=2 * self.timeouts.read)
         self._listener = Listener(self._api, self._registry, self.reconcile_policy)
         self._enqueuer = Enqueuer(
-            self._api, self._registry, self.reconcile_policy, self._listener.ready
+            self._api,
+            self._registry,
+            self.reconcile_policy,
+            self._listener.ready,
+            self._register,
         )
         await self._transport.open()
         self._state = _State.OPENED
@@ -242,20 +246,22 @@ class Client:
         return await self._enqueue_payload(payload, n)
 
     async def _enqueue_payload(self, payload: dict[str, Any], n: int) -> _list[Job]:
-        registry, listener, enqueuer = self._require_open()
+        registry, _, enqueuer = self._require_open()
         body = json_encoder.encode(payload)
         # Held until the ids are registered, so an event that overtakes the response is kept.
         registry.enqueue_started()
         try:
-            ids, epoch = await enqueuer.enqueue(payload, body, n)
-            jobs = []
-            for generation_id in ids:
-                pending = registry.add(generation_id)
-                listener.vouch(generation_id, epoch)
-                jobs.append(Job(self, generation_id, pending.future))
-            return jobs
+            pendings = await enqueuer.enqueue(payload, body, n)
         finally:
             registry.enqueue_finished()
+        return [Job(self, p.id, p.future) for p in pendings]
+
+    def _register(self, generation_id: str, epoch: int) -> Pending:
+        """Start waiting for a generation enqueued while the stream was at `epoch`."""
+        registry, listener, _ = self._require_open()
+        pending = registry.add(generation_id)
+        listener.vouch(generation_id, epoch)
+        return pending
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -264,10 +270,9 @@ class Client:
 
         It is reconciled through the queue endpoints at once, then followed like any other.
         """
-        registry, listener, _ = self._require_open()
+        _, listener, _ = self._require_open()
         listener.start()
-        pending = registry.add(generation_id)
-        listener.vouch(generation_id, -1)
+        pending = self._register(generation_id, -1)
         return Job(self, generation_id, pending.future)
 
     def as_completed(self, jobs: Iterable[Job]) -> AsCompleted:

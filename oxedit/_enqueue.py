@@ -27,7 +27,7 @@ from ._config import ReconcilePolicy
 from ._exceptions import AmbiguousRequestError, OxeditError
 from ._inputs import QUEUE_PARAMS
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
-from ._registry import Registry
+from ._registry import Pending, Registry
 from ._retry import Outcome, classify, parse_retry_after
 from ._transport import ConnectionFailed, status_error
 
@@ -82,22 +82,21 @@ class Enqueuer:
         registry: Registry,
         policy: ReconcilePolicy,
         ready: Callable[[], Awaitable[int]],
+        register: Callable[[str, int], Pending],
     ) -> None:
         self._api = api
         self._registry = registry
         self._policy = policy
         self._ready = ready
+        self._register = register  # starts waiting for an id; the int is the stream epoch
         self._in_flight: Counter[int] = Counter()  # enqueues in progress, by request body
         self._recovering: Counter[int] = Counter()
         self._settled = asyncio.Condition()
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def enqueue(self, payload: dict[str, Any], body: bytes, n: int) -> tuple[list[str], int]:
-        """Enqueue once; returns the generation ids and the listener epoch at sending time.
-
-        Ids adopted after a lost response are already registered (and resolved when their row
-        was terminal).
-        """
+    async def enqueue(self, payload: dict[str, Any], body: bytes, n: int) -> list[Pending]:
+        """Enqueue once; returns the registered generations (resolved already when a row
+        adopted after a lost response was terminal)."""
         key = hash(body)
         self._in_flight[key] += 1
         try:
@@ -111,7 +110,7 @@ class Enqueuer:
 
     async def _enqueue(
         self, payload: dict[str, Any], body: bytes, n: int, key: int
-    ) -> tuple[list[str], int]:
+    ) -> list[Pending]:
         retry = self._api.retry
         stats = self._api.stats
         attempt = 0
@@ -127,8 +126,8 @@ class Enqueuer:
                 outcome = classify("POST", None, sent=exc.sent)
             else:
                 if resp.status == 200:
-                    ids = [g.generation_id for g in enqueue_decoder.decode(resp.body).generations]
-                    return ids, epoch
+                    generations = enqueue_decoder.decode(resp.body).generations
+                    return [self._register(g.generation_id, epoch) for g in generations]
                 error = status_error(resp, what="enqueue")
                 outcome = classify("POST", resp.status)
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -137,10 +136,10 @@ class Enqueuer:
             if outcome is Outcome.AMBIGUOUS:
                 stats.lost_responses += 1
                 log.info("enqueue response lost (%s); checking the queue before re-sending", error)
-                adopted = await self._recover(payload, n, sent_at, key, error)
+                adopted = await self._recover(payload, n, sent_at, key, error, epoch)
                 if adopted:
                     stats.adopted += len(adopted)
-                    return adopted, epoch
+                    return adopted
                 log.info("the lost enqueue created nothing; sending it again")
             if attempt >= retry.max_retries:
                 raise error
@@ -149,8 +148,14 @@ class Enqueuer:
             attempt += 1
 
     async def _recover(
-        self, payload: dict[str, Any], n: int, sent_at: float, key: int, cause: OxeditError
-    ) -> list[str]:
+        self,
+        payload: dict[str, Any],
+        n: int,
+        sent_at: float,
+        key: int,
+        cause: OxeditError,
+        epoch: int,
+    ) -> list[Pending]:
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._recovering[key] += 1
         async with self._settled:
@@ -174,7 +179,7 @@ class Enqueuer:
                             "client.list() before submitting again"
                         ) from exc
                     if rows:
-                        return self._adopt(rows[:n])
+                        return self._adopt(rows[:n], epoch)
                 return []
         finally:
             self._recovering[key] -= 1
@@ -198,7 +203,7 @@ class Enqueuer:
 
     async def adopt_unrecorded(
         self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
-    ) -> list[str | None]:
+    ) -> list[Pending | None]:
         """For requests another process recorded as about to be sent, but whose outcome it
         never recorded (it crashed): the generation each created, adopted, or None where
         none exists (safe to send). Rows in `claimed` belong to someone else.
@@ -209,27 +214,29 @@ class Enqueuer:
         await asyncio.sleep(self._policy.lost_response_grace)
         by_model: dict[str, list[dict[str, Any]]] = {}
         taken = set(claimed)
-        adopted: list[str | None] = []
+        adopted: list[Pending | None] = []
         for payload, sent_at in requests:
             model = payload["model"]
             if model not in by_model:
                 by_model[model] = await self._rows(model)
             rows = _matching(
-                by_model[model], payload, sent_at,
+                by_model[model],
+                payload,
+                sent_at,
                 lambda gid: gid in taken or self._registry.knows(gid),
             )
             if rows:
                 taken.add(rows[0]["generation_id"])
-                adopted.extend(self._adopt(rows[:1]))
+                adopted.extend(self._adopt(rows[:1], -1))  # -1: reconcile it at once
             else:
                 adopted.append(None)
         return adopted
 
-    def _adopt(self, rows: list[dict[str, Any]]) -> list[str]:
-        ids = []
+    def _adopt(self, rows: list[dict[str, Any]], epoch: int) -> list[Pending]:
+        adopted = []
         for row in rows:
             gid = row["generation_id"]
-            self._registry.add(gid)
+            adopted.append(self._register(gid, epoch))
             if row.get("status") in TERMINAL_STATUSES:
                 try:
                     decoded = msgspec.convert(row, GenerationRow)
@@ -237,6 +244,5 @@ class Enqueuer:
                     pass  # the reconciler will read the row again
                 else:
                     self._registry.resolve(Generation.from_row(decoded))
-            ids.append(gid)
-        log.info("adopted %d generation(s) created by a POST whose response was lost", len(ids))
-        return ids
+        log.info("adopted %d generation(s) created by a POST whose response was lost", len(rows))
+        return adopted

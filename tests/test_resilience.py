@@ -121,7 +121,10 @@ async def test_rate_limit_exhausted_raises_with_retry_after(oxen_server: LocalSe
 
 @pytest.mark.oxen_faults(lost_response_rate=0.3, seed=8)
 async def test_lost_post_responses_are_adopted_not_resent(oxen_server: LocalServer) -> None:
-    async with client_for(oxen_server, reconcile=FAST, retry=FAST_RETRY) as client:
+    # Default staleness checks: adopted jobs must resolve from their row or event, not from
+    # a later reconciliation.
+    reconcile = oxedit.ReconcilePolicy(lost_response_grace=0.05)
+    async with client_for(oxen_server, reconcile=reconcile, retry=FAST_RETRY) as client:
         jobs = await asyncio.gather(
             *(client.submit(prompt=f"l {i}", image=png()) for i in range(100))
         )
@@ -139,7 +142,8 @@ async def test_identical_requests_with_lost_responses_each_get_their_own(
     # Byte-identical bodies: rows cannot be told apart, so each lost POST may only adopt a
     # row no other submit has claimed.
     image = png()
-    async with client_for(oxen_server, reconcile=FAST, retry=FAST_RETRY) as client:
+    reconcile = oxedit.ReconcilePolicy(lost_response_grace=0.05)
+    async with client_for(oxen_server, reconcile=reconcile, retry=FAST_RETRY) as client:
         jobs = await asyncio.gather(*(client.submit(prompt="same", image=image) for _ in range(30)))
         assert len({job.id for job in jobs}) == 30
         outcomes = await settle(jobs)
