@@ -1,0 +1,54 @@
+"""The examples run as written, against the local server in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from oxedit.testing import LocalServer
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+async def run_example(name: str, server: LocalServer, cwd: Path) -> str:
+    env = {**os.environ, "OXEN_BASE_URL": server.url, "OXEN_API_KEY": server.api_key}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / name),
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(60):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def test_quickstart(tmp_path: Path) -> None:
+    async with LocalServer() as server:
+        output = await run_example("quickstart.py", server, tmp_path)
+        (row,) = server.generations()
+    assert f"enqueued {row['generation_id']}" in output
+    assert (tmp_path / "night-hat.png").read_bytes()[:4] == b"\x89PNG"
+
+
+async def test_bulk_example_and_its_rerun(tmp_path: Path) -> None:
+    async with LocalServer() as server:
+        first = await run_example("bulk.py", server, tmp_path)
+        second = await run_example("bulk.py", server, tmp_path)
+        assert len(server.generations()) == 24  # the re-run sent nothing
+    assert first.count("succeeded") == second.count("succeeded") == 24
+    assert len(list((tmp_path / "bulk-out").glob("*.png"))) == 24
