@@ -240,6 +240,9 @@ def run_server(
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
             loop.add_signal_handler(signal.SIGTERM, stop.set)
+            # Explicitly, too: a process started in the background inherits SIGINT ignored,
+            # and then Python raises no KeyboardInterrupt for Ctrl-C.
+            loop.add_signal_handler(signal.SIGINT, stop.set)
         async with LocalServer(
             api_key=api_key, faults=faults, workers=workers, host=host, port=port
         ) as server:
