@@ -227,6 +227,8 @@ class BulkRun:
 
     async def _run(self) -> None:
         try:
+            if self._output_dir is not None:
+                _remove_partial_files(self._output_dir)
             if self._journal is not None:
                 await self._recover_unrecorded(self._journal)
             slots = asyncio.Semaphore(self._concurrency)
@@ -435,6 +437,14 @@ class BulkRun:
             sum(g is not None for g in adopted),
             adopted.count(None),
         )
+
+
+def _remove_partial_files(folder: Path) -> None:
+    """Temporary files of writes a crash interrupted (`write_atomic` names them
+    `.NAME.XXXX.part`); the final names only ever hold complete files."""
+    if folder.is_dir():
+        for stray in folder.glob(".*.part"):
+            stray.unlink(missing_ok=True)
 
 
 def _exists(path: str | None) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import anyio
 import pytest
+from PIL import Image
 
 from oxedit._cli import main
 from oxedit._sse import SSEDecoder
@@ -245,4 +246,9 @@ async def test_batch_killed_with_sigkill_and_rerun(tmp_path: Path) -> None:
     assert sum(item["resumed"] for item in report["items"]) > 0
     outputs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert outputs == sorted(f"p{i:03d}.png" for i in range(n))
-    assert not list((tmp_path / "out").glob(".*.part"))  # no half-written image survived
+    # No half-written image survived: every output decodes, and the kill's temporary files
+    # were cleared by the re-run.
+    for path in (tmp_path / "out").glob("*.png"):
+        with Image.open(path) as image:
+            image.load()
+    assert not list((tmp_path / "out").glob(".*.part"))
