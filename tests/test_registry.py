@@ -1,0 +1,69 @@
+"""The one place a job's outcome is decided: exactly once, early events kept, bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from oxedit import Generation, GenerationExpired
+from oxedit._registry import Registry
+
+pytestmark = pytest.mark.anyio
+
+
+def done(generation_id: str, status: str = "succeeded") -> Generation:
+    return Generation(id=generation_id, status=status, url=f"http://x/{generation_id}")
+
+
+async def test_resolves_once_and_counts_duplicates() -> None:
+    registry = Registry(early_ttl=60)
+    pending = registry.add("a")
+    assert registry.resolve(done("a"))
+    assert not registry.resolve(done("a", "failed"))  # a late or duplicate event
+    assert pending.future.result() == done("a")
+    assert registry.duplicates == 1 and len(registry) == 0
+
+
+async def test_non_terminal_rows_do_not_resolve() -> None:
+    registry = Registry(early_ttl=60)
+    registry.add("a")
+    assert not registry.resolve(Generation(id="a", status="processing"))
+    assert len(registry) == 1
+
+
+async def test_event_before_its_enqueue_response_is_kept() -> None:
+    registry = Registry(early_ttl=60)
+    registry.enqueue_started()
+    assert not registry.resolve(done("early"))  # nobody waits for it yet
+    pending = registry.add("early")
+    registry.enqueue_finished()
+    assert pending.future.done() and pending.future.result().id == "early"
+
+
+async def test_unknown_events_are_dropped_when_no_enqueue_is_in_flight() -> None:
+    registry = Registry(early_ttl=60)
+    registry.resolve(done("someone-else"))  # another process's generation
+    assert not registry.add("someone-else").future.done()
+
+
+async def test_early_buffer_is_bounded_and_cleared() -> None:
+    registry = Registry(early_ttl=60, early_limit=3)
+    registry.enqueue_started()
+    for i in range(10):
+        registry.resolve(done(f"g{i}"))
+    assert not registry.add("g0").future.done()  # evicted: the oldest go first
+    assert registry.add("g9").future.done()
+    registry.enqueue_finished()
+    registry.enqueue_started()
+    assert not registry.add("g8").future.done()  # cleared when no enqueue was in flight
+
+
+async def test_fail_and_stale() -> None:
+    registry = Registry(early_ttl=60)
+    pending = registry.add("a")
+    registry.add("b")
+    assert {p.id for p in registry.stale(0)} == {"a", "b"}
+    assert registry.stale(3600) == []
+    error = GenerationExpired("a")
+    assert registry.fail("a", error) and not registry.fail("a", error)
+    assert pending.future.result() is error
+    assert registry.fail_all(error) == 1 and len(registry) == 0
