@@ -14,8 +14,12 @@ made of; strings and bytes are not gc-tracked and do not appear there.
 Clients: `oxedit` (`Client.submit`, jobs kept as `Job`s) and `raw` (the hand-written aiohttp
 client of `end_to_end`: a future per id in a dict, same request body and connection bound).
 
+`--hold S` keeps the oxedit jobs pending S seconds longer and measures again: past
+`ReconcilePolicy.stale_after` (120 s) the client starts checking stale jobs through the queue
+endpoints, and this shows what that costs with N jobs pending.
+
 Run: `python -m benchmarks.memory [--n 10000 100000] [--clients oxedit raw] [--repeat 1]
-[--json PATH]`
+[--hold S] [--json PATH]`
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import oxedit
 from benchmarks._common import (
     machine,
     median,
+    peak_rss_bytes,
     print_table,
     rss_bytes,
     run_in_child,
@@ -80,7 +85,9 @@ async def _measure(
     }
 
 
-async def pending_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+async def pending_oxedit(
+    url: str, api_key: str, n: int, png: bytes, hold: float = 0.0
+) -> dict[str, Any]:
     async with oxedit.Client(
         api_key=api_key, base_url=url, limits=oxedit.Limits(max_connections=MAX_CONNECTIONS)
     ) as client:
@@ -91,6 +98,14 @@ async def pending_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[str
         out = await _measure(n, submit, submit)
         jobs: list[oxedit.Job] = out.pop("_held")
         out["pending"] = sum(not job.done() for job in jobs[1:])
+        if hold:
+            # Pending jobs older than ReconcilePolicy.stale_after are checked through the
+            # queue endpoints: what does that cost while N jobs stay pending?
+            await asyncio.sleep(hold)
+            gc.collect()
+            out["rss_after_hold"] = rss_bytes()
+            out["peak_rss_after_hold"] = peak_rss_bytes()
+            out["pending_after_hold"] = sum(not job.done() for job in jobs[1:])
         out["client_stats"] = {
             "requests": dict(client.stats.requests),
             "poll_requests": client.stats.poll_requests,
@@ -100,7 +115,9 @@ async def pending_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[str
     return out
 
 
-async def pending_raw(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
+async def pending_raw(
+    url: str, api_key: str, n: int, png: bytes, hold: float = 0.0
+) -> dict[str, Any]:
     async with RawClient(url, api_key) as client:
 
         async def submit() -> asyncio.Future[Any]:
@@ -114,7 +131,7 @@ async def pending_raw(url: str, api_key: str, n: int, png: bytes) -> dict[str, A
     return out
 
 
-CLIENTS: dict[str, Callable[[str, str, int, bytes], Awaitable[dict[str, Any]]]] = {
+CLIENTS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "oxedit": pending_oxedit,
     "raw": pending_raw,
 }
@@ -127,22 +144,25 @@ def _child(
     api_key: str,
     n: int,
     png: bytes,
+    hold: float,
 ) -> None:
     import traceback
 
     try:
-        conn.send(("ok", asyncio.run(CLIENTS[client](url, api_key, n, png))))
+        conn.send(("ok", asyncio.run(CLIENTS[client](url, api_key, n, png, hold))))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
 
 
-async def run_once(client: str, n: int, png: bytes) -> dict[str, Any]:
+async def run_once(client: str, n: int, png: bytes, hold: float = 0.0) -> dict[str, Any]:
     # A small worker pool: jobs wait `queued` or sleep `processing` for an hour; all pending.
     with ServerProcess(latency=HOUR, workers=100) as server:
         result, peak_connections = await run_in_child(
-            _child, (client, server.url, server.api_key, n, png), limit_s=RUN_TIMEOUT
+            _child,
+            (client, server.url, server.api_key, n, png, hold),
+            limit_s=RUN_TIMEOUT + hold,
         )
         stats = server.stats()
     result.update(
@@ -155,7 +175,9 @@ async def run_once(client: str, n: int, png: bytes) -> dict[str, Any]:
     return result
 
 
-async def run_all(ns: list[int], clients: list[str], repeat: int) -> list[dict[str, Any]]:
+async def run_all(
+    ns: list[int], clients: list[str], repeat: int, hold: float = 0.0
+) -> list[dict[str, Any]]:
     png = tiny_png()
     rows = []
     for n in ns:
@@ -168,7 +190,7 @@ async def run_all(ns: list[int], clients: list[str], repeat: int) -> list[dict[s
                     file=sys.stderr,
                     flush=True,
                 )
-                run = await run_once(client, n, png)
+                run = await run_once(client, n, png, hold)
                 print(f" {run['bytes_per_job']:,.0f} B/job", file=sys.stderr, flush=True)
                 if run["pending"] != n:
                     raise RuntimeError(f"{client}: only {run['pending']} of {n} jobs pending")
@@ -200,10 +222,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep the oxedit jobs pending S more seconds and measure again (past "
+        "ReconcilePolicy.stale_after, 120 s by default, stale jobs get reconciled)",
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
 
-    rows = asyncio.run(run_all(args.n, args.clients, args.repeat))
+    rows = asyncio.run(run_all(args.n, args.clients, args.repeat, args.hold))
     print_table(
         f"Client memory per pending job (RSS growth / N; median of {args.repeat}); "
         f"target < {TARGET_BYTES:,} B",
@@ -235,6 +265,17 @@ def main() -> None:
             for r in rows
         ],
     )
+    if args.hold:
+        for r in rows:
+            last = r["all_runs"][-1]
+            if "rss_after_hold" in last:
+                print(
+                    f"  {r['client']} at {r['n']:,} after {args.hold:g} s more: RSS "
+                    f"{last['rss_after_hold'] / 2**20:,.1f} MB (peak "
+                    f"{last['peak_rss_after_hold'] / 2**20:,.1f} MB), still pending "
+                    f"{last['pending_after_hold']:,}, client requests "
+                    f"{last['client_stats']['requests']}"
+                )
     for r in rows:
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(r["objects_per_job"].items())[:6])
         print(f"  {r['client']} at {r['n']:,}: gc-tracked objects per job: {top}")
