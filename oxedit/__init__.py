@@ -7,7 +7,6 @@ from ._api import ClientStats as ClientStats
 from ._bulk import BulkResult as BulkResult
 from ._bulk import BulkRun as BulkRun
 from ._bulk import EditRequest as EditRequest
-from ._client import AsCompleted as AsCompleted
 from ._client import Client as Client
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
@@ -31,6 +30,7 @@ from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
+from ._job import AsCompleted as AsCompleted
 from ._job import Job as Job
 from ._models import EditResult as EditResult
 from ._models import Generation as Generation

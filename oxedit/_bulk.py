@@ -33,6 +33,7 @@ from ._inputs import build_payload, sniff_mime
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
 from ._registry import Pending
+from ._results import save_atomic
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -387,7 +388,7 @@ class BulkRun:
                     data = await self._client.read(generation)
                     ext = _EXTENSIONS.get(sniff_mime(data) or "", ".png")
                     output = stem.with_name(stem.name + ext)
-                    await _write(output, data)
+                    await save_atomic(output, data)
                 except OxeditError as exc:
                     if journal is not None:
                         journal.finished(key, "succeeded", error=f"download failed: {exc}")
@@ -449,11 +450,3 @@ def _remove_partial_files(folder: Path) -> None:
 
 def _exists(path: str | None) -> bool:
     return path is not None and Path(path).exists()
-
-
-async def _write(path: Path, data: bytes) -> None:
-    import anyio
-
-    from ._client import write_atomic
-
-    await anyio.to_thread.run_sync(write_atomic, path, data)

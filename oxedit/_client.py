@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import enum
 import logging
 import os
-import tempfile
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
-
-import anyio
 
 from . import _constants as C
 from ._api import Api, ClientStats
@@ -25,15 +20,13 @@ from ._enqueue import Enqueuer
 from ._exceptions import (
     AmbiguousRequestError,
     ClientStateError,
-    DownloadError,
     GenerationExpired,
     InvalidRequestError,
     NotFoundError,
     OxeditError,
-    TransportError,
 )
 from ._inputs import ImageInput, build_payload, check_num_generations
-from ._job import Job
+from ._job import AsCompleted, Job
 from ._listener import Listener
 from ._models import (
     TERMINAL_STATUSES,
@@ -44,11 +37,12 @@ from ._models import (
     json_encoder,
 )
 from ._registry import Outcome, Pending, Registry
+from ._results import Downloader, save_atomic
 from ._retry import Outcome as RetryOutcome
 from ._retry import RetryPolicy, classify, parse_retry_after
 from ._transport import ConnectionFailed, Response, Transport, status_error
 
-__all__ = ["AsCompleted", "Client", "owner_of"]
+__all__ = ["Client", "owner_of"]
 
 _R = TypeVar("_R", Generation, EditResult)
 _list = list  # `Client.list` shadows the builtin inside the class body
@@ -127,6 +121,7 @@ class Client:
             limits=self.limits,
         )
         self._api = Api(self._transport, self.retry, self.stats)
+        self._downloader = Downloader(self._transport, self._api, self.retry, self.stats)
         self._registry: Registry | None = None
         self._listener: Listener | None = None
         self._enqueuer: Enqueuer | None = None
@@ -439,79 +434,13 @@ class Client:
         return obj
 
     async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
-        """Download a result's image.
+        """Download a result's image (image `index` of an `EditResult`).
 
         Presigned URLs expire: on 403/404/410 from the file host, the generation's row is read
         again for a fresh URL, once. The API key is sent only to the API's own host.
         """
         self._require_open()
-        if isinstance(result, EditResult):
-            if not 0 <= index < len(result.images):
-                raise InvalidRequestError(
-                    f"index={index} is out of range: the edit returned "
-                    f"{len(result.images)} image(s)"
-                )
-            image = result.images[index]
-            if image.b64_json is not None:
-                try:
-                    return base64.b64decode(image.b64_json)
-                except (binascii.Error, ValueError) as exc:
-                    raise DownloadError(
-                        f"the edit's b64_json is invalid: {exc}", generation_id=""
-                    ) from exc
-            if image.url is None:
-                raise DownloadError("the edit returned no image URL", generation_id="")
-            resp = await self._download(image.url, "")
-            return self._check_download(resp, "", image.url)
-        if result.status != "succeeded" or not result.url:
-            raise DownloadError(
-                f"generation {result.id} has status {result.status!r} and no result to download",
-                generation_id=result.id,
-            )
-        resp = await self._download(result.url, result.id)
-        if resp.status in (403, 404, 410):
-            log.info("result URL of %s refused (%d); fetching a fresh one", result.id, resp.status)
-            fresh = await self._api.get_row(result.id)
-            url = fresh.result_url or fresh.url
-            if url:
-                resp = await self._download(url, result.id)
-        return self._check_download(resp, result.id, result.url)
-
-    async def _download(self, url: str, generation_id: str) -> Response:
-        attempt = 0
-        while True:
-            try:
-                resp = await self._transport.download(url)
-            except TransportError as exc:
-                error: Exception = exc
-            else:
-                if resp.status < 500 and resp.status != 429:
-                    return resp
-                error = DownloadError(
-                    f"download of {generation_id or 'edit'} result: HTTP {resp.status}",
-                    generation_id=generation_id,
-                    status_code=resp.status,
-                )
-            if attempt >= self.retry.max_retries:
-                raise DownloadError(
-                    f"download of {generation_id or 'edit'} result failed: {error}",
-                    generation_id=generation_id,
-                ) from error
-            self.stats.retries += 1
-            await asyncio.sleep(self.retry.delay(attempt))
-            attempt += 1
-
-    @staticmethod
-    def _check_download(resp: Response, generation_id: str, url: str) -> bytes:
-        if resp.status != 200:
-            host = url.split("/")[2] if "//" in url else url
-            raise DownloadError(
-                f"download of {generation_id or 'edit'} result from {host} answered HTTP "
-                f"{resp.status}",
-                generation_id=generation_id,
-                status_code=resp.status,
-            )
-        return resp.body
+        return await self._downloader.read(result, index=index)
 
     async def save(
         self, result: Generation | EditResult, path: str | os.PathLike[str], *, index: int = 0
@@ -520,69 +449,5 @@ class Client:
         Parent folders are created. Returns the path."""
         data = await self.read(result, index=index)
         target = Path(path)
-        await anyio.to_thread.run_sync(write_atomic, target, data)
+        await save_atomic(target, data)
         return target
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class AsCompleted:
-    """Async iterator over jobs in completion order; creates no task, so leaving early leaves
-    nothing behind (its callbacks are removed on exhaustion, `aclose()` or exit)."""
-
-    def __init__(self, jobs: Iterable[Job]) -> None:
-        self._jobs = list(jobs)
-        self._done: asyncio.Queue[Job] = asyncio.Queue()
-        self._remaining = len(self._jobs)
-        self._callbacks: list[tuple[asyncio.Future[Outcome], Callable[[Any], None]]] = []
-        for job in self._jobs:
-            future = job._future
-            callback = self._make_callback(job)
-            future.add_done_callback(callback)
-            self._callbacks.append((future, callback))
-
-    def _make_callback(self, job: Job) -> Callable[[Any], None]:
-        return lambda _: self._done.put_nowait(job)
-
-    def __aiter__(self) -> AsyncIterator[Job]:
-        return self
-
-    async def __anext__(self) -> Job:
-        if self._remaining <= 0:
-            self._detach()
-            raise StopAsyncIteration
-        try:
-            job = await self._done.get()
-        except BaseException:
-            self._detach()
-            raise
-        self._remaining -= 1
-        return job
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        self._detach()
-
-    def _detach(self) -> None:
-        for future, callback in self._callbacks:
-            future.remove_done_callback(callback)
-        self._callbacks.clear()
-        self._remaining = 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Self
 
 from ._exceptions import (
     GenerationCancelled,
@@ -18,7 +18,7 @@ from ._registry import Outcome
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["Job"]
+__all__ = ["AsCompleted", "Job"]
 
 
 def _unwrap(outcome: Outcome) -> Generation:
@@ -113,3 +113,52 @@ class Job:
         if isinstance(outcome, OxeditError):
             raise outcome
         return outcome
+
+
+class AsCompleted:
+    """Async iterator over jobs in completion order; creates no task, so leaving early leaves
+    nothing behind (its callbacks are removed on exhaustion, `aclose()` or exit)."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs = list(jobs)
+        self._done: asyncio.Queue[Job] = asyncio.Queue()
+        self._remaining = len(self._jobs)
+        self._callbacks: list[tuple[asyncio.Future[Outcome], Callable[[Any], None]]] = []
+        for job in self._jobs:
+            future = job._future
+            callback = self._make_callback(job)
+            future.add_done_callback(callback)
+            self._callbacks.append((future, callback))
+
+    def _make_callback(self, job: Job) -> Callable[[Any], None]:
+        return lambda _: self._done.put_nowait(job)
+
+    def __aiter__(self) -> AsyncIterator[Job]:
+        return self
+
+    async def __anext__(self) -> Job:
+        if self._remaining <= 0:
+            self._detach()
+            raise StopAsyncIteration
+        try:
+            job = await self._done.get()
+        except BaseException:
+            self._detach()
+            raise
+        self._remaining -= 1
+        return job
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        for future, callback in self._callbacks:
+            future.remove_done_callback(callback)
+        self._callbacks.clear()
+        self._remaining = 0

@@ -1,0 +1,122 @@
+"""Fetching results: bounded downloads that refresh expired URLs, atomic files."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import anyio
+
+from ._api import Api, ClientStats
+from ._exceptions import DownloadError, InvalidRequestError, TransportError
+from ._models import EditResult, Generation
+from ._retry import RetryPolicy
+from ._transport import Response, Transport
+
+__all__ = ["Downloader", "save_atomic", "write_atomic"]
+
+log = logging.getLogger("oxedit")
+
+
+class Downloader:
+    """Downloads result images; concurrency is bounded by the transport's file session."""
+
+    def __init__(self, transport: Transport, api: Api, retry: RetryPolicy, stats: ClientStats):
+        self._transport = transport
+        self._api = api
+        self._retry = retry
+        self._stats = stats
+
+    async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
+        if isinstance(result, EditResult):
+            if not 0 <= index < len(result.images):
+                raise InvalidRequestError(
+                    f"index={index} is out of range: the edit returned "
+                    f"{len(result.images)} image(s)"
+                )
+            image = result.images[index]
+            if image.b64_json is not None:
+                try:
+                    return base64.b64decode(image.b64_json)
+                except (binascii.Error, ValueError) as exc:
+                    raise DownloadError(
+                        f"the edit's b64_json is invalid: {exc}", generation_id=""
+                    ) from exc
+            if image.url is None:
+                raise DownloadError("the edit returned no image URL", generation_id="")
+            resp = await self._download(image.url, "")
+            return self._check_download(resp, "", image.url)
+        if result.status != "succeeded" or not result.url:
+            raise DownloadError(
+                f"generation {result.id} has status {result.status!r} and no result to download",
+                generation_id=result.id,
+            )
+        resp = await self._download(result.url, result.id)
+        if resp.status in (403, 404, 410):
+            log.info("result URL of %s refused (%d); fetching a fresh one", result.id, resp.status)
+            fresh = await self._api.get_row(result.id)
+            url = fresh.result_url or fresh.url
+            if url:
+                resp = await self._download(url, result.id)
+        return self._check_download(resp, result.id, result.url)
+
+    async def _download(self, url: str, generation_id: str) -> Response:
+        attempt = 0
+        while True:
+            try:
+                resp = await self._transport.download(url)
+            except TransportError as exc:
+                error: Exception = exc
+            else:
+                if resp.status < 500 and resp.status != 429:
+                    return resp
+                error = DownloadError(
+                    f"download of {generation_id or 'edit'} result: HTTP {resp.status}",
+                    generation_id=generation_id,
+                    status_code=resp.status,
+                )
+            if attempt >= self._retry.max_retries:
+                raise DownloadError(
+                    f"download of {generation_id or 'edit'} result failed: {error}",
+                    generation_id=generation_id,
+                ) from error
+            self._stats.retries += 1
+            await asyncio.sleep(self._retry.delay(attempt))
+            attempt += 1
+
+    @staticmethod
+    def _check_download(resp: Response, generation_id: str, url: str) -> bytes:
+        if resp.status != 200:
+            host = url.split("/")[2] if "//" in url else url
+            raise DownloadError(
+                f"download of {generation_id or 'edit'} result from {host} answered HTTP "
+                f"{resp.status}",
+                generation_id=generation_id,
+                status_code=resp.status,
+            )
+        return resp.body
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def save_atomic(path: Path, data: bytes) -> None:
+    """`write_atomic` in a worker thread, off the event loop."""
+    await anyio.to_thread.run_sync(write_atomic, path, data)
