@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing.connection
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ import aiohttp
 import oxedit
 from benchmarks._common import (
     cpu_seconds,
+    machine,
     median,
     print_table,
     run_in_child,
@@ -204,7 +206,17 @@ def main() -> None:
             for r in rows
         ],
     )
-    write_json(args.json, {"benchmark": "enqueue_rate", "n": args.n, "results": rows})
+    write_json(
+        args.json,
+        {
+            "benchmark": "enqueue_rate",
+            "n": args.n,
+            "repeat": args.repeat,
+            "machine": machine(),
+            "command": " ".join(["python -m benchmarks._enqueue_rate", *sys.argv[1:]]),
+            "results": rows,
+        },
+    )
 
 
 if __name__ == "__main__":
