@@ -4,9 +4,7 @@ Thousands of edits are enqueued at once and awaited over one shared event stream
 """
 
 from ._api import ClientStats as ClientStats
-from ._bulk import BulkResult as BulkResult
 from ._bulk import BulkRun as BulkRun
-from ._bulk import EditRequest as EditRequest
 from ._client import Client as Client
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
@@ -35,6 +33,8 @@ from ._job import Job as Job
 from ._models import EditResult as EditResult
 from ._models import Generation as Generation
 from ._models import Model as Model
+from ._requests import BulkResult as BulkResult
+from ._requests import EditRequest as EditRequest
 from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 

@@ -21,12 +21,12 @@ from rich.console import Console
 from rich.table import Table
 
 from . import _constants as C
-from ._bulk import BulkResult, EditRequest
 from ._client import Client
 from ._config import _key_from_oxen_cli, resolve_base_url
 from ._exceptions import InvalidRequestError, NotFoundError, OxeditError
 from ._inputs import ASPECT_RATIOS
 from ._progress import BatchProgress, summary_table
+from ._requests import BulkResult, EditRequest
 from ._sources import load_source
 from ._version import __version__
 

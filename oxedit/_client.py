@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 
 from . import _constants as C
 from ._api import Api, ClientStats
-from ._bulk import BulkItem, BulkRun
+from ._bulk import BulkRun
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._enqueue import Enqueuer
 from ._exceptions import (
@@ -37,6 +37,7 @@ from ._models import (
     json_encoder,
 )
 from ._registry import Outcome, Pending, Registry
+from ._requests import BulkItem
 from ._results import Downloader, save_atomic
 from ._retry import Outcome as RetryOutcome
 from ._retry import RetryPolicy, classify, parse_retry_after

@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ._bulk import BulkResult
+from ._requests import BulkResult
 
 __all__ = ["BatchProgress", "summary_table"]
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from ._bulk import EditRequest
 from ._exceptions import InvalidRequestError
+from ._requests import EditRequest
 
 __all__ = ["IMAGE_SUFFIXES", "load_source"]
 

@@ -1,0 +1,104 @@
+"""What a batch is made of: `EditRequest` in, `BulkResult` out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from . import _constants as C
+from ._exceptions import InvalidRequestError, OxeditError
+
+__all__ = ["BulkItem", "BulkResult", "EditRequest", "default_name"]
+
+
+class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One edit of a batch.
+
+    Attributes:
+        image: A local path, an http(s) URL or a data URI.
+        prompt: The edit instruction.
+        model: The model id.
+        params: The model's parameters, e.g. `{"aspect_ratio": "1:1"}`.
+        name: The output file's name without extension; defaults to the image's stem.
+    """
+
+    image: str
+    prompt: str
+    model: str = C.DEFAULT_MODEL
+    params: dict[str, Any] = {}
+    name: str | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> EditRequest:
+        """From a manifest row: `image`, `prompt`, optional `model`/`name`, the rest params."""
+        image = row.get("image")
+        if not isinstance(image, str | os.PathLike) or not str(image):
+            raise InvalidRequestError("has no 'image' (a path or URL)")
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequestError("has no 'prompt' (give one in the row, or --prompt)")
+        model = row.get("model") or C.DEFAULT_MODEL
+        if not isinstance(model, str):
+            raise InvalidRequestError(f"model={model!r} is not a model id")
+        params = {
+            k: v
+            for k, v in row.items()
+            if k not in ("image", "prompt", "model", "name") and v not in (None, "")
+        }
+        name = row.get("name")
+        return cls(
+            image=str(image),
+            prompt=prompt,
+            model=model,
+            params=params,
+            name=str(name) if name else None,
+        )
+
+    def encoded(self) -> bytes:
+        return msgspec.json.encode(self, order="sorted")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """The outcome of one item of a batch.
+
+    Attributes:
+        index: The item's position in the input.
+        request: The request.
+        status: "succeeded", "failed", "cancelled" (the generation's end), or "error" (never
+            enqueued, or its result could not be fetched: see `error`).
+        generation_id: The generation, when one was enqueued.
+        error: What went wrong, for anything but "succeeded".
+        output: Where the image was saved, when an output folder was given.
+        resumed: True when the outcome comes from an earlier run's journal.
+    """
+
+    index: int
+    request: EditRequest
+    status: str
+    generation_id: str | None = None
+    error: str | None = None
+    output: Path | None = None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+# What `Client.map` takes: requests, manifest-like mappings, or an error standing for a row
+# that could not even be parsed (reported as that item's result).
+BulkItem = EditRequest | Mapping[str, Any] | OxeditError
+
+
+def default_name(image: str) -> str:
+    if image.startswith("data:"):
+        return "image"
+    path = urlsplit(image).path if image.startswith(("http://", "https://")) else image
+    return Path(path).stem or "image"
