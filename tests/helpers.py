@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -24,3 +26,19 @@ def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (8,
 
 def client_for(server: LocalServer, **kwargs: Any) -> AbstractAsyncContextManager[oxedit.Client]:
     return oxedit.Client(api_key=server.api_key, base_url=server.url, **kwargs)
+
+
+async def run_process(*argv: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str]:
+    """Run a command to its end (killed after 60 s); its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async with asyncio.timeout(60):
+            output, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, output.decode()

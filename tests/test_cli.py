@@ -18,7 +18,7 @@ from oxedit._cli import main
 from oxedit._sse import SSEDecoder
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import png
+from .helpers import png, run_process
 
 pytestmark = pytest.mark.anyio
 
@@ -156,15 +156,18 @@ async def test_edit_status_cancel_models(
         assert await cli("status", generation_id) == 0
         assert "succeeded" in capsys.readouterr().out
         server.faults.latency = 30.0
-        async with aiohttp.ClientSession() as http, http.post(
-            f"{server.url}/api/ai/queue",
-            json={
-                "model": "qwen-image-edit",
-                "prompt": "p",
-                "input_image": "data:image/png;base64,AAAA",
-            },
-            headers={"Authorization": f"Bearer {server.api_key}"},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{server.url}/api/ai/queue",
+                json={
+                    "model": "qwen-image-edit",
+                    "prompt": "p",
+                    "input_image": "data:image/png;base64,AAAA",
+                },
+                headers={"Authorization": f"Bearer {server.api_key}"},
+            ) as resp,
+        ):
             pending = (await resp.json())["generations"][0]["generation_id"]
         assert await cli("cancel", pending) == 0
         assert f"{pending}: cancelled" in capsys.readouterr().out
@@ -226,17 +229,8 @@ async def test_batch_killed_with_sigkill_and_rerun(tmp_path: Path) -> None:
         assert await process.wait() == -signal.SIGKILL
         created_before = len(server.generations())
         assert created_before < n  # killed mid-run, with items still unsent
-        rerun = await asyncio.create_subprocess_exec(
-            *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            async with asyncio.timeout(60):
-                _, stderr = await rerun.communicate()
-        finally:
-            if rerun.returncode is None:
-                rerun.kill()
-                await rerun.wait()
-        assert rerun.returncode == 0, stderr.decode()[-2000:]
+        code, output = await run_process(*command, env=env)
+        assert code == 0, output[-2000:]
         rows = server.generations()
     assert len(rows) == n  # zero duplicates: one generation per image, ever
     assert len({row["input_image"] for row in rows}) == n

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import pytest
 
 from oxedit.testing import LocalServer
 
+from .helpers import run_process
+
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -18,23 +19,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 async def run_example(name: str, server: LocalServer, cwd: Path) -> str:
     env = {**os.environ, "OXEN_BASE_URL": server.url, "OXEN_API_KEY": server.api_key}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLES / name),
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(60):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, output.decode()
-    return output.decode()
+    code, output = await run_process(sys.executable, str(EXAMPLES / name), env=env, cwd=cwd)
+    assert code == 0, output
+    return output
 
 
 async def test_quickstart(tmp_path: Path) -> None:
