@@ -58,6 +58,8 @@ async def test_thousand_items_with_faults(tmp_path: Path) -> None:
                     assert run.in_flight <= 100
                     results.append(result)
         truth = {row["generation_id"]: row["status"] for row in server.generations()}
+        assert server.stats.file_requests > 900
+        assert server.stats.file_requests_with_auth == 0  # the key stayed on the API host
     assert sorted(r.index for r in results) == list(range(1000))  # each exactly once
     assert len(truth) == 1000  # nothing created twice
     for result in results:
