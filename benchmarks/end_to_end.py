@@ -475,6 +475,7 @@ async def run_once(strategy: str, n: int, latency: LatencySpec, png: bytes) -> d
         "delay_max_ms": max(delays) * 1000 if delays else float("nan"),
         "delays_measured": len(delays),
         "server_cpu_s": server_cpu,
+        "server_events_sent": stats["events_sent"],
         "server_routes": routes,
     }
 
