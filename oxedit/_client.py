@@ -6,7 +6,6 @@ import asyncio
 import enum
 import logging
 import os
-import weakref
 from collections.abc import AsyncIterable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -57,22 +56,14 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-# Results know the client that can download them, without holding it alive or carrying it in
-# their (serialisable) fields.
-_owners: dict[int, weakref.ref[Client]] = {}
-
-
-def _bind(obj: Generation | EditResult, client: Client) -> None:
-    key = id(obj)
-    if key not in _owners:
-        weakref.finalize(obj, _owners.pop, key, None)
-    _owners[key] = weakref.ref(client)
+# A result knows the client that can download it: kept in the instance's __dict__ (the
+# Structs have `dict=True`), outside the fields, so it is never encoded or compared.
+_OWNER = "_oxedit_client"
 
 
 def owner_of(obj: Generation | EditResult) -> Client:
-    ref = _owners.get(id(obj))
-    client = ref() if ref is not None else None
-    if client is None or client._state is not _State.OPENED:
+    client = obj.__dict__.get(_OWNER)
+    if not isinstance(client, Client) or client._state is not _State.OPENED:
         raise ClientStateError(
             f"{type(obj).__name__} is not bound to an open oxedit.Client; call "
             "client.read(result) or client.save(result, path) inside `async with Client()`"
@@ -216,7 +207,9 @@ class Client:
                 "submit_generations(num_generations=...) to get one job per generation"
             )
         params.pop("num_generations", None)
-        (job,) = await self._submit(prompt, image, model, params, 1)
+        self._require_open()
+        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        (job,) = await self._enqueue_payload(payload, 1)
         return job
 
     async def submit_generations(
@@ -232,11 +225,6 @@ class Client:
         n = check_num_generations(num_generations)
         if n > 1:
             params["num_generations"] = n
-        return await self._submit(prompt, image, model, params, n)
-
-    async def _submit(
-        self, prompt: str, image: Any, model: str, params: dict[str, Any], n: int
-    ) -> _list[Job]:
         self._require_open()
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
         return await self._enqueue_payload(payload, n)
@@ -431,7 +419,7 @@ class Client:
     # -- results -----------------------------------------------------------------------------
 
     def _bound(self, obj: _R) -> _R:
-        _bind(obj, self)
+        obj.__dict__[_OWNER] = self
         return obj
 
     async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:

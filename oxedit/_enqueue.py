@@ -37,6 +37,7 @@ log = logging.getLogger("oxedit")
 
 # A row of ours cannot predate our POST by more than the clocks' disagreement.
 _CLOCK_SLACK = 120.0
+_ROUTE = "POST /api/ai/queue"
 _LIST_STATUSES: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
 
 
@@ -85,6 +86,7 @@ class Enqueuer:
         register: Callable[[str, int], Pending],
     ) -> None:
         self._api = api
+        self._transport = api.transport
         self._registry = registry
         self._policy = policy
         self._ready = ready
@@ -97,55 +99,54 @@ class Enqueuer:
     async def enqueue(self, payload: dict[str, Any], body: bytes, n: int) -> list[Pending]:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal)."""
+        # One flat coroutine (no helpers awaited per request): with 10,000 submits parked,
+        # every frame in the chain is 10,000 more objects for the garbage collector.
         key = hash(body)
         self._in_flight[key] += 1
+        stats = self._api.stats
+        retry = self._api.retry
+        attempt = 0
         try:
-            return await self._enqueue(payload, body, n, key)
+            while True:
+                epoch = await self._ready()
+                sent_at = time.time()
+                retry_after = None
+                stats.enqueue_requests += 1
+                stats.count(_ROUTE)
+                try:
+                    resp = await self._transport.request("POST", "/api/ai/queue", body=body)
+                except ConnectionFailed as exc:
+                    error: OxeditError = exc
+                    outcome = classify("POST", None, sent=exc.sent)
+                else:
+                    if resp.status == 200:
+                        generations = enqueue_decoder.decode(resp.body).generations
+                        return [self._register(g.generation_id, epoch) for g in generations]
+                    error = status_error(resp, what="enqueue")
+                    outcome = classify("POST", resp.status)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if outcome is Outcome.DONE:
+                    raise error
+                if outcome is Outcome.AMBIGUOUS:
+                    stats.lost_responses += 1
+                    log.info("enqueue response lost (%s); checking the queue first", error)
+                    adopted = await self._recover(payload, n, sent_at, key, error, epoch)
+                    if adopted:
+                        stats.adopted += len(adopted)
+                        return adopted
+                    log.info("the lost enqueue created nothing; sending it again")
+                if attempt >= retry.max_retries:
+                    raise error
+                stats.retries += 1
+                await asyncio.sleep(retry.delay(attempt, retry_after))
+                attempt += 1
         finally:
             self._in_flight[key] -= 1
             if not self._in_flight[key]:
                 del self._in_flight[key]
-            async with self._settled:
-                self._settled.notify_all()
-
-    async def _enqueue(
-        self, payload: dict[str, Any], body: bytes, n: int, key: int
-    ) -> list[Pending]:
-        retry = self._api.retry
-        stats = self._api.stats
-        attempt = 0
-        while True:
-            epoch = await self._ready()
-            sent_at = time.time()
-            retry_after = None
-            stats.enqueue_requests += 1
-            try:
-                resp = await self._api.post("/api/ai/queue", body, route="/api/ai/queue")
-            except ConnectionFailed as exc:
-                error: OxeditError = exc
-                outcome = classify("POST", None, sent=exc.sent)
-            else:
-                if resp.status == 200:
-                    generations = enqueue_decoder.decode(resp.body).generations
-                    return [self._register(g.generation_id, epoch) for g in generations]
-                error = status_error(resp, what="enqueue")
-                outcome = classify("POST", resp.status)
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if outcome is Outcome.DONE:
-                raise error
-            if outcome is Outcome.AMBIGUOUS:
-                stats.lost_responses += 1
-                log.info("enqueue response lost (%s); checking the queue before re-sending", error)
-                adopted = await self._recover(payload, n, sent_at, key, error, epoch)
-                if adopted:
-                    stats.adopted += len(adopted)
-                    return adopted
-                log.info("the lost enqueue created nothing; sending it again")
-            if attempt >= retry.max_retries:
-                raise error
-            stats.retries += 1
-            await asyncio.sleep(retry.delay(attempt, retry_after))
-            attempt += 1
+            if self._recovering:  # a recovery may be waiting for this request to settle
+                async with self._settled:
+                    self._settled.notify_all()
 
     async def _recover(
         self,

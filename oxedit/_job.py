@@ -71,7 +71,12 @@ class Job:
         return self._client._bound(_unwrap(self._future.result()))
 
     def __await__(self) -> Generator[Any, None, Generation]:
-        return self.wait().__await__()
+        # The common `await job`, without the frames and timeout scope of `wait()`.
+        future = self._future
+        if not future.done():
+            # shield: a caller giving up must not cancel the job's shared future
+            yield from asyncio.shield(future).__await__()
+        return self._client._bound(_unwrap(future.result()))
 
     async def wait(
         self,
@@ -91,10 +96,16 @@ class Job:
             JobTimeout: the timeout expired (`.cancelled` says whether it was cancelled).
             GenerationFailed, GenerationCancelled: the generation ended without a result.
         """
+        future = self._future
+        if future.done():
+            return self._client._bound(_unwrap(future.result()))
         try:
-            async with asyncio.timeout(timeout):
-                # shield: a caller giving up must not cancel the job's shared future
-                outcome = await asyncio.shield(self._future)
+            # shield: a caller giving up must not cancel the job's shared future
+            if timeout is None:
+                outcome = await asyncio.shield(future)
+            else:
+                async with asyncio.timeout(timeout):
+                    outcome = await asyncio.shield(future)
         except TimeoutError:
             if not cancel_on_timeout:
                 raise JobTimeout(self.id, timeout or 0.0, cancelled=False) from None

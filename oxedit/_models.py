@@ -100,7 +100,7 @@ class ModelList(_Wire, frozen=True, kw_only=True):
     data: list[Model] = []
 
 
-class Generation(msgspec.Struct, frozen=True, kw_only=True, weakref=True):
+class Generation(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """A generation as oxedit hands it back.
 
     `await job` returns one with status "succeeded" and its `url`; `client.get(id)` returns one
@@ -173,7 +173,7 @@ model_list_decoder: Final = msgspec.json.Decoder(ModelList)
 json_encoder: Final = msgspec.json.Encoder()
 
 
-class EditResult(msgspec.Struct, frozen=True, kw_only=True, weakref=True):
+class EditResult(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """The answer of the synchronous edit endpoint (`Client.edit`).
 
     Example:
