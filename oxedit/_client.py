@@ -129,7 +129,9 @@ class Client:
                 f"this Client is {self._state.value}; a Client can be opened only once, "
                 "create a new one"
             )
-        self._registry = Registry(early_ttl=2 * self.timeouts.read)
+        self._registry = Registry(
+            early_ttl=2 * self.timeouts.read, stale_after=self.reconcile_policy.stale_after
+        )
         self._listener = Listener(self._api, self._registry, self.reconcile_policy)
         self._enqueuer = Enqueuer(
             self._api,

@@ -117,7 +117,9 @@ class ReconcilePolicy:
 
     Cancellations send no event and events can be lost, so a job pending longer than
     `stale_after` seconds is checked; the check runs at most every `interval` seconds and costs
-    one list request plus one request per job that the list shows as no longer active.
+    one list request plus one request per job that the list shows as no longer active. A job
+    found still active is checked again after twice the previous wait (up to 16 x
+    `stale_after`), so a long queue costs few requests.
     """
 
     stale_after: float = C.STALE_AFTER

@@ -34,5 +34,9 @@ STALE_AFTER = 120.0
 RECONCILE_INTERVAL = 30.0
 RECONCILE_CONCURRENCY = 8  # per-id GETs in flight during one reconciliation
 
+# Ids this client enqueued are remembered this long after their enqueue (pending ones always),
+# so that a lost enqueue's recovery cannot adopt them.
+KNOWN_ID_TTL = 900.0
+
 # Events for ids we do not know (yet): kept for the enqueue response that may follow them.
 EARLY_EVENT_LIMIT = 100_000

@@ -57,6 +57,10 @@ def matches_request(row: dict[str, Any], payload: dict[str, Any]) -> bool:
     return True
 
 
+def _enqueue_order(row: dict[str, Any]) -> tuple[float, str]:
+    return (row.get("enqueued_at") or 0, row["generation_id"])
+
+
 def _matching(
     rows: list[dict[str, Any]],
     payload: dict[str, Any],
@@ -66,7 +70,8 @@ def _matching(
     """The rows, oldest first, that this request may have created and nobody has claimed."""
     found = []
     for row in rows:
-        if taken(row["generation_id"]):
+        generation_id = row.get("generation_id")
+        if not isinstance(generation_id, str) or taken(generation_id):
             continue
         enqueued = row.get("enqueued_at")
         if isinstance(enqueued, int | float) and enqueued < sent_at - _CLOCK_SLACK:
@@ -172,7 +177,7 @@ class Enqueuer:
                 for _ in range(C.LOST_RESPONSE_CHECKS):
                     await asyncio.sleep(self._policy.lost_response_grace)
                     try:
-                        rows = await self._candidates(payload, sent_at)
+                        rows = await self._candidates(payload, sent_at, n)
                     except OxeditError as exc:
                         raise AmbiguousRequestError(
                             f"enqueue response was lost ({cause}) and the queue could not be "
@@ -188,9 +193,21 @@ class Enqueuer:
                 del self._recovering[key]
                 self._locks.pop(key, None)
 
-    async def _candidates(self, payload: dict[str, Any], sent_at: float) -> list[dict[str, Any]]:
-        rows = await self._rows(payload["model"])
-        return _matching(rows, payload, sent_at, self._registry.knows)
+    async def _candidates(
+        self, payload: dict[str, Any], sent_at: float, n: int
+    ) -> list[dict[str, Any]]:
+        """Rows this request may have created, active ones first: a row just created is
+        most likely still queued, and the lists of finished rows hold the whole history, so
+        they are asked only when the active list does not have all `n`."""
+        found: dict[str, dict[str, Any]] = {}
+        for status in _LIST_STATUSES:
+            self._api.stats.poll_requests += 1
+            rows = await self._api.list_raw(status=status, model=payload["model"])
+            for row in _matching(rows, payload, sent_at, self._registry.knows):
+                found[row["generation_id"]] = row
+            if len(found) >= n:
+                break
+        return sorted(found.values(), key=_enqueue_order)
 
     async def _rows(self, model: str) -> list[dict[str, Any]]:
         """Every row of `model`, active or finished, sorted by enqueue time."""
@@ -200,7 +217,7 @@ class Enqueuer:
             for row in await self._api.list_raw(status=status, model=model):
                 if isinstance(row.get("generation_id"), str):
                     rows[row["generation_id"]] = row
-        return sorted(rows.values(), key=lambda r: (r.get("enqueued_at") or 0, r["generation_id"]))
+        return sorted(rows.values(), key=_enqueue_order)
 
     async def adopt_unrecorded(
         self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]

@@ -168,7 +168,7 @@ class Listener:
             self._kick.clear()
             await self._connected.wait()
             ids, self._recheck = self._recheck, set()
-            ids.update(p.id for p in self._registry.stale(policy.stale_after))
+            ids.update(p.id for p in self._registry.stale())
             ids = {i for i in ids if self._registry.get(i) is not None}
             if not ids:
                 continue
@@ -186,7 +186,7 @@ class Listener:
             self._api.stats.poll_requests += 1
             active = {row.generation_id for row in await self._api.list_rows()}
             for generation_id in ids & active:
-                registry.touch(generation_id)
+                registry.still_active(generation_id)
             todo = ids - active
         queue = list(todo)
 
@@ -204,7 +204,7 @@ class Listener:
                 if row.status in TERMINAL_STATUSES:
                     registry.resolve(Generation.from_row(row))
                 else:
-                    registry.touch(generation_id)
+                    registry.still_active(generation_id)
 
         async with asyncio.TaskGroup() as group:
             for _ in range(min(C.RECONCILE_CONCURRENCY, len(queue))):

@@ -26,19 +26,31 @@ Outcome: TypeAlias = Generation | OxeditError
 class Pending:
     """A generation this client is waiting for."""
 
-    __slots__ = ("checked_at", "future", "id")
+    __slots__ = ("checks", "due", "future", "id")
 
-    def __init__(self, generation_id: str, future: asyncio.Future[Outcome], now: float) -> None:
+    def __init__(self, generation_id: str, future: asyncio.Future[Outcome], due: float) -> None:
         self.id = generation_id
         self.future = future
-        self.checked_at = now  # last time an event or a reconciliation vouched for it
+        self.due = due  # when to ask the queue endpoints about it, if no event came by then
+        self.checks = 0  # times the queue said it was still active
 
 
 class Registry:
-    def __init__(self, *, early_ttl: float, early_limit: int = C.EARLY_EVENT_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        early_ttl: float,
+        stale_after: float = C.STALE_AFTER,
+        early_limit: int = C.EARLY_EVENT_LIMIT,
+        known_ttl: float = C.KNOWN_ID_TTL,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._pending: dict[str, Pending] = {}
-        self._known: set[str] = set()  # every id this client enqueued, pending or not
+        # Ids this client enqueued lately (pending or not), so that a lost enqueue's recovery
+        # never adopts them; older ones are forgotten, keeping a long-lived client bounded.
+        self._known: dict[str, float] = {}
+        self._known_ttl = known_ttl
+        self._stale_after = stale_after
         self._early: dict[str, tuple[float, Generation]] = {}  # insertion order = arrival order
         self._early_ttl = early_ttl
         self._early_limit = early_limit
@@ -53,7 +65,7 @@ class Registry:
         return iter(list(self._pending.values()))
 
     def knows(self, generation_id: str) -> bool:
-        return generation_id in self._known
+        return generation_id in self._known or generation_id in self._pending
 
     def get(self, generation_id: str) -> Pending | None:
         return self._pending.get(generation_id)
@@ -71,8 +83,9 @@ class Registry:
         pending = self._pending.get(generation_id)
         if pending is not None:
             return pending
-        self._known.add(generation_id)
-        pending = Pending(generation_id, self._loop.create_future(), self._loop.time())
+        now = self._loop.time()
+        self._remember(generation_id, now)
+        pending = Pending(generation_id, self._loop.create_future(), now + self._stale_after)
         self._pending[generation_id] = pending
         early = self._early.pop(generation_id, None)
         if early is not None:
@@ -115,15 +128,29 @@ class Registry:
             self.fail(generation_id, error)
         return len(ids)
 
-    def stale(self, older_than: float) -> list[Pending]:
-        """Pending jobs nothing has vouched for in the last `older_than` seconds."""
-        cutoff = self._loop.time() - older_than
-        return [p for p in self._pending.values() if p.checked_at <= cutoff]
+    def stale(self) -> list[Pending]:
+        """Pending jobs due for a check: no event came within `stale_after` of their
+        enqueue, or of the last check that found them still active."""
+        now = self._loop.time()
+        return [p for p in self._pending.values() if p.due <= now]
 
-    def touch(self, generation_id: str) -> None:
+    def still_active(self, generation_id: str) -> None:
+        """The queue says the job is still queued or processing: check it again later, each
+        time twice as late (up to 16 x `stale_after`), so a long queue costs few requests."""
         pending = self._pending.get(generation_id)
         if pending is not None:
-            pending.checked_at = self._loop.time()
+            pending.due = self._loop.time() + self._stale_after * 2 ** min(pending.checks, 4)
+            pending.checks += 1
+
+    def _remember(self, generation_id: str, now: float) -> None:
+        known = self._known
+        known[generation_id] = now
+        cutoff = now - self._known_ttl
+        while known:
+            oldest_id, added = next(iter(known.items()))
+            if added > cutoff:
+                break
+            del known[oldest_id]
 
     def _keep_early(self, outcome: Generation) -> None:
         now = self._loop.time()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from oxedit import Generation, GenerationExpired
@@ -58,12 +60,33 @@ async def test_early_buffer_is_bounded_and_cleared() -> None:
 
 
 async def test_fail_and_stale() -> None:
-    registry = Registry(early_ttl=60)
+    registry = Registry(early_ttl=60, stale_after=0.0)  # due at once
     pending = registry.add("a")
     registry.add("b")
-    assert {p.id for p in registry.stale(0)} == {"a", "b"}
-    assert registry.stale(3600) == []
+    assert {p.id for p in registry.stale()} == {"a", "b"}
     error = GenerationExpired("a")
     assert registry.fail("a", error) and not registry.fail("a", error)
     assert pending.future.result() is error
     assert registry.fail_all(error) == 1 and len(registry) == 0
+
+
+async def test_still_active_jobs_are_checked_less_and_less_often() -> None:
+    loop = asyncio.get_running_loop()
+    registry = Registry(early_ttl=60, stale_after=100.0)
+    pending = registry.add("a")
+    assert registry.stale() == []
+    waits = []
+    for _ in range(7):
+        registry.still_active("a")
+        waits.append(round((pending.due - loop.time()) / 100))
+    assert waits == [1, 2, 4, 8, 16, 16, 16]
+
+
+async def test_known_ids_are_bounded_but_pending_ones_stay_known() -> None:
+    registry = Registry(early_ttl=60, known_ttl=0.0)  # forget at once
+    registry.add("pending")
+    registry.add("done")
+    registry.resolve(done("done"))
+    registry.add("later")  # adding prunes what is older than the TTL
+    assert registry.knows("pending")  # still waited for
+    assert not registry.knows("done")
