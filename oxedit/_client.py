@@ -134,11 +134,7 @@ class Client:
         )
         self._listener = Listener(self._api, self._registry, self.reconcile_policy)
         self._enqueuer = Enqueuer(
-            self._api,
-            self._registry,
-            self.reconcile_policy,
-            self._listener.ready,
-            self._register,
+            self._api, self._registry, self.reconcile_policy, self._listener, self._register
         )
         await self._transport.open()
         self._state = _State.OPENED
@@ -209,10 +205,10 @@ class Client:
                 "submit_generations(num_generations=...) to get one job per generation"
             )
         params.pop("num_generations", None)
-        self._require_open()
+        _, _, enqueuer = self._require_open()
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        (job,) = await self._enqueue_payload(payload, 1)
-        return job
+        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1)
+        return Job(self, pending.id, pending.future)
 
     async def submit_generations(
         self,
@@ -232,14 +228,8 @@ class Client:
         return await self._enqueue_payload(payload, n)
 
     async def _enqueue_payload(self, payload: dict[str, Any], n: int) -> _list[Job]:
-        registry, _, enqueuer = self._require_open()
-        body = json_encoder.encode(payload)
-        # Held until the ids are registered, so an event that overtakes the response is kept.
-        registry.enqueue_started()
-        try:
-            pendings = await enqueuer.enqueue(payload, body, n)
-        finally:
-            registry.enqueue_finished()
+        _, _, enqueuer = self._require_open()
+        pendings = await enqueuer.enqueue(payload, json_encoder.encode(payload), n)
         return [Job(self, p.id, p.future) for p in pendings]
 
     def _register(self, generation_id: str, epoch: int) -> Pending:

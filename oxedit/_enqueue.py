@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -26,6 +26,7 @@ from ._api import Api
 from ._config import ReconcilePolicy
 from ._exceptions import AmbiguousRequestError, OxeditError
 from ._inputs import QUEUE_PARAMS
+from ._listener import Listener
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
 from ._registry import Pending, Registry
 from ._retry import Outcome, classify, parse_retry_after
@@ -87,14 +88,14 @@ class Enqueuer:
         api: Api,
         registry: Registry,
         policy: ReconcilePolicy,
-        ready: Callable[[], Awaitable[int]],
+        listener: Listener,
         register: Callable[[str, int], Pending],
     ) -> None:
         self._api = api
         self._transport = api.transport
         self._registry = registry
         self._policy = policy
-        self._ready = ready
+        self._listener = listener
         self._register = register  # starts waiting for an id; the int is the stream epoch
         self._in_flight: Counter[int] = Counter()  # enqueues in progress, by request body
         self._recovering: Counter[int] = Counter()
@@ -108,12 +109,16 @@ class Enqueuer:
         # every frame in the chain is 10,000 more objects for the garbage collector.
         key = hash(body)
         self._in_flight[key] += 1
+        # Held until the ids are registered, so an event that overtakes the response is kept.
+        self._registry.enqueue_started()
+        listener = self._listener
         stats = self._api.stats
         retry = self._api.retry
         attempt = 0
         try:
             while True:
-                epoch = await self._ready()
+                # The stream must be up before anything is sent (events are not replayed).
+                epoch = listener.epoch if listener.connected else await listener.ready()
                 sent_at = time.time()
                 retry_after = None
                 stats.enqueue_requests += 1
@@ -146,6 +151,7 @@ class Enqueuer:
                 await asyncio.sleep(retry.delay(attempt, retry_after))
                 attempt += 1
         finally:
+            self._registry.enqueue_finished()
             self._in_flight[key] -= 1
             if not self._in_flight[key]:
                 del self._in_flight[key]
