@@ -14,7 +14,6 @@ from rich.progress import (
     Task,
     TaskProgressColumn,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -51,11 +50,10 @@ class BatchProgress:
         self.counts: Counter[str] = Counter()
         self.started = time.perf_counter()
         self._progress = Progress(
-            BarColumn(bar_width=24),
+            BarColumn(bar_width=20),
             TaskProgressColumn(),
             _Counts(),
             _Rate(),
-            TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=console,
