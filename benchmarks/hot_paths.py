@@ -207,43 +207,45 @@ def bench_json(n: int, repeat: int) -> list[dict[str, Any]]:
             d = decode(payload)
             _ = (d["generation_id"], d["status"], d.get("url"))
 
-    rows = []
-    for name, fn in [
-        ("msgspec Struct (shipped)", with_msgspec),
-        ("msgspec dict", with_msgspec_dict),
-        ("json.loads", with_json),
-    ]:
-        times = []
-        for _ in range(repeat):
-            with Stopwatch() as sw:
-                fn()
-            times.append(sw.cpu)
-        rows.append(
-            {
-                "decoder": name,
-                "cpu_s": median(times),
-                "noise": spread(times),
-                "events_per_s": n / median(times),
-            }
-        )
-    base = rows[0]["cpu_s"]
-    for row in rows:
-        row["ratio"] = row["cpu_s"] / base
-    return rows
+    return compare_cpu(
+        [
+            ("msgspec Struct (shipped)", with_msgspec),
+            ("msgspec dict", with_msgspec_dict),
+            ("json.loads", with_json),
+        ],
+        repeat,
+        events=lambda _: n,
+    )
 
 
 def bench_decoders(n: int, repeat: int) -> list[dict[str, Any]]:
     chunks = chunks_of(make_stream(n), 16 * 1024)
+    return compare_cpu(
+        [
+            ("oxedit SSEDecoder (shipped)", lambda: decode_oxedit(chunks)),
+            ("httpx-sse SSELineDecoder + SSEDecoder", lambda: decode_httpx_sse(chunks)),
+        ],
+        repeat,
+        events=lambda count: count,
+    )
+
+
+def compare_cpu(
+    variants: list[tuple[str, Callable[[], Any]]],
+    repeat: int,
+    *,
+    events: Callable[[Any], int],
+) -> list[dict[str, Any]]:
+    """Median CPU of each variant over `repeat` runs, and its ratio to the first (shipped)
+    one; `events(result)` is how many events one run handled."""
     rows = []
-    for name, fn in [
-        ("oxedit SSEDecoder (shipped)", decode_oxedit),
-        ("httpx-sse SSELineDecoder + SSEDecoder", decode_httpx_sse),
-    ]:
+    for name, fn in variants:
         times = []
         for _ in range(repeat):
             with Stopwatch() as sw:
-                count = fn(chunks)
+                result = fn()
             times.append(sw.cpu)
+        count = events(result)
         rows.append(
             {
                 "decoder": name,
