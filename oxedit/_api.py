@@ -6,23 +6,56 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ._exceptions import ServerError
+import msgspec
+
+from ._exceptions import APIResponseValidationError, APIStatusError, ClientStateError
 from ._models import (
     GenerationRow,
     Model,
     model_decoder,
     model_list_decoder,
     queue_list_decoder,
+    raw_list_decoder,
     raw_rows_decoder,
     row_decoder,
 )
 from ._retry import Outcome, RetryPolicy, classify, parse_retry_after
-from ._transport import ConnectionFailed, Response, Transport, status_error
+from ._transport import ConnectionFailed, Response, Transport, is_success, status_error
 
-__all__ = ["Api", "ClientStats"]
+__all__ = ["Api", "ClientStats", "decode"]
+
+_T = TypeVar("_T")
+
+
+def decode(decoder: msgspec.json.Decoder[_T], resp: Response, what: str) -> _T:
+    """Decode a success body, or raise `APIResponseValidationError` saying what came instead."""
+    try:
+        return decoder.decode(resp.body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        kind = resp.headers.get("Content-Type", "no content type")
+        start = resp.body[:200].decode("utf-8", "replace")
+        raise APIResponseValidationError(
+            f"{what}: the API answered HTTP {resp.status} with a body that is not the documented "
+            f"JSON ({kind}; {exc}): {start!r}",
+            status_code=resp.status,
+            body=start,
+        ) from None
+
+
+def unexpected_status(resp: Response, what: str) -> APIStatusError:
+    """A status that is neither success nor an error (a redirect to a login page, say)."""
+    where = resp.headers.get("Location")
+    return APIStatusError(
+        f"{what}: unexpected HTTP {resp.status}"
+        + (f" (redirect to {where!r})" if where else "")
+        + "; is the base URL the API's?",
+        status_code=resp.status,
+        body=resp.body[:200].decode("utf-8", "replace"),
+    )
+
 
 log = logging.getLogger("oxedit")
 
@@ -71,23 +104,39 @@ class Api:
         route: str,
         params: Mapping[str, str] | None = None,
         what: str = "",
-    ) -> Response:
-        """An idempotent request, retried with backoff; raises `APIStatusError` on errors."""
+        decoder: msgspec.json.Decoder[_T],
+    ) -> _T:
+        """An idempotent request, retried with backoff on 429/5xx, a lost connection and a
+        malformed success body; returns the decoded body.
+
+        Raises `APIStatusError` on error statuses, `APIResponseValidationError` when the body
+        stays malformed, `TransportError` when no response came.
+        """
         attempt = 0
+        what = what or f"{method} {route}"
         while True:
             self.stats.count(f"{method} {route}")
             retry_after = None
+            error: Exception
             try:
                 resp = await self.transport.request(method, path, params=params)
+            except ClientStateError:
+                raise
             except ConnectionFailed as exc:
-                error: Exception = exc
+                error = exc
             else:
-                if resp.status < 400:
-                    return resp
-                error = status_error(resp, what=what)
-                if classify(method, resp.status) is not Outcome.RETRY:
-                    raise error
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if is_success(resp.status):
+                    try:
+                        return decode(decoder, resp, what)
+                    except APIResponseValidationError as exc:
+                        error = exc  # a proxy's page, say: worth another try
+                elif resp.status < 400:
+                    raise unexpected_status(resp, what)
+                else:
+                    error = status_error(resp, what=what)
+                    if classify(method, resp.status) is not Outcome.RETRY:
+                        raise error
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             if attempt >= self.retry.max_retries:
                 raise error
             self.stats.retries += 1
@@ -96,29 +145,28 @@ class Api:
             attempt += 1
 
     async def get_row(self, generation_id: str) -> GenerationRow:
-        resp = await self.call(
+        return await self.call(
             "GET",
             f"/api/ai/queue/{quote(generation_id, safe='')}",
             route="/api/ai/queue/{id}",
             what=f"generation {generation_id!r}",
+            decoder=row_decoder,
         )
-        return row_decoder.decode(resp.body)
 
     async def list_rows(self, **filters: str | None) -> list[GenerationRow]:
         params = {k: v for k, v in filters.items() if v is not None}
-        resp = await self.call("GET", "/api/ai/queue", route="/api/ai/queue", params=params)
-        return queue_list_decoder.decode(resp.body).generations
+        listed = await self.call(
+            "GET", "/api/ai/queue", route="/api/ai/queue", params=params, decoder=queue_list_decoder
+        )
+        return listed.generations
 
     async def list_raw(self, **filters: str | None) -> list[dict[str, Any]]:
         """Rows as plain dicts, with the request parameters the API echoes."""
         params = {k: v for k, v in filters.items() if v is not None}
-        resp = await self.call("GET", "/api/ai/queue", route="/api/ai/queue", params=params)
-        rows = raw_rows_decoder.decode(resp.body).get("generations")
-        if not isinstance(rows, list):
-            raise ServerError(
-                "GET /api/ai/queue answered without a 'generations' list", status_code=resp.status
-            )
-        return [row for row in rows if isinstance(row, dict)]
+        listed = await self.call(
+            "GET", "/api/ai/queue", route="/api/ai/queue", params=params, decoder=raw_list_decoder
+        )
+        return [row for row in listed.generations if isinstance(row, dict)]
 
     async def delete(self, generation_id: str) -> None:
         await self.call(
@@ -126,20 +174,23 @@ class Api:
             f"/api/ai/queue/{quote(generation_id, safe='')}",
             route="/api/ai/queue/{id}",
             what=f"cancel {generation_id!r}",
+            decoder=raw_rows_decoder,
         )
 
     async def model(self, model_id: str) -> Model:
-        resp = await self.call(
+        return await self.call(
             "GET",
             f"/api/ai/models/{quote(model_id, safe='')}",
             route="/api/ai/models/{id}",
             what=f"model {model_id!r}",
+            decoder=model_decoder,
         )
-        return model_decoder.decode(resp.body)
 
     async def models(self) -> list[Model]:
-        resp = await self.call("GET", "/api/ai/models", route="/api/ai/models")
-        return model_list_decoder.decode(resp.body).data
+        listed = await self.call(
+            "GET", "/api/ai/models", route="/api/ai/models", decoder=model_list_decoder
+        )
+        return listed.data
 
     async def post(self, path: str, body: bytes, *, route: str) -> Response:
         """One POST, not retried: the caller decides, since a POST may not be repeatable."""

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import _constants as C
-from ._api import Api, ClientStats
+from ._api import Api, ClientStats, decode, unexpected_status
 from ._bulk import BulkRun
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._enqueue import Enqueuer
@@ -40,7 +40,8 @@ from ._requests import BulkItem
 from ._results import Downloader, save_atomic
 from ._retry import Outcome as RetryOutcome
 from ._retry import RetryPolicy, classify, parse_retry_after
-from ._transport import ConnectionFailed, Response, Transport, status_error
+from ._schedule import CheckSchedule
+from ._transport import ConnectionFailed, Response, Transport, is_success, status_error
 
 __all__ = ["Client", "owner_of"]
 
@@ -130,11 +131,21 @@ class Client:
                 "create a new one"
             )
         self._registry = Registry(
-            early_ttl=2 * self.timeouts.read, stale_after=self.reconcile_policy.stale_after
+            early_ttl=2 * self.timeouts.read, schedule=CheckSchedule(self.reconcile_policy)
         )
-        self._listener = Listener(self._api, self._registry, self.reconcile_policy)
+        self._listener = Listener(
+            self._api,
+            self._registry,
+            self.reconcile_policy,
+            max_event_bytes=self.limits.max_event_bytes,
+        )
         self._enqueuer = Enqueuer(
-            self._api, self._registry, self.reconcile_policy, self._listener, self._register
+            self._api,
+            self._registry,
+            self.reconcile_policy,
+            self._listener,
+            self._register,
+            request_deadline=self.timeouts.total,
         )
         await self._transport.open()
         self._state = _State.OPENED
@@ -149,24 +160,35 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the event stream and every connection. Pending jobs end with an error."""
+        """Close the event stream and every connection. Pending jobs end with an error.
+
+        Calls racing it end with `ClientStateError`: those not sent yet at once; an enqueue
+        already sent gets its answer first (at most `Timeouts.total`), and the ids it created
+        are on the error (`generation_ids`). Every session is closed, whatever happens.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._listener is not None:
-            await self._listener.close()
-        if self._registry is not None and len(self._registry):
-            pending = len(self._registry)
-            for p in self._registry:
-                self._registry.fail(
-                    p.id,
-                    ClientStateError(
-                        f"the client was closed while generation {p.id} was pending; it may still "
-                        f"run remotely: look it up later with client.get({p.id!r})"
-                    ),
-                )
-            log.info("client closed with %d job(s) pending", pending)
-        await self._transport.close()
+        try:
+            self._transport.begin_close()
+            if self._listener is not None:
+                await self._listener.close()
+            if self._enqueuer is not None:
+                await self._enqueuer.close(self.timeouts.total)
+            if self._registry is not None and len(self._registry):
+                pending = len(self._registry)
+                for p in self._registry:
+                    self._registry.fail(
+                        p.id,
+                        ClientStateError(
+                            f"the client was closed while generation {p.id} was pending; it "
+                            f"may still run remotely: look it up later with client.get({p.id!r})",
+                            generation_ids=(p.id,),
+                        ),
+                    )
+                log.info("client closed with %d job(s) pending", pending)
+        finally:
+            await self._transport.close()
 
     def _require_open(self) -> tuple[Registry, Listener, Enqueuer]:
         if self._state is not _State.OPENED:
@@ -232,10 +254,10 @@ class Client:
         pendings = await enqueuer.enqueue(payload, json_encoder.encode(payload), n)
         return [Job(self, p.id, p.future) for p in pendings]
 
-    def _register(self, generation_id: str, epoch: int) -> Pending:
+    def _register(self, generation_id: str, epoch: int, model: str | None = None) -> Pending:
         """Start waiting for a generation enqueued while the stream was at `epoch`."""
         registry, listener, _ = self._require_open()
-        pending = registry.add(generation_id)
+        pending = registry.add(generation_id, model)
         listener.vouch(generation_id, epoch)
         return pending
 
@@ -380,7 +402,7 @@ class Client:
         payload["response_format"] = response_format
         body = json_encoder.encode(payload)
         resp = await self._post_refusable("/api/ai/images/edit", body)
-        return self._bound(edit_decoder.decode(resp.body))
+        return self._bound(decode(edit_decoder, resp, "POST /api/ai/images/edit"))
 
     async def _post_refusable(self, path: str, body: bytes) -> Response:
         attempt = 0
@@ -396,8 +418,10 @@ class Client:
                 error: OxeditError = exc
                 retry_after = None
             else:
-                if resp.status < 400:
+                if is_success(resp.status):
                     return resp
+                if resp.status < 400:
+                    raise unexpected_status(resp, f"POST {path}")
                 error = status_error(resp, what=f"POST {path}")
                 if classify("POST", resp.status) is not RetryOutcome.RETRY:
                     raise error

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import _constants as C
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, InvalidRequestError
 
 __all__ = ["Limits", "ReconcilePolicy", "Timeouts", "resolve_api_key", "resolve_base_url"]
 
@@ -64,8 +64,8 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
 def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or value <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive number")
+    if value is None or not value > 0:
+        raise InvalidRequestError(f"{name}={value!r} must be a positive number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +74,11 @@ class Timeouts:
 
     Attributes:
         connect: Opening a connection.
-        read: Waiting for one API response.
+        read: Silence while waiting for one API response.
         stream_idle: Silence on the event stream after which it is considered dead (keep-alives
             come every 15 s).
+        total: One API request from start to end, however slowly its bytes arrive.
+        download: One result download from start to end.
 
     Example:
         ```python
@@ -87,47 +89,77 @@ class Timeouts:
     connect: float = C.DEFAULT_CONNECT_TIMEOUT
     read: float = C.DEFAULT_READ_TIMEOUT
     stream_idle: float = C.STREAM_IDLE_TIMEOUT
+    total: float = C.DEFAULT_TOTAL_TIMEOUT
+    download: float = C.DEFAULT_DOWNLOAD_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read", "stream_idle"):
+        for name in ("connect", "read", "stream_idle", "total", "download"):
             _positive(name, getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Concurrency bounds.
+    """Concurrency and size bounds.
 
     Attributes:
         max_connections: API requests in flight at once; more wait their turn in order,
             holding no socket.
         max_downloads: Result downloads in flight at once.
+        max_event_bytes: Largest server-sent event accepted; a longer one is dropped with a
+            warning (the completion events are a few hundred bytes).
+        max_download_bytes: Largest result file accepted (after decompression); a larger one
+            fails with `DownloadError`.
     """
 
     max_connections: int = C.DEFAULT_MAX_CONNECTIONS
     max_downloads: int = C.DEFAULT_MAX_DOWNLOADS
+    max_event_bytes: int = C.DEFAULT_MAX_EVENT_BYTES
+    max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES
 
     def __post_init__(self) -> None:
-        _positive("max_connections", self.max_connections)
-        _positive("max_downloads", self.max_downloads)
+        for name in ("max_connections", "max_downloads", "max_event_bytes", "max_download_bytes"):
+            _positive(name, getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True)
 class ReconcilePolicy:
-    """How pending jobs are checked through the queue endpoints when no event came.
+    """When pending jobs are checked through the queue endpoints, since no event came.
 
-    Cancellations send no event and events can be lost, so a job pending longer than
-    `stale_after` seconds is checked; the check runs at most every `interval` seconds and costs
-    one list request plus one request per job that the list shows as no longer active. A job
-    found still active is checked again after twice the previous wait (up to 16 x
-    `stale_after`), so a long queue costs few requests.
+    Cancellations send no event and events can be lost. A job is first checked once it is
+    older than `latency_multiple` x the p99 completion latency this client observed for its
+    model (from enqueue to event), but never younger than `stale_floor` nor older than
+    `stale_after`; a client with no history yet uses `stale_floor`. A job found still active is
+    checked again after half its age, at least `stale_floor / 2` and at most `interval` later.
+    Checks are scheduled by age only: reconnects of the event stream (which check every
+    pending job at once) never postpone them.
+
+    So a job whose event is lost, or that was cancelled elsewhere, settles at most
+    `max(first check, its completion age + interval)` after its enqueue, plus one reconcile
+    tick (at most 1 s) and the time of the check's request (see the README's liveness
+    budget). A check costs one `GET /api/ai/queue/{id}`, or, when more than 16 jobs are due
+    at once, one `GET /api/ai/queue` for all of them plus a GET for each one it shows finished.
+
+    Attributes:
+        stale_floor: The earliest age at which a job is checked.
+        stale_after: The latest age at which a job is first checked.
+        latency_multiple: The first check comes at this multiple of the observed p99 latency.
+        interval: The longest gap between two checks of a job that stays active.
+        lost_response_grace: How long to let the server settle before asking it whether a POST
+            whose response was lost created a generation.
+        refused_stream_grace: How long a reconnect of an accepted event stream that is refused
+            (401/403/404) is retried before the refusal fails every pending job.
     """
 
+    stale_floor: float = C.STALE_FLOOR
     stale_after: float = C.STALE_AFTER
+    latency_multiple: float = C.LATENCY_MULTIPLE
     interval: float = C.RECONCILE_INTERVAL
     lost_response_grace: float = C.LOST_RESPONSE_GRACE
+    refused_stream_grace: float = C.REFUSED_STREAM_GRACE
 
     def __post_init__(self) -> None:
-        _positive("stale_after", self.stale_after)
-        _positive("interval", self.interval)
-        if self.lost_response_grace < 0:
-            raise ValueError(f"lost_response_grace={self.lost_response_grace!r} must be >= 0")
+        for name in ("stale_floor", "stale_after", "latency_multiple", "interval"):
+            _positive(name, getattr(self, name))
+        for name in ("lost_response_grace", "refused_stream_grace"):
+            if not getattr(self, name) >= 0:
+                raise InvalidRequestError(f"{name}={getattr(self, name)!r} must be >= 0")

@@ -8,12 +8,24 @@ DEFAULT_MODEL = "qwen-image-edit"
 # Transport.
 DEFAULT_MAX_CONNECTIONS = 64  # in-flight API requests; the rest wait in order, without sockets
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 60.0  # one API request's response
+DEFAULT_READ_TIMEOUT = 60.0  # silence while waiting for one API response
+# One API request from start to end, however its bytes trickle in (a server dribbling a byte
+# every second never trips the read timeout); a result download gets longer.
+DEFAULT_TOTAL_TIMEOUT = 120.0
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # one server-sent event; a longer one is dropped
+DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # one result file; far above any real image
 DEFAULT_MAX_DOWNLOADS = 8  # concurrent result downloads per client
 DEFAULT_BULK_CONCURRENCY = 256  # generations in flight in `Client.map`
 
 # Event stream: keep-alives come every 15 s, so 45 s of silence means the stream is dead.
 STREAM_IDLE_TIMEOUT = 45.0
+# A (re)connection counts as healthy once a byte came or it stayed open one keep-alive period;
+# until then its backoff keeps growing (a stream that answers 200 and closes is no stream).
+STREAM_HEALTHY_AFTER = 15.0
+# A stream that had been accepted and is then refused (401/403/404) on a reconnect is retried
+# this long before the refusal is taken as final: a token service can hiccup.
+REFUSED_STREAM_GRACE = 60.0
 RECONNECT_BACKOFF_INITIAL = 0.1
 RECONNECT_BACKOFF_MAX = 10.0
 
@@ -28,11 +40,19 @@ RETRY_AFTER_MAX = 60.0  # never sleep longer than this on a server's Retry-After
 LOST_RESPONSE_GRACE = 1.0
 LOST_RESPONSE_CHECKS = 3
 
-# Pending jobs that see no event for this long are checked through the queue endpoints
-# (events can be lost, and cancellations have none); the check runs at most this often.
-STALE_AFTER = 120.0
-RECONCILE_INTERVAL = 30.0
+# When a pending job with no event is checked through the queue endpoints (events can be
+# lost, and cancellations have none): first once it is older than LATENCY_MULTIPLE x the p99
+# completion latency this client observed for its model, never younger than STALE_FLOOR nor
+# older than STALE_AFTER; then again as it ages (each gap half its age), never more than
+# RECONCILE_INTERVAL apart.
+STALE_FLOOR = 10.0
+STALE_AFTER = 60.0
+LATENCY_MULTIPLE = 3.0
+RECONCILE_INTERVAL = 20.0
+LATENCY_WINDOW = 256  # latencies kept per model for its p99
 RECONCILE_CONCURRENCY = 8  # per-id GETs in flight during one reconciliation
+# Rows enqueued by a POST whose response was lost carry the server's clock, in whole seconds.
+CLOCK_SLACK = 10.0
 
 # Ids this client enqueued are remembered this long after their enqueue (pending ones always),
 # so that a lost enqueue's recovery cannot adopt them.

@@ -4,7 +4,7 @@
 OxeditError
 ├── ConfigurationError            no API key, bad base URL
 ├── InvalidRequestError           bad input caught before anything was sent (also a ValueError)
-├── ClientStateError              the client used outside `async with`
+├── ClientStateError              the client used outside `async with`, or closed meanwhile
 ├── TransportError                the connection failed or a read timed out
 │   └── AmbiguousRequestError     a POST was sent but its response was lost
 ├── APIStatusError                the API answered with an error status
@@ -14,6 +14,7 @@ OxeditError
 │   ├── NotFoundError             404
 │   ├── RateLimitError            429
 │   └── ServerError               5xx
+├── APIResponseValidationError    a 2xx answer whose body is not what the API documents
 ├── GenerationError               a generation ended without a result
 │   ├── GenerationFailed          the generation failed (server's error text)
 │   ├── GenerationCancelled       the generation was cancelled
@@ -28,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "APIResponseValidationError",
     "APIStatusError",
     "AmbiguousRequestError",
     "AuthenticationError",
@@ -63,7 +65,16 @@ class InvalidRequestError(OxeditError, ValueError):
 
 
 class ClientStateError(OxeditError, RuntimeError):
-    """The client was used outside its `async with` block."""
+    """The client was used outside its `async with` block, or closed while a call ran.
+
+    Attributes:
+        generation_ids: Generations that a call racing `aclose()` created before it could
+            follow them (empty when none was created): they may still run, and bill, remotely.
+    """
+
+    def __init__(self, message: str, *, generation_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.generation_ids = generation_ids
 
 
 class TransportError(OxeditError):
@@ -118,6 +129,21 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """5xx: the API failed, even after oxedit's retries."""
+
+
+class APIResponseValidationError(OxeditError):
+    """The API answered with a success status but a body that is not the documented shape
+    (an HTML page from a proxy, `{}`, the wrong number of ids).
+
+    Attributes:
+        status_code: The HTTP status.
+        body: The start of the body, as text.
+    """
+
+    def __init__(self, message: str, *, status_code: int, body: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
 
 
 class GenerationError(OxeditError):

@@ -2,8 +2,9 @@
 
 One task holds `GET /api/events` open and resolves jobs from `media_generation_completed`
 events. The API replays nothing, so whenever the stream (re)connects, every job still pending is
-reconciled through the queue endpoints; the same path checks jobs that stay pending unusually
-long (cancellations have no event, and an event can be lost), at a bounded rate.
+reconciled through the queue endpoints; the same path checks each pending job as it ages with no
+event (cancellations have none, and an event can be lost), on the schedule of `CheckSchedule`.
+Neither task ever dies of an error: a failed check is logged and the job checked again later.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from . import _constants as C
 from ._api import Api
 from ._config import ReconcilePolicy
 from ._exceptions import (
-    APIStatusError,
     AuthenticationError,
+    ClientStateError,
     GenerationExpired,
     NotFoundError,
     OxeditError,
@@ -42,16 +43,22 @@ _LIST_THRESHOLD = 16
 
 
 class Listener:
-    def __init__(self, api: Api, registry: Registry, policy: ReconcilePolicy) -> None:
+    def __init__(
+        self, api: Api, registry: Registry, policy: ReconcilePolicy, *, max_event_bytes: int
+    ) -> None:
         self._api = api
         self._registry = registry
         self._policy = policy
+        self._max_event_bytes = max_event_bytes
         self.epoch = 0  # increments on every confirmed (re)connection
         self._connected = asyncio.Event()
         self._changed = asyncio.Event()
         self._fatal: OxeditError | None = None
         self._last_error: OxeditError | None = None
-        self._failures = 0  # consecutive failed connection attempts
+        # Consecutive connections that failed, or answered and died before they were healthy.
+        self._failures = 0
+        self._attempt = 0
+        self._refused_since: float | None = None
         self._recheck: set[str] = set()
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -61,7 +68,7 @@ class Listener:
         return self._connected.is_set()
 
     def start(self) -> None:
-        if not self._tasks:
+        if not self._tasks and self._fatal is None:
             self._tasks = [
                 asyncio.create_task(self._stream_forever(), name="oxedit-events"),
                 asyncio.create_task(self._reconcile_forever(), name="oxedit-reconcile"),
@@ -70,17 +77,19 @@ class Listener:
     async def ready(self) -> int:
         """Wait until the stream is open and confirmed; returns its epoch.
 
-        Raises the stream's error when it failed for good (401/403) or could not be opened
-        after as many attempts as the retry policy allows (it keeps trying in the background).
+        Raises the stream's error when it failed for good (401/403 on the first connection,
+        the client closed), or when as many connections in a row as the retry policy allows
+        failed or died before they were healthy (it keeps trying in the background).
         """
         self.start()
-        while not self._connected.is_set():
+        while True:
             if self._fatal is not None:
                 raise self._fatal
             if self._last_error is not None and self._failures > self._api.retry.max_retries:
                 raise self._last_error
+            if self._connected.is_set():
+                return self.epoch
             await self._changed.wait()
-        return self.epoch
 
     def vouch(self, generation_id: str, sent_epoch: int) -> None:
         """Called when a job is registered: if the stream was down at any moment since its
@@ -90,59 +99,92 @@ class Listener:
             self._kick.set()
 
     async def close(self) -> None:
+        """Stop both tasks; a `ready()` waiting now or later raises `ClientStateError`."""
+        if self._fatal is None:
+            self._fatal = ClientStateError(
+                "the client was closed while waiting for the event stream; nothing was sent"
+            )
+        self._connected.clear()
+        self._notify()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
-        self._connected.clear()
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise  # close() itself was cancelled
+            except Exception:  # a bug: it must not keep close() from closing the sessions
+                log.exception("background task %s failed", task.get_name())
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
     async def _stream_forever(self) -> None:
-        attempt = 0
+        loop = asyncio.get_running_loop()
         while True:
+            healthy = False
+            error: OxeditError
             try:
                 async with self._api.transport.stream("/api/events") as chunks:
                     self._on_connected()
-                    attempt = 0
-                    decoder = SSEDecoder()
+                    opened = loop.time()
+                    decoder = SSEDecoder(max_event_bytes=self._max_event_bytes)
                     async for chunk in chunks:
+                        if not healthy:
+                            healthy = True
+                            self._on_healthy()
                         for event in decoder.feed(chunk):
                             if event.event == COMPLETED:
                                 self._on_completed(event.data)
+                    if not healthy and loop.time() - opened >= C.STREAM_HEALTHY_AFTER:
+                        healthy = True
+                        self._on_healthy()
+                error = TransportError("the event stream ended")
                 log.info("event stream ended; reconnecting")
             except (AuthenticationError, PermissionDeniedError, NotFoundError) as exc:
-                log.error("event stream refused: %s", exc)
-                self._fatal = exc
-                self._connected.clear()
-                self._registry.fail_all(exc)
-                self._notify()
-                return
-            except (TransportError, APIStatusError) as exc:
+                if self._refused_for_good(loop.time()):
+                    log.error("event stream refused: %s", exc)
+                    self._fatal = exc
+                    self._connected.clear()
+                    self._registry.fail_all(exc)
+                    self._notify()
+                    return
+                log.warning("event stream refused on a reconnect: %s; retrying", exc)
+                error = exc
+            except OxeditError as exc:
                 log.info("event stream lost: %s; reconnecting", exc)
-                self._last_error = exc
+                error = exc
             except Exception as exc:  # a bug must not end the stream for every job
                 log.exception("event stream failed unexpectedly; reconnecting")
-                self._last_error = OxeditError(f"event stream failed: {exc!r}")
+                error = OxeditError(f"event stream failed: {exc!r}")
+            self._last_error = error
             self._connected.clear()
             self._failures += 1
             self._notify()
             await asyncio.sleep(
                 backoff(
-                    attempt, initial=C.RECONNECT_BACKOFF_INITIAL, maximum=C.RECONNECT_BACKOFF_MAX
+                    self._attempt,
+                    initial=C.RECONNECT_BACKOFF_INITIAL,
+                    maximum=C.RECONNECT_BACKOFF_MAX,
                 )
             )
-            attempt += 1
+            self._attempt += 1
+
+    def _refused_for_good(self, now: float) -> bool:
+        """A refusal of the first connection is final; one of a reconnect (the key worked a
+        moment ago) only once refusals went on for `refused_stream_grace` seconds."""
+        if self.epoch == 0:
+            return True
+        if self._refused_since is None:
+            self._refused_since = now
+        return now - self._refused_since >= self._policy.refused_stream_grace
 
     def _on_connected(self) -> None:
         self.epoch += 1
         self._api.stats.event_connections += 1
-        self._failures = 0
-        self._last_error = None
         if self.epoch > 1:
             # Nothing fired while we were away is replayed: ask the queue about every job.
             self._recheck.update(p.id for p in self._registry)
@@ -150,43 +192,65 @@ class Listener:
         self._connected.set()
         self._notify()
 
+    def _on_healthy(self) -> None:
+        self._failures = 0
+        self._attempt = 0
+        self._refused_since = None
+        self._last_error = None
+
     def _on_completed(self, data: bytes) -> None:
         try:
             event = event_decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
             return
         self._api.stats.events += 1
-        self._registry.resolve(Generation.from_event(event))
+        self._registry.resolve(Generation.from_event(event), event=True)
 
     async def _reconcile_forever(self) -> None:
-        policy = self._policy
+        registry = self._registry
+        tick = registry.schedule.tick
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(policy.interval):
+                async with asyncio.timeout(tick):
                     await self._kick.wait()
             self._kick.clear()
-            await self._connected.wait()
             ids, self._recheck = self._recheck, set()
-            ids.update(p.id for p in self._registry.stale())
-            ids = {i for i in ids if self._registry.get(i) is not None}
+            ids.update(p.id for p in registry.due())
+            ids = {i for i in ids if registry.get(i) is not None}
             if not ids:
                 continue
             try:
                 await self.reconcile(ids)
-            except OxeditError as exc:
-                log.warning("could not reconcile %d pending job(s): %s; will retry", len(ids), exc)
-                self._recheck |= ids
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never die: every lost event after this would hang its job
+                log.exception("could not reconcile %d pending job(s); will retry", len(ids))
+                for generation_id in ids:
+                    registry.checked(generation_id)
 
     async def reconcile(self, ids: set[str]) -> None:
-        """Settle every id in `ids` whose row is terminal; vouch for those still active."""
+        """Settle every id in `ids` whose row is terminal; reschedule those still active.
+
+        A failed request is logged and its ids are checked again later, never raised.
+        """
         registry = self._registry
+        stats = self._api.stats
         todo = ids
         if len(ids) > _LIST_THRESHOLD:
-            self._api.stats.poll_requests += 1
-            active = {row.generation_id for row in await self._api.list_rows()}
-            for generation_id in ids & active:
-                registry.still_active(generation_id)
+            stats.poll_requests += 1
+            try:
+                rows = await self._api.list_rows()
+            except OxeditError as exc:
+                log.warning("could not list the queue to reconcile %d job(s): %s", len(ids), exc)
+                for generation_id in ids:
+                    registry.checked(generation_id)
+                return
+            active = {row.generation_id for row in rows}
+            # The list vouches for every pending job in it, due or not: it cost the same.
+            for pending in registry:
+                if pending.id in active:
+                    registry.checked(pending.id)
             todo = ids - active
         queue = list(todo)
 
@@ -195,17 +259,19 @@ class Listener:
                 generation_id = queue.pop()
                 if registry.get(generation_id) is None:
                     continue  # an event settled it meanwhile
-                self._api.stats.poll_requests += 1
+                stats.poll_requests += 1
                 try:
                     row = await self._api.get_row(generation_id)
                 except NotFoundError:
                     registry.fail(generation_id, GenerationExpired(generation_id))
                     continue
+                except Exception as exc:  # logged, and checked again later; never fatal
+                    log.warning("could not check generation %s: %s", generation_id, exc)
+                    registry.checked(generation_id)
+                    continue
                 if row.status in TERMINAL_STATUSES:
                     registry.resolve(Generation.from_row(row))
                 else:
-                    registry.still_active(generation_id)
+                    registry.checked(generation_id)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(C.RECONCILE_CONCURRENCY, len(queue))):
-                group.create_task(worker())
+        await asyncio.gather(*(worker() for _ in range(min(C.RECONCILE_CONCURRENCY, len(queue)))))

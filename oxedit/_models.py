@@ -60,7 +60,13 @@ class GenerationRow(_Wire, frozen=True, kw_only=True):
 
 class QueueList(_Wire, frozen=True, kw_only=True):
     count: int = 0
-    generations: list[GenerationRow] = []
+    generations: list[GenerationRow]
+
+
+class RawQueueList(_Wire, frozen=True, kw_only=True):
+    """The list with each row as a plain dict (its echoed request parameters included)."""
+
+    generations: list[Any]
 
 
 class CompletionEvent(_Wire, frozen=True, kw_only=True):
@@ -167,6 +173,7 @@ enqueue_decoder: Final = msgspec.json.Decoder(EnqueueResponse)
 row_decoder: Final = msgspec.json.Decoder(GenerationRow)
 raw_rows_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 queue_list_decoder: Final = msgspec.json.Decoder(QueueList)
+raw_list_decoder: Final = msgspec.json.Decoder(RawQueueList)
 event_decoder: Final = msgspec.json.Decoder(CompletionEvent)
 model_decoder: Final = msgspec.json.Decoder(Model)
 model_list_decoder: Final = msgspec.json.Decoder(ModelList)

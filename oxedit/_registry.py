@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from typing import TypeAlias
 
 from . import _constants as C
+from ._config import ReconcilePolicy
 from ._exceptions import OxeditError
 from ._models import TERMINAL_STATUSES, Generation
+from ._schedule import CheckSchedule
 
 __all__ = ["Outcome", "Pending", "Registry"]
 
@@ -26,13 +28,18 @@ Outcome: TypeAlias = Generation | OxeditError
 class Pending:
     """A generation this client is waiting for."""
 
-    __slots__ = ("checks", "due", "future", "id")
+    __slots__ = ("born", "due", "future", "id", "model")
 
-    def __init__(self, generation_id: str, future: asyncio.Future[Outcome], due: float) -> None:
+    def __init__(
+        self, generation_id: str, future: asyncio.Future[Outcome], born: float, model: str | None
+    ) -> None:
         self.id = generation_id
         self.future = future
-        self.due = due  # when to ask the queue endpoints about it, if no event came by then
-        self.checks = 0  # times the queue said it was still active
+        self.born = born  # loop time of its registration (its enqueue response)
+        self.model = model
+        # When to ask the queue endpoints about it if no event came by then; 0 until its first
+        # check, which depends on the model's latency as learned meanwhile.
+        self.due = 0.0
 
 
 class Registry:
@@ -40,7 +47,7 @@ class Registry:
         self,
         *,
         early_ttl: float,
-        stale_after: float = C.STALE_AFTER,
+        schedule: CheckSchedule | None = None,
         early_limit: int = C.EARLY_EVENT_LIMIT,
         known_ttl: float = C.KNOWN_ID_TTL,
     ) -> None:
@@ -50,13 +57,11 @@ class Registry:
         # never adopts them; older ones are forgotten, keeping a long-lived client bounded.
         self._known: dict[str, float] = {}
         self._known_ttl = known_ttl
-        self._stale_after = stale_after
+        self.schedule = schedule or CheckSchedule(ReconcilePolicy())
         self._early: dict[str, tuple[float, Generation]] = {}  # insertion order = arrival order
         self._early_ttl = early_ttl
         self._early_limit = early_limit
         self._enqueues_in_flight = 0
-        self.resolved = 0
-        self.duplicates = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -66,6 +71,10 @@ class Registry:
 
     def knows(self, generation_id: str) -> bool:
         return generation_id in self._known or generation_id in self._pending
+
+    def claim(self, generation_id: str) -> None:
+        """Mark an id as this client's without following it (no recovery may adopt it)."""
+        self._remember(generation_id, self._loop.time())
 
     def get(self, generation_id: str) -> Pending | None:
         return self._pending.get(generation_id)
@@ -78,36 +87,36 @@ class Registry:
         if not self._enqueues_in_flight:
             self._early.clear()  # nothing can claim them any more
 
-    def add(self, generation_id: str) -> Pending:
+    def add(self, generation_id: str, model: str | None = None) -> Pending:
         """Start waiting for `generation_id`; resolves at once if its event came first."""
         pending = self._pending.get(generation_id)
         if pending is not None:
             return pending
         now = self._loop.time()
         self._remember(generation_id, now)
-        pending = Pending(generation_id, self._loop.create_future(), now + self._stale_after)
+        pending = Pending(generation_id, self._loop.create_future(), now, model)
         self._pending[generation_id] = pending
         early = self._early.pop(generation_id, None)
         if early is not None:
             self.resolve(early[1])
         return pending
 
-    def resolve(self, outcome: Generation) -> bool:
+    def resolve(self, outcome: Generation, *, event: bool = False) -> bool:
         """Settle a job from a terminal generation; False when it was not pending.
 
         An event for an id not known (yet) is kept while an enqueue is in flight, so the
-        enqueue response that follows can claim it.
+        enqueue response that follows can claim it. `event`: the outcome came from a
+        completion event, so its delay since registration is the model's latency.
         """
         if outcome.status not in TERMINAL_STATUSES:
             return False
         pending = self._pending.pop(outcome.id, None)
         if pending is None:
-            if outcome.id in self._known:
-                self.duplicates += 1
-            elif self._enqueues_in_flight:
+            if self._enqueues_in_flight and outcome.id not in self._known:
                 self._keep_early(outcome)
             return False
-        self.resolved += 1
+        if event:
+            self.schedule.observe(pending.model, self._loop.time() - pending.born)
         if not pending.future.done():
             pending.future.set_result(outcome)
         return True
@@ -117,7 +126,6 @@ class Registry:
         pending = self._pending.pop(generation_id, None)
         if pending is None:
             return False
-        self.resolved += 1
         if not pending.future.done():
             pending.future.set_result(error)
         return True
@@ -128,19 +136,20 @@ class Registry:
             self.fail(generation_id, error)
         return len(ids)
 
-    def stale(self) -> list[Pending]:
-        """Pending jobs due for a check: no event came within `stale_after` of their
-        enqueue, or of the last check that found them still active."""
+    def due(self) -> list[Pending]:
+        """Pending jobs due for a check through the queue endpoints (see `CheckSchedule`)."""
         now = self._loop.time()
-        return [p for p in self._pending.values() if p.due <= now]
+        first = self.schedule.first_check
+        return [p for p in self._pending.values() if (p.due or p.born + first(p.model)) <= now]
 
-    def still_active(self, generation_id: str) -> None:
-        """The queue says the job is still queued or processing: check it again later, each
-        time twice as late (up to 16 x `stale_after`), so a long queue costs few requests."""
+    def checked(self, generation_id: str) -> None:
+        """The queue says the job is still active (or could not say): schedule its next check
+        from its age."""
         pending = self._pending.get(generation_id)
         if pending is not None:
-            pending.due = self._loop.time() + self._stale_after * 2 ** min(pending.checks, 4)
-            pending.checks += 1
+            pending.due = self.schedule.next_due(
+                born=pending.born, now=self._loop.time(), model=pending.model
+            )
 
     def _remember(self, generation_id: str, now: float) -> None:
         known = self._known

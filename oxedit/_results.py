@@ -13,10 +13,11 @@ from pathlib import Path
 import anyio
 
 from ._api import Api, ClientStats
-from ._exceptions import DownloadError, InvalidRequestError, TransportError
+from ._exceptions import ClientStateError, DownloadError, InvalidRequestError, TransportError
+from ._inputs import sniff_mime
 from ._models import EditResult, Generation
 from ._retry import RetryPolicy
-from ._transport import Response, Transport
+from ._transport import Response, ResponseTooLarge, Transport
 
 __all__ = ["Downloader", "save_atomic", "write_atomic"]
 
@@ -70,6 +71,13 @@ class Downloader:
         while True:
             try:
                 resp = await self._transport.download(url)
+            except ResponseTooLarge as exc:
+                raise DownloadError(
+                    f"download of {generation_id or 'edit'} result: {exc}",
+                    generation_id=generation_id,
+                ) from None
+            except ClientStateError:
+                raise
             except TransportError as exc:
                 error: Exception = exc
             else:
@@ -91,11 +99,19 @@ class Downloader:
 
     @staticmethod
     def _check_download(resp: Response, generation_id: str, url: str) -> bytes:
-        if resp.status != 200:
-            host = url.split("/")[2] if "//" in url else url
+        host = url.split("/")[2] if "//" in url else url
+        what = f"download of {generation_id or 'edit'} result from {host}"
+        if not 200 <= resp.status < 300:
             raise DownloadError(
-                f"download of {generation_id or 'edit'} result from {host} answered HTTP "
-                f"{resp.status}",
+                f"{what} answered HTTP {resp.status}",
+                generation_id=generation_id,
+                status_code=resp.status,
+            )
+        if sniff_mime(resp.body) is None:
+            kind = resp.headers.get("Content-Type", "no content type")
+            raise DownloadError(
+                f"{what} is not an image ({kind}, {len(resp.body)} bytes, starting "
+                f"{resp.body[:60]!r}); an error page or a wrong URL came instead",
                 generation_id=generation_id,
                 status_code=resp.status,
             )

@@ -8,11 +8,16 @@ lines from aiohttp.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
+
+from . import _constants as C
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _BOM: Final = b"\xef\xbb\xbf"
+
+log = logging.getLogger("oxedit")
 
 
 class ServerSentEvent:
@@ -51,6 +56,10 @@ class SSEDecoder:
     next are one line ending). Comments (`: keep-alive`) are skipped, one space after the colon
     is optional, several `data:` lines join with LF, a leading BOM is dropped.
 
+    Bounded and linear: a partial line is kept as a list of chunks (never re-copied as more
+    arrives), and an event longer than `max_event_bytes` is dropped with a warning, however its
+    bytes are split.
+
     Example:
         ```python
         decoder = SSEDecoder()
@@ -59,17 +68,34 @@ class SSEDecoder:
         ```
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_last_id", "_retry", "_skip_lf", "_started")
+    __slots__ = (
+        "_data",
+        "_data_len",
+        "_drop",
+        "_event",
+        "_last_id",
+        "_max",
+        "_partial",
+        "_partial_len",
+        "_retry",
+        "_skip_lf",
+        "_started",
+        "dropped",
+    )
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, *, max_event_bytes: int = C.DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._partial: list[bytes] = []  # the current line so far, when a chunk ended mid-line
+        self._partial_len = 0
         self._skip_lf = False  # the previous chunk ended in CR: an LF opening the next is its pair
         self._started = False
         self._event = ""
         self._data: list[bytes] = []
+        self._data_len = 0
+        self._drop = False  # the event being read is over the limit: discard it
         self._last_id: str | None = None
-        self._id: str | None = None
         self._retry: int | None = None
+        self.dropped = 0  # events dropped for their size
 
     @property
     def last_event_id(self) -> str | None:
@@ -80,29 +106,62 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[0] == 0x0A:
                 chunk = chunk[1:]
-        buffer = self._buffer + chunk if self._buffer else chunk
         if not self._started:
-            if len(buffer) < 3 and _BOM.startswith(buffer):
-                self._buffer = buffer
+            chunk = b"".join(self._partial) + chunk
+            self._partial, self._partial_len = [], 0
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._keep_partial(chunk)
                 return []
             self._started = True
-            if buffer.startswith(_BOM):
-                buffer = buffer[3:]
-        lines = buffer.splitlines(True)
-        if lines and lines[-1][-1:] not in (b"\n", b"\r"):
-            self._buffer = lines.pop()
+            if chunk.startswith(_BOM):
+                chunk = chunk[3:]
+        if not chunk:
+            return []
+        lines = chunk.splitlines(True)
+        if lines[-1][-1:] not in (b"\n", b"\r"):
+            tail = lines.pop()
+            if not lines:  # still mid-line
+                self._keep_partial(tail)
+                return []
         else:
-            self._buffer = b""
-            if buffer[-1:] == b"\r":
+            tail = b""
+            if chunk[-1:] == b"\r":
                 self._skip_lf = True
+        if self._partial:
+            self._partial.append(lines[0])
+            lines[0] = b"".join(self._partial)
+            self._partial, self._partial_len = [], 0
+        events = self._lines(lines)
+        if tail:
+            self._keep_partial(tail)
+        return events
+
+    def _keep_partial(self, piece: bytes) -> None:
+        if self._partial_len > self._max:
+            return  # the line is being discarded already: keep nothing of it
+        self._partial.append(piece)
+        self._partial_len += len(piece)
+        if self._partial_len > self._max:
+            self._partial = [b"x"]  # stands for the oversized line; it is dropped when it ends
+            self._partial_len = self._max + 1
+            self._drop = True
+
+    def _lines(self, lines: list[bytes]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
+        limit = self._max
         for line in lines:
             if line[-1] == 0x0A:  # LF or CRLF
                 line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
             else:  # CR
                 line = line[:-1]
             if not line:
-                if self._data:
+                if self._drop:
+                    self.dropped += 1
+                    log.warning(
+                        "dropped a server-sent event longer than %d bytes (Limits.max_event_bytes)",
+                        limit,
+                    )
+                elif self._data:
                     events.append(
                         ServerSentEvent(
                             self._event or "message",
@@ -111,16 +170,26 @@ class SSEDecoder:
                             self._retry,
                         )
                     )
-                    self._data = []
+                self._data = []
+                self._data_len = 0
+                self._drop = False
                 self._event = ""
                 self._retry = None
                 continue
-            if line[0] == 0x3A:  # ":" comment
+            if line[0] == 0x3A or self._drop:  # a ":" comment, or part of a dropped event
+                continue
+            if len(line) > limit:
+                self._drop = True
                 continue
             field, _, value = line.partition(b":")
             if value[:1] == b" ":
                 value = value[1:]
             if field == b"data":
+                self._data_len += len(value) + 1
+                if self._data_len > limit:
+                    self._drop = True
+                    self._data = []
+                    continue
                 self._data.append(value)
             elif field == b"event":
                 self._event = value.decode("utf-8", "replace")

@@ -24,6 +24,7 @@ from ._exceptions import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    ClientStateError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -33,7 +34,14 @@ from ._exceptions import (
 from ._models import raw_rows_decoder
 from ._retry import parse_retry_after
 
-__all__ = ["Response", "Transport", "status_error"]
+__all__ = [
+    "ConnectionFailed",
+    "Response",
+    "ResponseTooLarge",
+    "Transport",
+    "is_success",
+    "status_error",
+]
 
 _MAX_REDIRECTS = 5
 
@@ -50,6 +58,15 @@ class ConnectionFailed(TransportError):
     def __init__(self, message: str, *, sent: bool) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class ResponseTooLarge(TransportError):
+    """A download went past `Limits.max_download_bytes`; retrying cannot help."""
+
+
+def is_success(status: int) -> bool:
+    """The docs' examples answer 200; the spec allows any 2xx."""
+    return 200 <= status < 300
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
@@ -77,6 +94,7 @@ class Transport:
         # cheaper in CPU and memory than queueing in aiohttp's connector with 10,000 waiting
         # (`python -m benchmarks.end_to_end`, strategies raw vs raw-connector).
         self._slots = asyncio.Semaphore(limits.max_connections)
+        self._closing = False
         self._api: aiohttp.ClientSession | None = None
         self._stream: aiohttp.ClientSession | None = None
         self._files: aiohttp.ClientSession | None = None
@@ -90,7 +108,7 @@ class Transport:
         self._api = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._limits.max_connections, limit_per_host=0),
             timeout=aiohttp.ClientTimeout(
-                total=None,
+                total=self._timeouts.total,
                 connect=None,
                 sock_connect=self._timeouts.connect,
                 sock_read=self._timeouts.read,
@@ -110,7 +128,7 @@ class Transport:
         self._files = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._limits.max_downloads),
             timeout=aiohttp.ClientTimeout(
-                total=None,
+                total=self._timeouts.download,
                 connect=None,
                 sock_connect=self._timeouts.connect,
                 sock_read=self._timeouts.read,
@@ -118,7 +136,16 @@ class Transport:
             headers=headers,
         )
 
+    def begin_close(self) -> None:
+        """From now on, requests not yet sent fail with `ClientStateError`; those on the wire
+        finish (each within `Timeouts.total`)."""
+        self._closing = True
+
+    def _closed_error(self, what: str) -> ClientStateError:
+        return ClientStateError(f"{what}: the client was closed; nothing was sent")
+
     async def close(self) -> None:
+        self._closing = True
         sessions = [s for s in (self._api, self._stream, self._files) if s is not None]
         self._api = self._stream = self._files = None
         for session in sessions:
@@ -132,10 +159,12 @@ class Transport:
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Response:
-        """One API request. Raises `ConnectionFailed` when no response came."""
-        assert self._api is not None, "transport not open"
+        """One API request. Raises `ConnectionFailed` when no response came, and
+        `ClientStateError` when the client closed before it was sent."""
         headers = {"Content-Type": "application/json"} if body is not None else None
         async with self._slots:
+            if self._closing or self._api is None:
+                raise self._closed_error(f"{method} {path}")
             try:
                 async with self._api.request(
                     method,
@@ -147,7 +176,9 @@ class Transport:
                 ) as resp:
                     data = await resp.read()
                     return Response(resp.status, resp.headers, data)
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
+                if isinstance(exc, RuntimeError) and not self._closing:
+                    raise
                 raise _translate(exc, f"{method} {path}") from exc
 
     @asynccontextmanager
@@ -157,10 +188,11 @@ class Transport:
         Raises `APIStatusError` on an error status, `ConnectionFailed` when the connection
         fails or stays silent longer than `Timeouts.stream_idle`.
         """
-        assert self._stream is not None, "transport not open"
+        if self._closing or self._stream is None:
+            raise self._closed_error(f"stream {path}")
         try:
             async with self._stream.get(self.base_url + path, allow_redirects=False) as resp:
-                if resp.status != 200:
+                if not is_success(resp.status):
                     raise status_error(Response(resp.status, resp.headers, await resp.read()))
                 yield self._chunks(resp, path)
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -175,20 +207,31 @@ class Transport:
             raise _translate(exc, f"stream {path}") from exc
 
     async def download(self, url: str) -> Response:
-        """GET a result file, following redirects by hand.
+        """GET a result file, following redirects by hand, reading at most
+        `Limits.max_download_bytes` (after decompression).
 
         The API key is sent only on hops whose origin is the API's own; a presigned URL on a
         file host never sees it.
         """
-        assert self._files is not None, "transport not open"
+        limit = self._limits.max_download_bytes
         for _ in range(_MAX_REDIRECTS + 1):
+            if self._closing or self._files is None:
+                raise self._closed_error("download")
             headers = self._auth if _origin(url) == self._origin else None
             try:
                 async with self._files.get(url, headers=headers, allow_redirects=False) as resp:
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                         url = urljoin(url, resp.headers["Location"])
                         continue
-                    return Response(resp.status, resp.headers, await resp.read())
+                    body = bytearray()
+                    async for piece in resp.content.iter_chunked(64 * 1024):
+                        body += piece
+                        if len(body) > limit:
+                            raise ResponseTooLarge(
+                                f"download: the result is larger than {limit} bytes "
+                                "(Limits.max_download_bytes); it was not read further"
+                            )
+                    return Response(resp.status, resp.headers, bytes(body))
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, "download") from exc
         raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,11 @@ async def run_process(*argv: str, env: dict[str, str], cwd: Path | None = None) 
             await process.wait()
     assert process.returncode is not None
     return process.returncode, output.decode()
+
+
+async def eventually(predicate: Callable[[], bool], *, within: float = 30.0) -> None:
+    """Wait until `predicate()` holds (checked every few ms), for state that has no awaitable
+    of its own (a server's counters, a client's stats); fails after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not predicate():
+            await asyncio.sleep(0.005)

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from oxedit import Generation, GenerationExpired
+from oxedit import Generation, GenerationExpired, ReconcilePolicy
 from oxedit._registry import Registry
+from oxedit._schedule import CheckSchedule
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +23,7 @@ async def test_resolves_once_and_counts_duplicates() -> None:
     assert registry.resolve(done("a"))
     assert not registry.resolve(done("a", "failed"))  # a late or duplicate event
     assert pending.future.result() == done("a")
-    assert registry.duplicates == 1 and len(registry) == 0
+    assert len(registry) == 0
 
 
 async def test_non_terminal_rows_do_not_resolve() -> None:
@@ -59,27 +60,40 @@ async def test_early_buffer_is_bounded_and_cleared() -> None:
     assert not registry.add("g8").future.done()  # cleared when no enqueue was in flight
 
 
-async def test_fail_and_stale() -> None:
-    registry = Registry(early_ttl=60, stale_after=0.0)  # due at once
+async def test_fail_and_due() -> None:
+    policy = ReconcilePolicy(stale_floor=1e-9, stale_after=1e-9)  # due at once
+    registry = Registry(early_ttl=60, schedule=CheckSchedule(policy))
     pending = registry.add("a")
     registry.add("b")
-    assert {p.id for p in registry.stale()} == {"a", "b"}
+    assert {p.id for p in registry.due()} == {"a", "b"}
     error = GenerationExpired("a")
     assert registry.fail("a", error) and not registry.fail("a", error)
     assert pending.future.result() is error
     assert registry.fail_all(error) == 1 and len(registry) == 0
 
 
-async def test_still_active_jobs_are_checked_less_and_less_often() -> None:
+async def test_checks_follow_the_age_not_the_number_of_looks() -> None:
+    # Every stream reconnect looks at every pending job: that must not postpone its checks
+    # (it once doubled the wait each time, up to 16 x stale_after).
     loop = asyncio.get_running_loop()
-    registry = Registry(early_ttl=60, stale_after=100.0)
-    pending = registry.add("a")
-    assert registry.stale() == []
-    waits = []
+    policy = ReconcilePolicy(stale_floor=100.0, stale_after=100.0, interval=400.0)
+    registry = Registry(early_ttl=60, schedule=CheckSchedule(policy))
+    pending = registry.add("a", "m")
+    assert registry.due() == []
+    dues = set()
     for _ in range(7):
-        registry.still_active("a")
-        waits.append(round((pending.due - loop.time()) / 100))
-    assert waits == [1, 2, 4, 8, 16, 16, 16]
+        registry.checked("a")
+        dues.add(round(pending.due - pending.born))
+    assert dues == {100}  # at age ~0 the next check is the first one, however often looked at
+
+
+async def test_event_latency_teaches_the_schedule() -> None:
+    registry = Registry(early_ttl=60, schedule=CheckSchedule(ReconcilePolicy()))
+    registry.add("a", "m")
+    registry.resolve(done("a"), event=True)
+    registry.add("b", "m")
+    registry.resolve(done("b"))  # from a reconciliation: not a latency sample
+    assert registry.schedule.first_check("m") == ReconcilePolicy().stale_floor
 
 
 async def test_known_ids_are_bounded_but_pending_ones_stay_known() -> None:

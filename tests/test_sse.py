@@ -98,3 +98,36 @@ def test_id_and_retry_fields() -> None:
 
 def test_many_events_in_one_chunk() -> None:
     assert len(decode_all(COMPLETED * 1000)) == 1000
+
+
+def test_an_event_over_the_limit_is_dropped_however_it_is_split() -> None:
+    big = b"event: media_generation_completed\ndata: " + b"x" * 5000 + b"\n\n"
+    stream = big + COMPLETED
+    for pieces in (
+        [stream],
+        [stream[i : i + 7] for i in range(0, len(stream), 7)],
+        [stream[:10], stream[10:4000], stream[4000:]],
+    ):
+        decoder = SSEDecoder(max_event_bytes=1000)
+        events = [e for piece in pieces for e in decoder.feed(piece)]
+        assert [e.data for e in events] == [b'{"generation_id":"g1","status":"succeeded"}']
+        assert decoder.dropped == 1
+
+
+def test_many_data_lines_over_the_limit_are_dropped() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    events = decoder.feed(b"data: " + b"y" * 60 + b"\ndata: " + b"y" * 60 + b"\n\n" + COMPLETED)
+    assert len(events) == 1 and decoder.dropped == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_huge_line_in_small_chunks_costs_linear_time() -> None:
+    # 64 MiB in 4 KiB chunks: re-joining the partial line on every chunk (quadratic) copies
+    # ~512 TB here and never ends; keeping the pieces does 16,384 appends.
+    decoder = SSEDecoder(max_event_bytes=1024 * 1024)
+    piece = b"z" * 4096
+    assert decoder.feed(b"data: ") == []
+    for _ in range(16 * 1024):
+        assert decoder.feed(piece) == []
+    assert decoder.feed(b"\n\n" + COMPLETED)[0].event == "media_generation_completed"
+    assert decoder.dropped == 1
