@@ -75,7 +75,6 @@ async def test_fail_and_due() -> None:
 async def test_checks_follow_the_age_not_the_number_of_looks() -> None:
     # Every stream reconnect looks at every pending job: that must not postpone its checks
     # (it once doubled the wait each time, up to 16 x stale_after).
-    loop = asyncio.get_running_loop()
     policy = ReconcilePolicy(stale_floor=100.0, stale_after=100.0, interval=400.0)
     registry = Registry(early_ttl=60, schedule=CheckSchedule(policy))
     pending = registry.add("a", "m")
