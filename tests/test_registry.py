@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from oxedit import Generation, GenerationExpired, ReconcilePolicy
