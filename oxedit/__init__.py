@@ -10,6 +10,7 @@ from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
 from ._config import Timeouts as Timeouts
 from ._exceptions import AmbiguousRequestError as AmbiguousRequestError
+from ._exceptions import APIResponseValidationError as APIResponseValidationError
 from ._exceptions import APIStatusError as APIStatusError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
@@ -39,6 +40,7 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 __all__ = [
+    "APIResponseValidationError",
     "APIStatusError",
     "AmbiguousRequestError",
     "AsCompleted",
