@@ -13,6 +13,7 @@ import logging
 import pytest
 
 import oxedit
+from benchmarks import liveness
 from oxedit.testing import LocalServer
 
 from .helpers import FAST_RETRY, client_for, eventually, png
@@ -273,3 +274,23 @@ async def test_a_dribbling_server_meets_the_total_deadline(oxen_server: LocalSer
         async with asyncio.timeout(10):  # the answer takes ~20 s to dribble out
             with pytest.raises(oxedit.TransportError):
                 await client.get(gen.id)
+
+
+async def test_two_thousand_jobs_through_the_full_fault_mix_settle_soon() -> None:
+    # The mix (stream cut every 300 events, 3% lost events, 5% duplicated, 10% early,
+    # 3% silent cancels, 3% 429, 2% 503, 2% lost answers, 5% GETs answering 500), with the
+    # schedule scaled down. Every job settles to the server's truth, once, soon after it
+    # really finished, for well under 0.5 polling requests a job.
+    result = await liveness.run(
+        2000,
+        faults={**liveness.FAULT_MIX, "retry_after": 0},
+        latency=(0.05, 0.3),
+        reconcile=QUICK,
+        retry=FAST_RETRY,
+    )
+    assert result["created"] == 2000 and result["mismatched"] == 0
+    assert result["statuses"]["cancelled"] > 0 and result["lost_responses"] > 0
+    assert result["reconnects"] >= 3
+    assert result["polls_per_job"] <= 0.5
+    # Bound of QUICK: max(1 s, L + 0.5 s) + a tick + the check's requests; generous here.
+    assert result["max_lateness_s"] < 15
