@@ -75,7 +75,7 @@ async def run(
             await asyncio.gather(*(one(i) for i in range(n)))
             stats = client.stats
         # The server's truth: when each job finished (float time, private on purpose).
-        store = server._api.generations  # noqa: SLF001
+        store = server._api.generations
         lateness = []
         ages = []
         mismatched = 0
