@@ -14,7 +14,7 @@ import msgspec
 from . import _constants as C
 from ._exceptions import InvalidRequestError, OxeditError
 
-__all__ = ["BulkItem", "BulkResult", "EditRequest", "default_name"]
+__all__ = ["BulkItem", "BulkResult", "EditRequest", "check_name", "default_name"]
 
 
 class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +57,7 @@ class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
             prompt=prompt,
             model=model,
             params=params,
-            name=str(name) if name else None,
+            name=check_name(str(name)) if name else None,
         )
 
     def encoded(self) -> bytes:
@@ -95,6 +95,23 @@ class BulkResult:
 # What `Client.map` takes: requests, manifest-like mappings, or an error standing for a row
 # that could not even be parsed (reported as that item's result).
 BulkItem = EditRequest | Mapping[str, Any] | OxeditError
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a plain file name (no folder part), which keeps outputs inside the
+    output folder; else an `InvalidRequestError`."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or any(sep in name for sep in ("/", "\\", "\0"))
+        or Path(name).is_absolute()
+    )
+    if bad:
+        raise InvalidRequestError(
+            f"name={name!r} is not a plain file name: give a file name without folders, "
+            "'..' or an absolute path (the output is always written inside the output folder)"
+        )
+    return name
 
 
 def default_name(image: str) -> str:

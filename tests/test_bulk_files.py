@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import oxedit
-from oxedit._atomic import is_own_temp, temp_name, write_atomic
 from oxedit.testing import LocalServer
 
 from .helpers import client_for, png
@@ -17,7 +16,13 @@ from .helpers import client_for, png
 pytestmark = pytest.mark.anyio
 
 
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
 def test_temp_names_are_recognised_and_nothing_else() -> None:
+    from oxedit._atomic import is_own_temp, temp_name
+
     name = temp_name("cat.png")
     assert name.startswith(".cat.png.") and is_own_temp(name)
     for other in (".movie.mkv.part", ".cat.png.abcd.part", "cat.png", ".x.oxedit.part"):
@@ -25,6 +30,8 @@ def test_temp_names_are_recognised_and_nothing_else() -> None:
 
 
 def test_write_atomic_honours_the_umask(tmp_path: Path) -> None:
+    from oxedit._atomic import write_atomic
+
     old = os.umask(0o022)
     try:
         write_atomic(tmp_path / "a.bin", b"x")
@@ -45,13 +52,16 @@ async def test_a_run_removes_only_its_own_temporary_files(tmp_path: Path) -> Non
     theirs = [out / ".movie.mkv.part", out / ".notes.txt.1234.part", out / "keep.part"]
     for path in theirs:
         path.write_bytes(b"not oxedit's")
-    ours = out / temp_name("in.png")
+    ours = out / ".in.png.oxedit-0123456789ab.part"  # what a killed run leaves
     ours.write_bytes(b"half an image")
     old = os.umask(0o022)
     try:
         async with LocalServer() as server, client_for(server) as client:
             results = [
-                r async for r in client.map([{"image": str(image), "prompt": "mirror"}], output_dir=out)
+                r
+                async for r in client.map(
+                    [{"image": str(image), "prompt": "mirror"}], output_dir=out
+                )
             ]
     finally:
         os.umask(old)
@@ -83,5 +93,4 @@ async def test_names_that_leave_the_output_folder_are_per_row_errors(tmp_path: P
         assert "name" in (result.error or "") and "file name" in (result.error or "")
     assert created == 1  # nothing was sent for a bad name
     assert victim.read_bytes() == b"precious"
-    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["in.png", "victim/keep.png", "work/out/fine.png"]
+    assert all_files(tmp_path) == ["in.png", "victim/keep.png", "work/out/fine.png"]
