@@ -71,12 +71,15 @@ class BulkResult:
     Attributes:
         index: The item's position in the input.
         request: The request.
-        status: "succeeded", "failed", "cancelled" (the generation's end), or "error" (never
-            enqueued, or its result could not be fetched: see `error`).
+        status: "succeeded", "failed", "cancelled" (the generation's end), "error" (never
+            enqueued, or its result could not be fetched or saved: see `error`), or "unknown"
+            (it may exist and its outcome is not known yet: a re-run with the same journal
+            follows it and sends nothing again).
         generation_id: The generation, when one was enqueued.
         error: What went wrong, for anything but "succeeded".
         output: Where the image was saved, when an output folder was given.
-        resumed: True when the outcome comes from an earlier run's journal.
+        resumed: True when the item was skipped because an earlier run (same journal) already
+            finished it; items that an earlier run sent and this run followed are not resumed.
     """
 
     index: int
