@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -145,3 +146,19 @@ async def test_lost_track_is_unknown_and_followed_not_resent(tmp_path: Path) -> 
         assert len(server.generations()) == 6
     assert all(r.ok and not r.resumed and r.output and r.output.exists() for r in rerun)
     assert {r.generation_id for r in rerun} == {r.generation_id for r in first}
+
+
+async def test_a_journal_in_use_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    from oxedit._journal import Journal
+
+    paths = images(tmp_path / "in", 3)
+    journal = tmp_path / "j.sqlite"
+    requests = [{"image": p, "prompt": "blur"} for p in paths]
+    async with LocalServer() as server, client_for(server) as client:
+        with Journal(journal):  # another run holds it
+            with pytest.raises(oxedit.ConfigurationError, match=rf"process {os.getpid()}\b"):
+                async with client.map(requests, journal=journal) as run:
+                    await anext(run)
+        assert server.generations() == []
+        results = [r async for r in client.map(requests, journal=journal)]  # free again
+    assert [r.status for r in results] == ["succeeded"] * 3
