@@ -155,10 +155,13 @@ async def test_a_journal_in_use_is_refused_before_anything_is_sent(tmp_path: Pat
     journal = tmp_path / "j.sqlite"
     requests = [{"image": p, "prompt": "blur"} for p in paths]
     async with LocalServer() as server, client_for(server) as client:
-        with Journal(journal):  # another run holds it
+        holder = Journal(journal)  # another run holds it
+        try:
             with pytest.raises(oxedit.ConfigurationError, match=rf"process {os.getpid()}\b"):
                 async with client.map(requests, journal=journal) as run:
                     await anext(run)
+        finally:
+            holder.close()
         assert server.generations() == []
         results = [r async for r in client.map(requests, journal=journal)]  # free again
     assert [r.status for r in results] == ["succeeded"] * 3
