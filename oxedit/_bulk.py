@@ -327,7 +327,7 @@ class BulkRun:
                     ext = _EXTENSIONS.get(sniff_mime(data) or "", ".png")
                     output = stem.with_name(stem.name + ext)
                     await save_atomic(output, data)
-                except (OxeditError, OSError) as exc:
+                except Exception as exc:  # an odd body, a full disk...: this item's error
                     self._check_disk_full(exc)
                     # Recorded as succeeded without an output: a re-run downloads it again
                     # (it never re-sends a succeeded generation).

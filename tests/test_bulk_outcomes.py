@@ -165,3 +165,30 @@ async def test_a_journal_in_use_is_refused_before_anything_is_sent(tmp_path: Pat
         assert server.generations() == []
         results = [r async for r in client.map(requests, journal=journal)]  # free again
     assert [r.status for r in results] == ["succeeded"] * 3
+
+
+async def test_an_unexpected_exception_in_one_item_ends_only_that_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stands for an unexpected response body: the code reading it raises something that is
+    not an OxeditError, for one item. The others finish and each item gets one result."""
+    paths = images(tmp_path / "in", 6)
+    real_sniff = oxedit._bulk.sniff_mime  # type: ignore[attr-defined]
+    calls = Counter[str]()
+
+    def sniff(data: bytes) -> str | None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyError("unexpected field")
+        return real_sniff(data)
+
+    monkeypatch.setattr("oxedit._bulk.sniff_mime", sniff)
+    requests = [{"image": p, "prompt": "sepia"} for p in paths]
+    async with LocalServer() as server, client_for(server) as client:
+        results = [r async for r in client.map(requests, output_dir=tmp_path / "out")]
+    assert sorted(r.index for r in results) == list(range(6))
+    statuses = Counter(r.status for r in results)
+    assert statuses == Counter(succeeded=5, error=1)
+    (bad,) = [r for r in results if not r.ok]
+    assert "KeyError" in (bad.error or "") and "re-run" in (bad.error or "")
+    assert bad.generation_id is not None
