@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -34,7 +34,7 @@ from ._inputs import build_payload, sniff_mime
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
 from ._registry import Pending
-from ._requests import BulkItem, BulkResult, EditRequest, check_name, default_name
+from ._requests import BulkItem, BulkResult, EditRequest, check_name, coerce, default_name
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -170,24 +170,10 @@ class BulkRun:
         source = self._requests
         if isinstance(source, AsyncIterable):
             async for item in source:
-                yield self._coerce(item)
+                yield coerce(item)
         else:
             for item in source:
-                yield self._coerce(item)
-
-    @staticmethod
-    def _coerce(item: Any) -> EditRequest | OxeditError:
-        if isinstance(item, EditRequest | OxeditError):
-            return item
-        if isinstance(item, Mapping):
-            try:
-                return EditRequest.from_mapping(item)
-            except InvalidRequestError as exc:
-                return InvalidRequestError(f"row {dict(item)!r} {exc}")
-        return InvalidRequestError(
-            f"{item!r} is not an edit request; pass oxedit.EditRequest or a mapping with "
-            "'image' and 'prompt'"
-        )
+                yield coerce(item)
 
     def _key(self, request: EditRequest) -> str:
         """Stable identity across runs: the request's content, plus which repetition it is."""
@@ -261,7 +247,7 @@ class BulkRun:
         except AmbiguousRequestError as exc:
             # It may have been created: the row stays 'sending', and the next run looks it
             # up on the server before sending anything.
-            return BulkResult(index, request, "unknown", error=f"{exc}; {_RERUN}")
+            return BulkResult(index, request, "unknown", error=self._unknown(exc, None))
         except OxeditError as exc:
             if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
@@ -318,7 +304,7 @@ class BulkRun:
         except OxeditError as exc:
             # Lost track of it (stream refused, client closed...): its outcome is unknown,
             # not failed. The row stays 'enqueued' so a re-run follows it, never re-sends it.
-            return BulkResult(index, request, "unknown", job.id, error=f"{exc}; {_RERUN}")
+            return BulkResult(index, request, "unknown", job.id, error=self._unknown(exc, job.id))
         else:
             output = None
             if stem is not None:
@@ -348,6 +334,13 @@ class BulkRun:
         if journal is not None:
             journal.finished(key, status, error=error)
         return BulkResult(index, request, status, job.id, error=error)
+
+    def _unknown(self, exc: OxeditError, generation_id: str | None) -> str:
+        if self._journal is not None:
+            return f"{exc}; its outcome is unknown: re-run the same batch to follow it (not resent)"
+        if generation_id is not None:
+            return f"{exc}; its outcome is unknown: look it up with client.get({generation_id!r})"
+        return f"{exc}; it may have been created: look at client.list() before sending it again"
 
     def _check_disk_full(self, exc: BaseException) -> None:
         """On a full disk, stop sending new items: their results could not be kept."""
@@ -389,9 +382,6 @@ class BulkRun:
             sum(g is not None for g in adopted),
             adopted.count(None),
         )
-
-
-_RERUN: Final = "its outcome is unknown; re-run the same batch to follow it (nothing is re-sent)"
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import msgspec
 from . import _constants as C
 from ._exceptions import InvalidRequestError, OxeditError
 
-__all__ = ["BulkItem", "BulkResult", "EditRequest", "check_name", "default_name"]
+__all__ = ["BulkItem", "BulkResult", "EditRequest", "check_name", "coerce", "default_name"]
 
 
 class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,3 +122,18 @@ def default_name(image: str) -> str:
         return "image"
     path = urlsplit(image).path if image.startswith(("http://", "https://")) else image
     return Path(path).stem or "image"
+
+
+def coerce(item: Any) -> EditRequest | OxeditError:
+    """A batch item as a request, or the error that stands for it (reported as its result)."""
+    if isinstance(item, EditRequest | OxeditError):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return EditRequest.from_mapping(item)
+        except InvalidRequestError as exc:
+            return InvalidRequestError(f"row {dict(item)!r} {exc}")
+    return InvalidRequestError(
+        f"{item!r} is not an edit request; pass oxedit.EditRequest or a mapping with "
+        "'image' and 'prompt'"
+    )

@@ -15,7 +15,7 @@ import pytest
 import oxedit
 from oxedit.testing import LocalServer
 
-from .helpers import client_for, png
+from .helpers import FAST, client_for, png
 
 pytestmark = pytest.mark.anyio
 
@@ -192,3 +192,31 @@ async def test_an_unexpected_exception_in_one_item_ends_only_that_item(
     (bad,) = [r for r in results if not r.ok]
     assert "KeyError" in (bad.error or "") and "re-run" in (bad.error or "")
     assert bad.generation_id is not None
+
+
+async def test_an_enqueue_that_may_have_created_stays_sending_and_is_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The POST created the generation but the client cannot tell (AmbiguousRequestError):
+    the row stays 'sending', and the next run finds the generation instead of paying again."""
+    paths = images(tmp_path / "in", 3)
+    journal = tmp_path / "j.sqlite"
+    requests = [{"image": p, "prompt": "invert"} for p in paths]
+    original = oxedit.Client._enqueue_payload
+
+    async def created_but_unknown(self: oxedit.Client, payload: dict[str, object], n: int):  # type: ignore[no-untyped-def]
+        await original(self, payload, n)  # the server did create it...
+        raise oxedit.AmbiguousRequestError("enqueue response was lost")  # ...we cannot tell
+
+    async with LocalServer() as server:
+        async with client_for(server) as client:
+            monkeypatch.setattr(oxedit.Client, "_enqueue_payload", created_but_unknown)
+            first = [r async for r in client.map(requests, journal=journal)]
+            monkeypatch.undo()
+        assert [r.status for r in first] == ["unknown"] * 3
+        assert journal_states(journal) == Counter(sending=3)
+        async with client_for(server, reconcile=FAST) as client:
+            rerun = [r async for r in client.map(requests, journal=journal)]
+            assert client.stats.enqueue_requests == 0
+        assert len(server.generations()) == 3
+    assert all(r.ok for r in rerun)
