@@ -243,3 +243,81 @@ async def test_edit_refuses_an_extension_it_cannot_write_before_sending(
     assert code == 2
     (line,) = error_lines(capsys.readouterr().err)
     assert "out.txt" in line and ".jpg" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: permissions cannot be tested")
+async def test_an_out_folder_that_is_not_writable_is_a_usage_error(
+    tmp_path: Path, use_server: Callable[[LocalServer], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        async with LocalServer() as server:
+            use_server(server)
+            argv = ("batch", str(EXAMPLES / "images"), "--prompt", "blur", "--out", str(locked))
+            assert await cli(*argv) == 2
+            assert server.stats.requests_by_route[QUEUE] == 0
+    finally:
+        locked.chmod(0o700)
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "is not writable" in line
+
+
+async def test_a_full_disk_ends_the_batch_with_a_report_that_says_so(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    use_server: Callable[[LocalServer], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import errno
+
+    async def full_disk(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("oxedit._bulk.save_atomic", full_disk)
+    out = tmp_path / "out"
+    async with LocalServer() as server:
+        use_server(server)
+        argv = ("batch", str(EXAMPLES / "images"), "--prompt", "blur", "--out", str(out))
+        code = await cli(*argv, "--concurrency", "2")
+        created = len(server.generations())
+    assert code == 1 and created == 2
+    report = json.loads((out / "report.json").read_text())
+    assert "disk is full" in report["summary"]["stopped_early"]
+    assert report["summary"]["interrupted"] is False
+    assert [item["status"] for item in report["items"]] == ["error", "error"]
+    assert any(
+        line.startswith("stopped early: the disk is full")
+        for line in capsys.readouterr().err.splitlines()
+    )
+
+
+def test_api_keys_with_whitespace_are_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from oxedit import ConfigurationError
+    from oxedit._config import resolve_api_key
+
+    url = "http://127.0.0.1:1"
+    assert resolve_api_key("abc-123_XYZ.=", url) == "abc-123_XYZ.="
+    for key in ("secret-key\n", " secret-key", "secret key", "secret\tkey", "secret\x00key"):
+        with pytest.raises(ConfigurationError, match="the api_key argument") as caught:
+            resolve_api_key(key, url)
+        assert "secret" not in str(caught.value)
+    monkeypatch.setenv("OXEN_API_KEY", "secret-key\r\n")
+    with pytest.raises(ConfigurationError, match=r"OXEN_API_KEY contains '\\n', '\\r'"):
+        resolve_api_key(None, url)
+
+
+def test_names_are_plain_file_names() -> None:
+    from oxedit import EditRequest, InvalidRequestError
+    from oxedit._requests import check_name
+
+    for good in ("cat", "cat.v2", "...x", "a b", "über-katze", ".hidden"):
+        assert check_name(good) == good
+        assert (
+            EditRequest.from_mapping({"image": "a.png", "prompt": "p", "name": good}).name == good
+        )
+    for bad in ("", ".", "..", "../x", "x/..", "/abs", "a/b", "a\\b", "nul\x00"):
+        with pytest.raises(InvalidRequestError, match="not a plain file name"):
+            check_name(bad)
