@@ -80,6 +80,11 @@ def corrupt_journal(folder: Path) -> list[str]:
     return ["--journal", str(journal)]
 
 
+def journal_under_a_file(folder: Path) -> list[str]:
+    (folder / "afile").write_text("x")
+    return ["--journal", str(folder / "afile" / "j.sqlite")]
+
+
 def out_is_a_file(folder: Path) -> list[str]:
     (folder / "afile").write_text("x")
     return ["--out", str(folder / "afile")]
@@ -98,6 +103,7 @@ def out_under_a_file(folder: Path) -> list[str]:
         ("no prompt anywhere", lambda folder: ["--no-prompt"], "no prompt"),
         ("unknown model", lambda folder: ["--model", "no-such-model"], "no-such-model"),
         ("corrupt journal", corrupt_journal, "is not an oxedit journal or is damaged"),
+        ("journal cannot be made", journal_under_a_file, "cannot be opened"),
         ("stray newline in key", lambda folder: ["--key", "oxen-test-key\n"], "OXEN_API_KEY"),
     ],
 )
