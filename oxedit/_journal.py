@@ -69,8 +69,14 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.path.with_name(self.path.name + ".lock"), self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.path.with_name(self.path.name + ".lock"), self.path)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"journal {str(self.path)!r} cannot be opened ({exc.strerror or exc}); pass a "
+                "--journal path in a folder you can write to"
+            ) from exc
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             try:
