@@ -74,8 +74,8 @@ class Journal:
             self._lock = _lock(self.path.with_name(self.path.name + ".lock"), self.path)
         except OSError as exc:
             raise ConfigurationError(
-                f"journal {str(self.path)!r} cannot be opened ({exc.strerror or exc}); pass a "
-                "--journal path in a folder you can write to"
+                f"journal {str(self.path)!r} cannot be opened ({exc.strerror or exc}); use a "
+                "journal path in a folder you can write to"
             ) from exc
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -94,7 +94,7 @@ class Journal:
             self._lock.close()
             raise ConfigurationError(
                 f"journal {str(self.path)!r} is not an oxedit journal or is damaged ({exc}); "
-                "pass another --journal, or move that file away to start the batch afresh"
+                "use another journal path, or move that file away to start the batch afresh"
             ) from exc
         except BaseException:
             self._lock.close()
