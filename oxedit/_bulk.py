@@ -59,7 +59,7 @@ class BulkRun:
 
     Use it with `async with` so that leaving early (break, exception) cancels what is in
     flight at once. Items cancelled that way stay in the journal as enqueued or sending and
-    are picked up by the next run.
+    are picked up by the next run. On a full disk it stops sending new items (`stopped`).
     """
 
     def __init__(
@@ -301,9 +301,10 @@ class BulkRun:
             status, error = "cancelled", "the generation was cancelled"
         except GenerationExpired as exc:  # the API forgot it: nothing left to follow
             status, error = "error", str(exc)
-        except OxeditError as exc:
-            # Lost track of it (stream refused, client closed...): its outcome is unknown,
-            # not failed. The row stays 'enqueued' so a re-run follows it, never re-sends it.
+        except Exception as exc:
+            # Lost track of it (stream refused, client closed, an odd event...): its outcome
+            # is unknown, not failed. The row stays 'enqueued': a re-run follows it, never
+            # re-sends it.
             return BulkResult(index, request, "unknown", job.id, error=self._unknown(exc, job.id))
         else:
             output = None
@@ -335,12 +336,14 @@ class BulkRun:
             journal.finished(key, status, error=error)
         return BulkResult(index, request, status, job.id, error=error)
 
-    def _unknown(self, exc: OxeditError, generation_id: str | None) -> str:
+    def _unknown(self, exc: Exception, generation_id: str | None) -> str:
         if self._journal is not None:
-            return f"{exc}; its outcome is unknown: re-run the same batch to follow it (not resent)"
-        if generation_id is not None:
-            return f"{exc}; its outcome is unknown: look it up with client.get({generation_id!r})"
-        return f"{exc}; it may have been created: look at client.list() before sending it again"
+            hint = "its outcome is unknown: re-run the same batch to follow it (not resent)"
+        elif generation_id is not None:
+            hint = f"its outcome is unknown: look it up with client.get({generation_id!r})"
+        else:
+            hint = "it may have been created: look at client.list() before sending it again"
+        return f"{_describe(exc)}; {hint}"
 
     def _check_disk_full(self, exc: BaseException) -> None:
         """On a full disk, stop sending new items: their results could not be kept."""
