@@ -6,6 +6,10 @@ and peak memory, and what the server saw (generations created, enqueue requests)
 Then the same command again, to measure a resume that has nothing left to do.
 
 Run: `python -m benchmarks.bulk_batch [--n 10000] [--concurrency 256] [--json PATH]`
+
+`--show-output` lets the first run's progress and summary through (the README's capture is
+`python -m benchmarks.bulk_batch --n 1500 --broken --show-output`), and `--broken` adds one
+file that is not an image, to show a per-item error.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from benchmarks._common import print_table, write_json
 API_KEY = "bench-key"
 
 
-def make_images(folder: Path, n: int) -> None:
+def make_images(folder: Path, n: int, *, broken: bool = False) -> None:
     folder.mkdir(parents=True)
+    if broken:
+        (folder / "broken.png").write_bytes(b"nope, not an image")
     for i in range(n):
         buffer = io.BytesIO()
         Image.new("RGB", (16, 12), (i % 256, (i // 256) % 256, (i // 65536) % 256)).save(
@@ -53,7 +59,9 @@ def start_server(workers: int) -> tuple[subprocess.Popen[str], str]:
     return server, first.rsplit(" ", 1)[1].strip()
 
 
-def run_batch(images: Path, out: Path, url: str, concurrency: int) -> dict[str, float]:
+def run_batch(
+    images: Path, out: Path, url: str, concurrency: int, *, show: bool = False
+) -> dict[str, float]:
     env = {**os.environ, "OXEN_BASE_URL": url, "OXEN_API_KEY": API_KEY}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -72,8 +80,8 @@ def run_batch(images: Path, out: Path, url: str, concurrency: int) -> dict[str, 
             str(concurrency),
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=None if show else subprocess.DEVNULL,
+        stderr=None if show else subprocess.DEVNULL,
         check=False,
     ).returncode
     wall = time.perf_counter() - started
@@ -107,13 +115,17 @@ def main() -> None:
         help="server workers: with 0.5-1.5 s jobs, the concurrency bound rules",
     )
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--show-output", action="store_true", help="show the first run's progress and summary"
+    )
+    parser.add_argument("--broken", action="store_true", help="add one file that is no image")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         images, out = Path(tmp) / "in", Path(tmp) / "out"
-        make_images(images, args.n)
+        make_images(images, args.n, broken=args.broken)
         server, url = start_server(args.workers)
         try:
-            first = run_batch(images, out, url, args.concurrency)
+            first = run_batch(images, out, url, args.concurrency, show=args.show_output)
             second = run_batch(images, out, url, args.concurrency)
             counts = server_counts(url)
         finally:

@@ -9,19 +9,23 @@ and items caught mid-send by a crash are looked up on the server before anything
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
+import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import msgspec
 
+from ._atomic import remove_own_temps, save_atomic
 from ._exceptions import (
     AmbiguousRequestError,
     GenerationCancelled,
+    GenerationExpired,
     GenerationFailed,
     InvalidRequestError,
     OxeditError,
@@ -30,8 +34,7 @@ from ._inputs import build_payload, sniff_mime
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
 from ._registry import Pending
-from ._requests import BulkItem, BulkResult, EditRequest, default_name
-from ._results import save_atomic
+from ._requests import BulkItem, BulkResult, EditRequest, check_name, coerce, default_name
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -56,7 +59,7 @@ class BulkRun:
 
     Use it with `async with` so that leaving early (break, exception) cancels what is in
     flight at once. Items cancelled that way stay in the journal as enqueued or sending and
-    are picked up by the next run.
+    are picked up by the next run. On a full disk it stops sending new items (`stopped`).
     """
 
     def __init__(
@@ -85,6 +88,9 @@ class BulkRun:
         self._keys: Counter[bytes] = Counter()
         self._adopted: dict[str, Pending] = {}  # found on the server by `_recover_unrecorded`
         self.in_flight = 0
+        #: Why the run stopped sending new items before the end of its input (a full disk),
+        #: or None. Items in flight when it stopped were finished; the rest were not started.
+        self.stopped: str | None = None
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -141,7 +147,7 @@ class BulkRun:
     async def _run(self) -> None:
         try:
             if self._output_dir is not None:
-                _remove_partial_files(self._output_dir)
+                remove_own_temps(self._output_dir)
             if self._journal is not None:
                 await self._recover_unrecorded(self._journal)
             slots = asyncio.Semaphore(self._concurrency)
@@ -149,6 +155,9 @@ class BulkRun:
                 index = 0
                 async for request in self._iterate():
                     await slots.acquire()
+                    if self.stopped is not None:
+                        slots.release()
+                        break
                     group.create_task(self._item(index, request, slots))
                     index += 1
             self._results.put_nowait(_DONE)
@@ -161,24 +170,10 @@ class BulkRun:
         source = self._requests
         if isinstance(source, AsyncIterable):
             async for item in source:
-                yield self._coerce(item)
+                yield coerce(item)
         else:
             for item in source:
-                yield self._coerce(item)
-
-    @staticmethod
-    def _coerce(item: Any) -> EditRequest | OxeditError:
-        if isinstance(item, EditRequest | OxeditError):
-            return item
-        if isinstance(item, Mapping):
-            try:
-                return EditRequest.from_mapping(item)
-            except InvalidRequestError as exc:
-                return InvalidRequestError(f"row {dict(item)!r} {exc}")
-        return InvalidRequestError(
-            f"{item!r} is not an edit request; pass oxedit.EditRequest or a mapping with "
-            "'image' and 'prompt'"
-        )
+                yield coerce(item)
 
     def _key(self, request: EditRequest) -> str:
         """Stable identity across runs: the request's content, plus which repetition it is."""
@@ -202,6 +197,13 @@ class BulkRun:
         self.in_flight += 1
         try:
             result = await self._process(index, request)
+        except Exception as exc:  # one item's failure is that item's result
+            # Whatever escaped (a journal write on a full disk, a bug, an odd response body)
+            # ends this item only. Its journal row keeps its last state, which a re-run
+            # resolves without sending anything twice.
+            self._check_disk_full(exc)
+            bad = request if isinstance(request, EditRequest) else EditRequest(image="", prompt="")
+            result = BulkResult(index, bad, "error", error=_describe(exc))
         finally:
             self.in_flight -= 1
             slots.release()
@@ -211,6 +213,11 @@ class BulkRun:
         if isinstance(request, OxeditError):  # a malformed input row
             bad = EditRequest(image="", prompt="")
             return BulkResult(index, bad, "error", error=str(request))
+        if request.name is not None:
+            try:
+                check_name(request.name)
+            except InvalidRequestError as exc:
+                return BulkResult(index, request, "error", error=str(exc))
         key = self._key(request)
         stem = self._output_path(request, key)
         journal = self._journal
@@ -235,14 +242,17 @@ class BulkRun:
                     error=entry.error,
                     resumed=True,
                 )
-        resumed = entry is not None and entry.generation_id is not None
         try:
             job = await self._enqueue(request, key, entry)
+        except AmbiguousRequestError as exc:
+            # It may have been created: the row stays 'sending', and the next run looks it
+            # up on the server before sending anything.
+            return BulkResult(index, request, "unknown", error=self._unknown(exc, None))
         except OxeditError as exc:
-            if journal is not None and not isinstance(exc, AmbiguousRequestError):
+            if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
-        return await self._finish(index, request, key, job, stem, resumed=resumed)
+        return await self._finish(index, request, key, job, stem)
 
     async def _enqueue(self, request: EditRequest, key: str, entry: JournalEntry | None) -> Job:
         client = self._client
@@ -281,8 +291,6 @@ class BulkRun:
         key: str,
         job: Job,
         stem: Path | None,
-        *,
-        resumed: bool,
     ) -> BulkResult:
         journal = self._journal
         try:
@@ -291,8 +299,13 @@ class BulkRun:
             status, error = "failed", exc.error
         except GenerationCancelled:
             status, error = "cancelled", "the generation was cancelled"
-        except OxeditError as exc:
+        except GenerationExpired as exc:  # the API forgot it: nothing left to follow
             status, error = "error", str(exc)
+        except Exception as exc:
+            # Lost track of it (stream refused, client closed, an odd event...): its outcome
+            # is unknown, not failed. The row stays 'enqueued': a re-run follows it, never
+            # re-sends it.
+            return BulkResult(index, request, "unknown", job.id, error=self._unknown(exc, job.id))
         else:
             output = None
             if stem is not None:
@@ -301,24 +314,46 @@ class BulkRun:
                     ext = _EXTENSIONS.get(sniff_mime(data) or "", ".png")
                     output = stem.with_name(stem.name + ext)
                     await save_atomic(output, data)
-                except OxeditError as exc:
+                except Exception as exc:  # an odd body, a full disk...: this item's error
+                    self._check_disk_full(exc)
+                    # Recorded as succeeded without an output: a re-run downloads it again
+                    # (it never re-sends a succeeded generation).
+                    what = "save" if isinstance(exc, OSError) else "download"
                     if journal is not None:
-                        journal.finished(key, "succeeded", error=f"download failed: {exc}")
+                        journal.finished(key, "succeeded", error=f"{what} failed: {exc}")
                     return BulkResult(
                         index,
                         request,
                         "error",
                         job.id,
-                        error=f"generation succeeded but its download failed: "
-                        f"{exc}; re-run to retry the download",
-                        resumed=resumed,
+                        error=f"generation succeeded but its {what} failed: "
+                        f"{_describe(exc)}; re-run to retry the download",
                     )
             if journal is not None:
                 journal.finished(key, "succeeded", output=str(output) if output else None)
-            return BulkResult(index, request, "succeeded", job.id, output=output, resumed=resumed)
+            return BulkResult(index, request, "succeeded", job.id, output=output)
         if journal is not None:
             journal.finished(key, status, error=error)
-        return BulkResult(index, request, status, job.id, error=error, resumed=resumed)
+        return BulkResult(index, request, status, job.id, error=error)
+
+    def _unknown(self, exc: Exception, generation_id: str | None) -> str:
+        if self._journal is not None:
+            hint = "its outcome is unknown: re-run the same batch to follow it (not resent)"
+        elif generation_id is not None:
+            hint = f"its outcome is unknown: look it up with client.get({generation_id!r})"
+        else:
+            hint = "it may have been created: look at client.list() before sending it again"
+        return f"{_describe(exc)}; {hint}"
+
+    def _check_disk_full(self, exc: BaseException) -> None:
+        """On a full disk, stop sending new items: their results could not be kept."""
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        full |= isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == (
+            sqlite3.SQLITE_FULL
+        )
+        if full and self.stopped is None:
+            self.stopped = f"the disk is full ({exc}); no new items were sent"
+            log.warning("stopping the batch: %s", self.stopped)
 
     async def _recover_unrecorded(self, journal: Journal) -> None:
         """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
@@ -352,12 +387,10 @@ class BulkRun:
         )
 
 
-def _remove_partial_files(folder: Path) -> None:
-    """Temporary files of writes a crash interrupted (`write_atomic` names them
-    `.NAME.XXXX.part`); the final names only ever hold complete files."""
-    if folder.is_dir():
-        for stray in folder.glob(".*.part"):
-            stray.unlink(missing_ok=True)
+def _describe(exc: BaseException) -> str:
+    """An exception as one line; the type is named when it is not one of ours."""
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, OxeditError) else f"{type(exc).__name__}: {text}"
 
 
 def _exists(path: str | None) -> bool:

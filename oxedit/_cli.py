@@ -8,32 +8,53 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import io
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from rich.console import Console
+import anyio
+from PIL import Image
 from rich.table import Table
+from rich.text import Text
 
 from . import _constants as C
+from ._atomic import save_atomic
+from ._cli_batch import run_batch
 from ._client import Client
 from ._config import _key_from_oxen_cli, resolve_base_url
-from ._exceptions import InvalidRequestError, NotFoundError, OxeditError
+from ._exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    InvalidRequestError,
+    OxeditError,
+    PermissionDeniedError,
+)
 from ._inputs import ASPECT_RATIOS
-from ._progress import BatchProgress, summary_table
-from ._requests import BulkResult, EditRequest
-from ._sources import load_source
+from ._terminal import cell, line, make_console
 from ._version import __version__
 
 __all__ = ["main"]
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Made again by every `main()`, so that they follow the streams of the moment (a terminal or
+# not); see `_terminal.make_console`.
+err = make_console(stderr=True)
+out = make_console(stderr=False)
+
+# What `oxedit edit -o FILE` can write, by FILE's extension (converted with Pillow if needed).
+_OUTPUT_FORMATS: Final = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+}
 
 
 def _configured() -> bool:
@@ -74,99 +95,40 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _edit(args: argparse.Namespace) -> int:
     output = Path(args.output or f"{Path(args.image).stem}-edited.png")
+    image_format = _OUTPUT_FORMATS.get(output.suffix.lower())
+    if image_format is None:  # refused before anything is sent (or billed)
+        raise InvalidRequestError(
+            f"-o {str(output)!r}: cannot write a {output.suffix or 'extensionless'!r} file; "
+            f"end the name with one of {', '.join(_OUTPUT_FORMATS)}"
+        )
     async with _client(args) as client:
         with err.status("editing..."):
             job = await client.submit(
                 prompt=args.prompt, image=args.image, model=args.model, **_params(args)
             )
             generation = await job
-            await generation.save(output)
-    out.print(f"saved {output} (generation {generation.id})")
+            data = await client.read(generation)
+            data = await anyio.to_thread.run_sync(_convert, data, image_format)
+            await save_atomic(output, data)
+    line(out, f"saved {output} (generation {generation.id})")
     return 0
 
 
+def _convert(data: bytes, image_format: str) -> bytes:
+    """`data` as an `image_format` file (as is when it already is one)."""
+    with Image.open(io.BytesIO(data)) as opened:
+        if opened.format == image_format:
+            return data
+        image: Image.Image = opened
+        if image_format == "JPEG" and image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")  # JPEG has no alpha or palette
+        buffer = io.BytesIO()
+        image.save(buffer, image_format)
+    return buffer.getvalue()
+
+
 async def _batch(args: argparse.Namespace) -> int:
-    out_dir = Path(args.out)
-    defaults = {"prompt": args.prompt, "model": args.model, "aspect_ratio": args.aspect_ratio}
-    items = load_source(args.source, defaults=defaults)
-    if not items:
-        raise InvalidRequestError(f"{args.source!r} holds no images or rows to edit")
-    journal = Path(args.journal) if args.journal else out_dir / ".oxedit-journal.sqlite"
-    report_path = Path(args.report) if args.report else out_dir / "report.json"
-    results: list[BulkResult] = []
-    started = time.perf_counter()
-    async with _client(args) as client:
-        items = await _check_models(client, items)
-        progress = BatchProgress(err, total=len(items))
-        with progress:
-            run = client.map(
-                items,
-                concurrency=args.concurrency,
-                journal=journal,
-                output_dir=out_dir,
-                retry_failed=args.retry_failed,
-            )
-            async with run:
-                async for result in run:
-                    results.append(result)
-                    progress.add(result, run.in_flight)
-                    if not result.ok and not result.resumed:
-                        progress.print(_problem(result))
-    wall = time.perf_counter() - started
-    _write_report(report_path, results, progress.counts, wall)
-    err.print(summary_table(progress.counts, wall, out_dir, report_path))
-    return 0 if all(r.ok for r in results) else 1
-
-
-def _problem(result: BulkResult) -> str:
-    """One line naming the item and what went wrong."""
-    image, error = result.request.image, result.error or ""
-    where = f"{image}: " if image and image not in error else ""
-    return f"{result.status}: {where}{error}"
-
-
-async def _check_models(client: Client, items: list[Any]) -> list[Any]:
-    """Rows naming a model the API does not know become errors before anything is sent."""
-    models = {i.model for i in items if isinstance(i, EditRequest)}
-    unknown = set()
-    for model in models:
-        try:
-            await client.model(model)
-        except NotFoundError:
-            unknown.add(model)
-    return [
-        InvalidRequestError(
-            f"{item.image}: unknown model {item.model!r}; `oxedit models` lists the known ones"
-        )
-        if isinstance(item, EditRequest) and item.model in unknown
-        else item
-        for item in items
-    ]
-
-
-def _write_report(path: Path, results: list[BulkResult], counts: Any, wall: float) -> None:
-    report = {
-        "summary": {**dict(counts), "total": len(results), "wall_seconds": round(wall, 3)},
-        "items": [
-            {
-                "index": r.index,
-                "image": r.request.image,
-                "prompt": r.request.prompt,
-                "model": r.request.model,
-                "params": r.request.params,
-                "status": r.status,
-                "generation_id": r.generation_id,
-                "output": str(r.output) if r.output else None,
-                "error": r.error,
-                "resumed": r.resumed,
-            }
-            for r in sorted(results, key=lambda r: r.index)
-        ],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    return await run_batch(args, lambda: _client(args), err)
 
 
 async def _status(args: argparse.Namespace) -> int:
@@ -177,7 +139,7 @@ async def _status(args: argparse.Namespace) -> int:
         value = getattr(generation, field)
         if field.endswith("_at") and value is not None:
             value = f"{value:.0f} ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(value))} UTC)"
-        table.add_row(field, "" if value is None else str(value))
+        table.add_row(field, cell(value))
     out.print(table)
     return 0
 
@@ -185,7 +147,7 @@ async def _status(args: argparse.Namespace) -> int:
 async def _cancel(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         generation = await client.cancel(args.id)
-    out.print(f"{generation.id}: {generation.status}")
+    line(out, f"{generation.id}: {generation.status}")
     return 0
 
 
@@ -195,18 +157,18 @@ async def _models(args: argparse.Namespace) -> int:
             model = await client.model(args.id)
             schema = model.schema
             required = set(schema.get("required", []))
-            table = Table(title=f"{model.id} parameters", title_justify="left")
+            table = Table(title=Text(f"{model.id} parameters"), title_justify="left")
             for column in ("parameter", "type", "required", "default", "allowed", "description"):
                 table.add_column(column)
             for name, prop in schema.get("properties", {}).items():
                 allowed = ", ".join(map(str, prop["enum"])) if "enum" in prop else _range(prop)
                 table.add_row(
-                    name,
-                    str(prop.get("type", "")),
+                    cell(name),
+                    cell(prop.get("type", "")),
                     "yes" if name in required else "",
-                    "" if prop.get("default") is None else str(prop["default"]),
-                    allowed,
-                    str(prop.get("description", "")),
+                    cell(prop.get("default")),
+                    cell(allowed),
+                    cell(prop.get("description", "")),
                 )
             out.print(table)
             return 0
@@ -217,10 +179,10 @@ async def _models(args: argparse.Namespace) -> int:
     for m in models:
         caps = m.capabilities
         table.add_row(
-            m.id,
-            m.display_name or "",
-            ", ".join(caps.get("input", [])),
-            ", ".join(caps.get("output", [])),
+            cell(m.id),
+            cell(m.display_name),
+            cell(", ".join(caps.get("input", []))),
+            cell(", ".join(caps.get("output", []))),
         )
     out.print(table)
     return 0
@@ -323,20 +285,48 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code: 0 all done, 1 some items did not succeed
+    or the API said no, 2 a usage or configuration mistake, 130 interrupted."""
+    global err, out
+    err, out = make_console(stderr=True), make_console(stderr=False)
     args = _parser().parse_args(argv)
     if getattr(args, "concurrency", 1) < 1:
-        err.print(f"error: --concurrency {args.concurrency} must be at least 1")
+        line(err, f"error: --concurrency {args.concurrency} must be at least 1", style="red")
         return 2
     try:
         if getattr(args, "sync", False):
             return int(args.run(args))
-        return int(asyncio.run(args.run(args)))
+        return asyncio.run(_run(args))
     except OxeditError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True)
-        return 2
-    except KeyboardInterrupt:
-        err.print("interrupted; re-run the same command to resume where it stopped")
+        line(err, f"error: {exc}", style="red")
+        return _exit_code(exc)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        line(err, "interrupted; re-run the same command to resume where it stopped")
         return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    """The command, with SIGTERM handled like Ctrl-C: both cancel it, so that it cleans up
+    (a batch writes its partial report) and `main` exits 130."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    handled = False
+    if task is not None and threading.current_thread() is threading.main_thread():
+        try:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            handled = True
+        except (NotImplementedError, RuntimeError):  # no loop signal handlers (Windows)
+            pass
+    try:
+        return int(await args.run(args))
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _exit_code(exc: OxeditError) -> int:
+    usage = (ConfigurationError, InvalidRequestError, AuthenticationError, PermissionDeniedError)
+    return 2 if isinstance(exc, usage) else 1
 
 
 if __name__ == "__main__":

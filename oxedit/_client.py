@@ -13,6 +13,7 @@ from typing import Any, Self, TypeVar
 
 from . import _constants as C
 from ._api import Api, ClientStats, decode, unexpected_status
+from ._atomic import save_atomic
 from ._bulk import BulkRun
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._enqueue import Enqueuer
@@ -37,7 +38,7 @@ from ._models import (
 )
 from ._registry import Outcome, Pending, Registry
 from ._requests import BulkItem
-from ._results import Downloader, save_atomic
+from ._results import Downloader
 from ._retry import Outcome as RetryOutcome
 from ._retry import RetryPolicy, classify, parse_retry_after
 from ._schedule import CheckSchedule

@@ -51,12 +51,30 @@ def _key_from_oxen_cli(base_url: str) -> str | None:
 
 
 def resolve_api_key(api_key: str | None, base_url: str) -> str:
-    """The argument, else `OXEN_API_KEY`, else the `oxen` CLI's key for the base URL's host."""
-    key = api_key or os.environ.get("OXEN_API_KEY") or _key_from_oxen_cli(base_url)
+    """The argument, else `OXEN_API_KEY`, else the `oxen` CLI's key for the base URL's host.
+
+    Raises:
+        ConfigurationError: no key, or one holding whitespace or control characters (a stray
+            newline from `export OXEN_API_KEY=$(cat key.txt)` would otherwise fail every
+            request, after retries, instead of at once).
+    """
+    if api_key:
+        key, source = api_key, "the api_key argument"
+    elif os.environ.get("OXEN_API_KEY"):
+        key, source = os.environ["OXEN_API_KEY"], "OXEN_API_KEY"
+    else:
+        key, source = _key_from_oxen_cli(base_url) or "", f"the oxen CLI's {_oxen_config_file()}"
     if not key:
         raise ConfigurationError(
             f"no API key for {base_url}: pass Client(api_key=...), set OXEN_API_KEY, or run "
             f"`oxen config --auth {urlsplit(base_url).netloc} YOUR_KEY`"
+        )
+    bad = sorted({repr(c) for c in key if c.isspace() or not c.isprintable()})
+    if bad:
+        # Never echo the key itself: only what is wrong with it and where it came from.
+        raise ConfigurationError(
+            f"the API key from {source} contains {', '.join(bad)} (e.g. a stray newline); "
+            "remove it: a key is one line of printable characters without spaces"
         )
     return key
 

@@ -12,12 +12,20 @@ States: `sending` (recorded, enqueue may be in flight) -> `enqueued` (id known) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
+
+from ._exceptions import ConfigurationError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one run at a time is then up to the user
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FINISHED", "Journal", "JournalEntry"]
 
@@ -50,15 +58,47 @@ class JournalEntry:
 
 
 class Journal:
-    """The journal of one batch. Use as a context manager; not shared between processes."""
+    """The journal of one batch. Use as a context manager.
+
+    One run at a time: opening it takes an exclusive lock (`PATH.lock`, holding the owner's
+    pid), because two runs sharing a journal would each send every item.
+
+    Raises:
+        ConfigurationError: another process holds the journal, or the file is not a journal.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.path.with_name(self.path.name + ".lock"), self.path)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"journal {str(self.path)!r} cannot be opened ({exc.strerror or exc}); use a "
+                "journal path in a folder you can write to"
+            ) from exc
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                self._db.execute(
+                    "SELECT key, request, state, generation_id, sent_at, error, "
+                    "output, updated_at FROM items LIMIT 1"
+                )
+            except BaseException:
+                self._db.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            self._lock.close()
+            raise ConfigurationError(
+                f"journal {str(self.path)!r} is not an oxedit journal or is damaged ({exc}); "
+                "use another journal path, or move that file away to start the batch afresh"
+            ) from exc
+        except BaseException:
+            self._lock.close()
+            raise
 
     def __enter__(self) -> Journal:
         return self
@@ -68,6 +108,7 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()  # closing the file releases the lock
 
     def get(self, key: str) -> JournalEntry | None:
         row = self._db.execute(
@@ -130,3 +171,26 @@ class Journal:
             f"UPDATE items SET {names}, updated_at = ? WHERE key = ?",
             (*fields.values(), time.time(), key),
         )
+
+
+def _lock(lock_path: Path, journal: Path) -> IO[str]:
+    """Hold an exclusive lock on `lock_path` (it records our pid) or say who holds it."""
+    f = lock_path.open("a+", encoding="utf-8")
+    if fcntl is None:
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise ConfigurationError(
+            f"journal {str(journal)!r} is in use by process {holder} (another oxedit run of "
+            "this batch); wait for it to end or stop it, then run again"
+        ) from None
+    with contextlib.suppress(OSError):
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+    return f

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -20,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._requests import BulkResult
+from ._terminal import cell
 
 __all__ = ["BatchProgress", "summary_table"]
 
@@ -34,30 +36,43 @@ class _Counts(ProgressColumn):
 
 
 class _Rate(ProgressColumn):
-    """Items per second over the whole run (rich's own speed is a short moving window)."""
+    """Items this run finished per second since it started: the summary's own figure (rich's
+    speed is a short moving window, and counts items skipped as done earlier)."""
+
+    def __init__(self, progress: BatchProgress) -> None:
+        super().__init__()
+        self._batch = progress
 
     def render(self, task: Task) -> Text:
-        elapsed = task.finished_time or task.elapsed
-        if not elapsed or not task.completed:
-            return Text("-/s", style="magenta")
-        return Text(f"{task.completed / elapsed:.1f}/s", style="magenta")
+        return Text(self._batch.rate_text(), style="magenta")
 
 
 class BatchProgress:
-    """done / failed / in flight / rate / ETA, refreshed a few times a second."""
+    """done / failed / in flight / rate / ETA, refreshed a few times a second.
 
-    def __init__(self, console: Console, total: int) -> None:
+    `counts` holds this run's outcomes by status, and under "resumed" the items skipped
+    because an earlier run already finished them. Those take no time, so the rate (shown
+    live and in the summary, from the same numbers) counts only the others.
+    """
+
+    def __init__(
+        self, console: Console, total: int, *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.counts: Counter[str] = Counter()
-        self.started = time.perf_counter()
+        self._clock = clock
+        self.started = clock()
+        self._ended: float | None = None
+        self._worked = 0  # items this run finished itself (not skipped)
         self._progress = Progress(
             BarColumn(bar_width=20),
             TaskProgressColumn(),
             _Counts(),
-            _Rate(),
+            _Rate(self),
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=console,
             refresh_per_second=4,
+            get_time=clock,
         )
         self._task = self._progress.add_task("batch", total=total, ok=0, failed=0, in_flight=0)
 
@@ -66,11 +81,28 @@ class BatchProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._ended = self._clock()
         self._progress.__exit__(None, None, None)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the bar started (frozen when it stops)."""
+        return (self._ended if self._ended is not None else self._clock()) - self.started
+
+    @property
+    def rate(self) -> float | None:
+        """Items finished by this run per second, or None before the first."""
+        elapsed = self.elapsed
+        return self._worked / elapsed if self._worked and elapsed > 0 else None
+
+    def rate_text(self) -> str:
+        rate = self.rate
+        return "-/s" if rate is None else f"{rate:.1f}/s"
 
     def add(self, result: BulkResult, in_flight: int) -> None:
         key = "resumed" if result.resumed and result.ok else result.status
         self.counts[key] += 1
+        self._worked += not result.resumed
         ok = self.counts["succeeded"] + self.counts["resumed"]
         failed = sum(v for k, v in self.counts.items() if k not in ("succeeded", "resumed"))
         self._progress.update(self._task, advance=1, ok=ok, failed=failed, in_flight=in_flight)
@@ -79,22 +111,30 @@ class BatchProgress:
         self._progress.update(self._task, in_flight=count)
 
     def print(self, message: str) -> None:
-        self._progress.console.print(message, highlight=False, markup=False)
+        self._progress.console.print(Text(message), soft_wrap=True)
 
 
-def summary_table(counts: Counter[str], wall: float, out: Path, report: Path) -> Table:
-    total = sum(counts.values())
-    table = Table(title="oxedit batch", show_header=False, title_justify="left")
+def summary_table(
+    progress: BatchProgress, out: Path, report: Path, *, interrupted: str | None
+) -> Table:
+    """The end-of-run summary; `interrupted` says why the run stopped early, if it did."""
+    counts = progress.counts
+    rate = progress.rate
+    title = "oxedit batch" if interrupted is None else "oxedit batch (stopped early)"
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("succeeded", str(counts["succeeded"]))
-    table.add_row("already done (resumed)", str(counts["resumed"]))
+    table.add_row("succeeded (this run)", str(counts["succeeded"]))
+    table.add_row("already done earlier (skipped)", str(counts["resumed"]))
     table.add_row("failed", str(counts["failed"]))
     table.add_row("cancelled", str(counts["cancelled"]))
+    table.add_row("outcome unknown (re-run to follow)", str(counts["unknown"]))
     table.add_row("errors (not sent / not saved)", str(counts["error"]))
-    table.add_row("total", str(total))
-    table.add_row("wall time", f"{wall:.1f} s")
-    table.add_row("rate", f"{total / wall:.1f} items/s" if wall > 0 else "-")
-    table.add_row("images in", str(out))
-    table.add_row("report", str(report))
+    table.add_row("total", str(sum(counts.values())))
+    table.add_row("wall time", f"{progress.elapsed:.1f} s")
+    table.add_row("rate", "-" if rate is None else f"{rate:.1f} items/s")
+    table.add_row("images in", cell(out))
+    table.add_row("report", cell(report))
+    if interrupted is not None:
+        table.add_row("stopped early", cell(interrupted))
     return table

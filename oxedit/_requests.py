@@ -14,7 +14,7 @@ import msgspec
 from . import _constants as C
 from ._exceptions import InvalidRequestError, OxeditError
 
-__all__ = ["BulkItem", "BulkResult", "EditRequest", "default_name"]
+__all__ = ["BulkItem", "BulkResult", "EditRequest", "check_name", "coerce", "default_name"]
 
 
 class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +57,7 @@ class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
             prompt=prompt,
             model=model,
             params=params,
-            name=str(name) if name else None,
+            name=check_name(str(name)) if name else None,
         )
 
     def encoded(self) -> bytes:
@@ -71,12 +71,15 @@ class BulkResult:
     Attributes:
         index: The item's position in the input.
         request: The request.
-        status: "succeeded", "failed", "cancelled" (the generation's end), or "error" (never
-            enqueued, or its result could not be fetched: see `error`).
+        status: "succeeded", "failed", "cancelled" (the generation's end), "error" (never
+            enqueued, or its result could not be fetched or saved: see `error`), or "unknown"
+            (it may exist and its outcome is not known yet: a re-run with the same journal
+            follows it and sends nothing again).
         generation_id: The generation, when one was enqueued.
         error: What went wrong, for anything but "succeeded".
         output: Where the image was saved, when an output folder was given.
-        resumed: True when the outcome comes from an earlier run's journal.
+        resumed: True when the item was skipped because an earlier run (same journal) already
+            finished it; items that an earlier run sent and this run followed are not resumed.
     """
 
     index: int
@@ -97,8 +100,40 @@ class BulkResult:
 BulkItem = EditRequest | Mapping[str, Any] | OxeditError
 
 
+def check_name(name: str) -> str:
+    """`name` if it is a plain file name (no folder part), which keeps outputs inside the
+    output folder; else an `InvalidRequestError`."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or any(sep in name for sep in ("/", "\\", "\0"))
+        or Path(name).is_absolute()
+    )
+    if bad:
+        raise InvalidRequestError(
+            f"name={name!r} is not a plain file name: give a file name without folders, "
+            "'..' or an absolute path (the output is always written inside the output folder)"
+        )
+    return name
+
+
 def default_name(image: str) -> str:
     if image.startswith("data:"):
         return "image"
     path = urlsplit(image).path if image.startswith(("http://", "https://")) else image
     return Path(path).stem or "image"
+
+
+def coerce(item: Any) -> EditRequest | OxeditError:
+    """A batch item as a request, or the error that stands for it (reported as its result)."""
+    if isinstance(item, EditRequest | OxeditError):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return EditRequest.from_mapping(item)
+        except InvalidRequestError as exc:
+            return InvalidRequestError(f"row {dict(item)!r} {exc}")
+    return InvalidRequestError(
+        f"{item!r} is not an edit request; pass oxedit.EditRequest or a mapping with "
+        "'image' and 'prompt'"
+    )

@@ -1,4 +1,4 @@
-"""Fetching results: bounded downloads that refresh expired URLs, atomic files."""
+"""Fetching results: bounded downloads that refresh expired URLs (atomic files: `_atomic`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import os
-import tempfile
-from pathlib import Path
-
-import anyio
 
 from ._api import Api, ClientStats
 from ._exceptions import ClientStateError, DownloadError, InvalidRequestError, TransportError
@@ -19,7 +14,7 @@ from ._models import EditResult, Generation
 from ._retry import RetryPolicy
 from ._transport import Response, ResponseTooLarge, Transport
 
-__all__ = ["Downloader", "save_atomic", "write_atomic"]
+__all__ = ["Downloader"]
 
 log = logging.getLogger("oxedit")
 
@@ -116,23 +111,3 @@ class Downloader:
                 status_code=resp.status,
             )
         return resp.body
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-async def save_atomic(path: Path, data: bytes) -> None:
-    """`write_atomic` in a worker thread, off the event loop."""
-    await anyio.to_thread.run_sync(write_atomic, path, data)

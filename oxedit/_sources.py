@@ -28,7 +28,12 @@ def load_source(source: str | Path, *, defaults: dict[str, Any]) -> list[Item]:
     model, aspect_ratio from the command line)."""
     path = Path(source)
     if path.is_dir():
-        return list(_folder(path, defaults))
+        items = list(_folder(path, defaults))
+        if items and not defaults.get("prompt"):
+            raise InvalidRequestError(
+                f"no prompt for the images of {str(source)!r}: give one with --prompt"
+            )
+        return items
     if not path.exists():
         raise InvalidRequestError(
             f"{str(source)!r}: no such folder or manifest; pass a folder of images or a "
@@ -38,8 +43,18 @@ def load_source(source: str | Path, *, defaults: dict[str, Any]) -> list[Item]:
         raise InvalidRequestError(
             f"{str(source)!r} is neither a folder nor a manifest (.jsonl or .csv)"
         )
-    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+    rows = list(_csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path))
+    if rows and not defaults.get("prompt") and not any(_has_prompt(row) for _, row in rows):
+        raise InvalidRequestError(
+            f"no prompt: no row of {path.name} has a 'prompt'; add a 'prompt' to the rows or "
+            "give one for all of them with --prompt"
+        )
     return [_row(path, where, row, defaults) for where, row in rows]
+
+
+def _has_prompt(row: dict[str, Any] | InvalidRequestError) -> bool:
+    prompt = None if isinstance(row, InvalidRequestError) else row.get("prompt")
+    return isinstance(prompt, str) and bool(prompt.strip())
 
 
 def _folder(folder: Path, defaults: dict[str, Any]) -> Iterator[Item]:

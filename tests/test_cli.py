@@ -72,7 +72,7 @@ async def test_batch_folder_and_rerun_resumes(
         assert await cli(*args) == 0
         assert await cli(*args) == 0
         assert len(server.generations()) == 8  # the second run sent nothing
-    assert "already done (resumed)" in capsys.readouterr().err
+    assert "already done earlier (skipped)" in capsys.readouterr().err
     report = json.loads((tmp_path / "report.json").read_text())
     assert all(item["resumed"] for item in report["items"])
 
@@ -175,7 +175,7 @@ async def test_edit_status_cancel_models(
         assert "qwen-image-edit" in capsys.readouterr().out
         assert await cli("models", "qwen-image-edit") == 0
         assert "aspect_ratio" in capsys.readouterr().out
-        assert await cli("status", "no-such-id") == 2
+        assert await cli("status", "no-such-id") == 1  # the API said no
         assert "no-such-id" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["edit", "a.png", "p", "--aspect-ratio", "5:1"])

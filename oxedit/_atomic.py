@@ -1,0 +1,70 @@
+"""Atomic file writes, and the cleanup of the temporary files they leave behind on a crash.
+
+A result is written to a temporary file in the target's folder, then renamed over the target,
+so the final name only ever holds a complete file. The temporary name carries a marker no user
+file has (`.NAME.oxedit-<12 hex>.part`), so cleaning up after a crash removes only files
+oxedit itself created, never a user's `.movie.mkv.part`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+__all__ = ["is_own_temp", "remove_own_temps", "save_atomic", "temp_name", "write_atomic"]
+
+_MARKER: Final = "oxedit-"
+_TOKEN_HEX: Final = 12
+_OWN_TEMP: Final = re.compile(rf"^\..+\.{_MARKER}[0-9a-f]{{{_TOKEN_HEX}}}\.part$")
+
+
+def temp_name(name: str) -> str:
+    """A fresh temporary file name for a file to be named `name`."""
+    return f".{name}.{_MARKER}{secrets.token_hex(_TOKEN_HEX // 2)}.part"
+
+
+def is_own_temp(name: str) -> bool:
+    """True for names `temp_name` makes, and only those."""
+    return _OWN_TEMP.match(name) is not None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+
+    The file is created like any file the user writes (mode 0666 less the umask), not 0600
+    as `tempfile.mkstemp` would; parent folders are created.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(temp_name(path.name))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+async def save_atomic(path: Path, data: bytes) -> None:
+    """`write_atomic` in a worker thread, off the event loop."""
+    await anyio.to_thread.run_sync(write_atomic, path, data)
+
+
+def remove_own_temps(folder: Path) -> int:
+    """Delete the temporary files that interrupted `write_atomic`s left in `folder`; returns
+    how many. Other files are never touched."""
+    removed = 0
+    if folder.is_dir():
+        for stray in folder.glob(f".*.{_MARKER}*.part"):
+            if is_own_temp(stray.name) and stray.is_file():
+                stray.unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -1,0 +1,185 @@
+"""`oxedit batch`: checks that concern the whole batch (made before anything is sent), the
+run with its live progress, the summary and the JSON report.
+
+Batch-wide mistakes (an unusable --out, no prompt at all, an unknown --model, a damaged or
+busy journal, a bad key) raise `InvalidRequestError` / `ConfigurationError` before the first
+request, so the command exits 2 having spent nothing. Per-item trouble is that item's result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ._atomic import write_atomic
+from ._client import Client
+from ._exceptions import InvalidRequestError, NotFoundError
+from ._progress import BatchProgress, summary_table
+from ._requests import BulkResult, EditRequest
+from ._sources import load_source
+from ._terminal import line
+
+__all__ = ["run_batch"]
+
+# The summary's counts: this run's outcomes, and "resumed" for items skipped as done earlier.
+_COUNTED = ("succeeded", "resumed", "failed", "cancelled", "unknown", "error")
+_INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); re-run the same command to resume"
+
+
+async def run_batch(
+    args: argparse.Namespace,
+    client: Callable[[], AbstractAsyncContextManager[Client]],
+    err: Console,
+) -> int:
+    """Run the batch `args` describes with a client from `client()`; the exit code."""
+    out_dir = Path(args.out)
+    _check_out_dir(out_dir)
+    defaults = {"prompt": args.prompt, "model": args.model, "aspect_ratio": args.aspect_ratio}
+    items: list[Any] = load_source(args.source, defaults=defaults)
+    if not items:
+        raise InvalidRequestError(f"{args.source!r} holds no images or rows to edit")
+    journal = Path(args.journal) if args.journal else out_dir / ".oxedit-journal.sqlite"
+    report_path = Path(args.report) if args.report else out_dir / "report.json"
+    results: list[BulkResult] = []
+    async with client() as api:
+        if args.model:
+            await _check_model(api, args.model)
+        items = await _check_row_models(api, items)
+        progress = BatchProgress(err, total=len(items))
+        try:
+            with progress:
+                run = api.map(
+                    items,
+                    concurrency=args.concurrency,
+                    journal=journal,
+                    output_dir=out_dir,
+                    retry_failed=args.retry_failed,
+                )
+                async with run:
+                    async for result in run:
+                        results.append(result)
+                        progress.add(result, run.in_flight)
+                        if not result.ok and not result.resumed:
+                            progress.print(_problem(result))
+        except asyncio.CancelledError:
+            # Interrupted: what finished is in the journal; say so in a (partial) report.
+            _finish(err, report_path, results, progress, out_dir, _INTERRUPTED)
+            raise
+    stopped = run.stopped
+    reported = _finish(err, report_path, results, progress, out_dir, stopped)
+    ok = reported and stopped is None and all(r.ok for r in results)
+    return 0 if ok else 1
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InvalidRequestError(f"--out {str(out)!r} is not a folder; name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"--out {str(out)!r} cannot be created ({exc.strerror or exc}); name a folder "
+            "you can write to"
+        ) from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InvalidRequestError(
+            f"--out {str(out)!r} is not writable; name a folder you can write to"
+        )
+
+
+async def _check_model(client: Client, model: str) -> None:
+    try:
+        await client.model(model)
+    except NotFoundError:
+        raise InvalidRequestError(
+            f"--model {model!r} is not a model the API knows; `oxedit models` lists them"
+        ) from None
+
+
+async def _check_row_models(client: Client, items: list[Any]) -> list[Any]:
+    """Rows naming a model the API does not know become errors before anything is sent."""
+    models = {i.model for i in items if isinstance(i, EditRequest)}
+    unknown = set()
+    for model in models:
+        try:
+            await client.model(model)
+        except NotFoundError:
+            unknown.add(model)
+    return [
+        InvalidRequestError(
+            f"{item.image}: unknown model {item.model!r}; `oxedit models` lists the known ones"
+        )
+        if isinstance(item, EditRequest) and item.model in unknown
+        else item
+        for item in items
+    ]
+
+
+def _problem(result: BulkResult) -> str:
+    """One line naming the item and what went wrong."""
+    image, error = result.request.image, result.error or ""
+    where = f"{image}: " if image and image not in error else ""
+    return f"{result.status}: {where}{error}"
+
+
+def _finish(
+    err: Console,
+    path: Path,
+    results: list[BulkResult],
+    progress: BatchProgress,
+    out_dir: Path,
+    stopped: str | None,
+) -> bool:
+    """Write the report and print the summary; False if the report could not be written."""
+    try:
+        write_report(path, results, progress, stopped)
+    except OSError as exc:
+        line(err, f"error: the report {path} could not be written: {exc}", style="red")
+        written = False
+    else:
+        written = True
+    err.print(summary_table(progress, out_dir, path, interrupted=stopped))
+    if stopped is not None:
+        line(err, f"stopped early: {stopped}", style="yellow")
+    return written
+
+
+def write_report(
+    path: Path, results: list[BulkResult], progress: BatchProgress, stopped: str | None
+) -> None:
+    """The JSON report of this run: what it did, item by item (partial when `stopped`)."""
+    rate = progress.rate
+    report = {
+        "summary": {
+            **{key: progress.counts[key] for key in _COUNTED},
+            "total": len(results),
+            "wall_seconds": round(progress.elapsed, 3),
+            "items_per_second": None if rate is None else round(rate, 3),
+            "interrupted": stopped == _INTERRUPTED,
+            "stopped_early": stopped,
+        },
+        "items": [
+            {
+                "index": r.index,
+                "image": r.request.image,
+                "prompt": r.request.prompt,
+                "model": r.request.model,
+                "params": r.request.params,
+                "status": r.status,
+                "generation_id": r.generation_id,
+                "output": str(r.output) if r.output else None,
+                "error": r.error,
+                "resumed": r.resumed,
+            }
+            for r in sorted(results, key=lambda r: r.index)
+        ],
+    }
+    write_atomic(path, (json.dumps(report, indent=1) + "\n").encode())
