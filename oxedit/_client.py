@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import logging
 import os
 from collections.abc import AsyncIterable, Iterable, Sequence
 from pathlib import Path
@@ -12,13 +10,13 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import _constants as C
-from ._api import Api, ClientStats, decode, unexpected_status
+from ._api import Api, ClientStats
 from ._atomic import save_atomic
 from ._bulk import BulkRun
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._edit import blocking_edit
 from ._enqueue import Enqueuer
 from ._exceptions import (
-    AmbiguousRequestError,
     ClientStateError,
     GenerationExpired,
     InvalidRequestError,
@@ -28,28 +26,18 @@ from ._exceptions import (
 from ._inputs import ImageInput, build_payload, check_num_generations
 from ._job import AsCompleted, Job
 from ._listener import Listener
-from ._models import (
-    TERMINAL_STATUSES,
-    EditResult,
-    Generation,
-    Model,
-    edit_decoder,
-    json_encoder,
-)
+from ._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
 from ._registry import Outcome, Pending, Registry
 from ._requests import BulkItem
 from ._results import Downloader
-from ._retry import Outcome as RetryOutcome
-from ._retry import RetryPolicy, classify, parse_retry_after
+from ._retry import RetryPolicy
 from ._schedule import CheckSchedule
-from ._transport import ConnectionFailed, Response, Transport, is_success, status_error
+from ._transport import Transport
 
 __all__ = ["Client", "owner_of"]
 
 _R = TypeVar("_R", Generation, EditResult)
 _list = list  # `Client.list` shadows the builtin inside the class body
-
-log = logging.getLogger("oxedit")
 
 
 class _State(enum.Enum):
@@ -176,18 +164,8 @@ class Client:
                 await self._listener.close()
             if self._enqueuer is not None:
                 await self._enqueuer.close(self.timeouts.total)
-            if self._registry is not None and len(self._registry):
-                pending = len(self._registry)
-                for p in self._registry:
-                    self._registry.fail(
-                        p.id,
-                        ClientStateError(
-                            f"the client was closed while generation {p.id} was pending; it "
-                            f"may still run remotely: look it up later with client.get({p.id!r})",
-                            generation_ids=(p.id,),
-                        ),
-                    )
-                log.info("client closed with %d job(s) pending", pending)
+            if self._registry is not None:
+                self._registry.fail_closed()
         finally:
             await self._transport.close()
 
@@ -311,13 +289,8 @@ class Client:
                 or its image's stem.
             retry_failed: Re-send items whose earlier run failed (they may be billed again).
 
-        Example:
-            ```python
-            requests = [{"image": str(p), "prompt": "Add a funny hat"} for p in paths]
-            async with client.map(requests, journal="hats.sqlite", output_dir="hats") as run:
-                async for result in run:
-                    print(result.index, result.status, result.output or result.error)
-            ```
+        Example: `async with client.map(requests, journal="j.sqlite", output_dir="out") as
+        run: async for result in run: print(result.status, result.output or result.error)`
         """
         self._require_open()
         return BulkRun(
@@ -401,37 +374,7 @@ class Client:
             )
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
         payload["response_format"] = response_format
-        body = json_encoder.encode(payload)
-        resp = await self._post_refusable("/api/ai/images/edit", body)
-        return self._bound(decode(edit_decoder, resp, "POST /api/ai/images/edit"))
-
-    async def _post_refusable(self, path: str, body: bytes) -> Response:
-        attempt = 0
-        while True:
-            try:
-                resp = await self._api.post(path, body, route=path)
-            except ConnectionFailed as exc:
-                if exc.sent:
-                    raise AmbiguousRequestError(
-                        f"POST {path}: the response was lost ({exc}); it may have been carried "
-                        "out and billed, so it was not sent again"
-                    ) from exc
-                error: OxeditError = exc
-                retry_after = None
-            else:
-                if is_success(resp.status):
-                    return resp
-                if resp.status < 400:
-                    raise unexpected_status(resp, f"POST {path}")
-                error = status_error(resp, what=f"POST {path}")
-                if classify("POST", resp.status) is not RetryOutcome.RETRY:
-                    raise error
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if attempt >= self.retry.max_retries:
-                raise error
-            self.stats.retries += 1
-            await asyncio.sleep(self.retry.delay(attempt, retry_after))
-            attempt += 1
+        return self._bound(await blocking_edit(self._api, payload))
 
     # -- results -----------------------------------------------------------------------------
 

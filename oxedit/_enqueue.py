@@ -20,50 +20,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from . import _constants as C
 from ._api import Api
 from ._config import ReconcilePolicy
 from ._exceptions import (
-    AmbiguousRequestError,
     APIResponseValidationError,
     ClientStateError,
     OxeditError,
 )
-from ._inputs import QUEUE_PARAMS
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
+from ._recovery import Recovery
 from ._registry import Pending, Registry
 from ._retry import Outcome, classify, parse_retry_after
 from ._transport import ConnectionFailed, Response, is_success, status_error
 
-__all__ = ["Enqueuer", "matches_request"]
+__all__ = ["Enqueuer"]
 
 log = logging.getLogger("oxedit")
 
 _ROUTE = "POST /api/ai/queue"
-_LIST_STATUSES: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
-
-
-def matches_request(row: dict[str, Any], payload: dict[str, Any]) -> bool:
-    """Whether a queue row could have been created by this request body.
-
-    The API echoes the request parameters at top level; parameters it does not echo cannot
-    disagree, so only the ones present are compared.
-    """
-    if (row.get("model_name") or row.get("model")) != payload["model"]:
-        return False
-    for key, value in payload.items():
-        if key == "model" or key in QUEUE_PARAMS:
-            continue
-        if key in row and row[key] != value:
-            return False
-    return True
 
 
 def _ids(resp: Response, n: int) -> list[str] | None:
@@ -74,33 +54,6 @@ def _ids(resp: Response, n: int) -> list[str] | None:
         return None
     ids = [g.generation_id for g in generations]
     return ids if len(ids) == n and len(set(ids)) == n else None
-
-
-def _enqueue_order(row: dict[str, Any]) -> tuple[float, str]:
-    return (row.get("enqueued_at") or 0, row["generation_id"])
-
-
-def _matching(
-    rows: list[dict[str, Any]],
-    payload: dict[str, Any],
-    window: tuple[float, float],
-    taken: Callable[[str], bool],
-) -> list[dict[str, Any]]:
-    """The rows, oldest first, that this request may have created and nobody has claimed:
-    enqueued within `window` (Unix times: when it was sent, and when its answer was due), give
-    or take the clocks' disagreement."""
-    found = []
-    earliest, latest = window[0] - C.CLOCK_SLACK, window[1] + C.CLOCK_SLACK
-    for row in rows:
-        generation_id = row.get("generation_id")
-        if not isinstance(generation_id, str) or taken(generation_id):
-            continue
-        enqueued = row.get("enqueued_at")
-        if isinstance(enqueued, int | float) and not earliest <= enqueued <= latest:
-            continue
-        if matches_request(row, payload):
-            found.append(row)
-    return found
 
 
 class Enqueuer:
@@ -122,10 +75,7 @@ class Enqueuer:
         # Starts following an id; the int is the stream epoch when its POST was sent.
         self._register = register
         self._deadline = request_deadline  # the latest a POST can be acted on after sending
-        self._in_flight: Counter[int] = Counter()  # enqueues in progress, by request body
-        self._recovering: Counter[int] = Counter()
-        self._settled = asyncio.Condition()
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._recovery = Recovery(api, registry, policy)
         self._closed = False
         self._posting = 0  # POSTs sent, or waiting for a connection slot
         self._idle = asyncio.Event()
@@ -151,7 +101,7 @@ class Enqueuer:
         # One flat coroutine (no helpers awaited per request): with 10,000 submits parked,
         # every frame in the chain is 10,000 more objects for the garbage collector.
         key = hash(body)
-        self._in_flight[key] += 1
+        self._recovery.started(key)
         # Held until the ids are registered, so an event that overtakes the response is kept.
         self._registry.enqueue_started()
         listener = self._listener
@@ -214,7 +164,7 @@ class Enqueuer:
                 if outcome is Outcome.AMBIGUOUS:
                     stats.lost_responses += 1
                     log.info("enqueue response lost (%s); checking the queue first", error)
-                    rows = await self._recover(payload, n, sent_at, key, error)
+                    rows = await self._recovery.find(payload, n, sent_at, key, error)
                     unsure = False
                     if rows:
                         adopted = self._adopt(rows, epoch)
@@ -245,12 +195,8 @@ class Enqueuer:
             raise
         finally:
             self._registry.enqueue_finished()
-            self._in_flight[key] -= 1
-            if not self._in_flight[key]:
-                del self._in_flight[key]
-            if self._recovering:  # a recovery may be waiting for this request to settle
-                async with self._settled:
-                    self._settled.notify_all()
+            if self._recovery.finished(key):
+                await self._recovery.notify()
 
     async def close(self, deadline: float) -> None:
         """Refuse new enqueues; let POSTs already sent be answered (at most `deadline` s), so
@@ -281,7 +227,7 @@ class Enqueuer:
         and cancel it, since nobody awaits it."""
         cause = OxeditError("the submit() was cancelled while its POST was in flight")
         try:
-            rows = await self._recover(payload, n, sent_at, key, cause, claim=True)
+            rows = await self._recovery.find(payload, n, sent_at, key, cause, claim=True)
         except asyncio.CancelledError:
             log.warning(
                 "the client closed before checking whether a cancelled submit() created a "
@@ -300,113 +246,17 @@ class Enqueuer:
             else:
                 log.info("cancelled generation %s: its submit() was cancelled", generation_id)
 
-    async def _recover(
-        self,
-        payload: dict[str, Any],
-        n: int,
-        sent_at: float,
-        key: int,
-        cause: OxeditError,
-        *,
-        claim: bool = False,
-    ) -> list[dict[str, Any]]:
-        """The rows a POST whose answer was lost created (up to `n`), or [] when it surely
-        created none. `claim`: mark them as taken (when they are not adopted)."""
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._recovering[key] += 1
-        async with self._settled:
-            self._settled.notify_all()  # a recovery waiting for this request may go on now
-        try:
-            async with lock:
-                # Identical requests still waiting for their own responses would make rows we
-                # cannot tell apart: let them settle (answer, or be lost too) first.
-                async with self._settled:
-                    await self._settled.wait_for(
-                        lambda: self._in_flight[key] <= self._recovering[key]
-                    )
-                for _ in range(C.LOST_RESPONSE_CHECKS):
-                    await asyncio.sleep(self._policy.lost_response_grace)
-                    try:
-                        rows = await self._candidates(payload, sent_at, n)
-                    except ClientStateError:
-                        raise
-                    except OxeditError as exc:
-                        raise AmbiguousRequestError(
-                            f"enqueue response was lost ({cause}) and the queue could not be "
-                            f"checked ({exc}); the generation may or may not exist: look at "
-                            "client.list() before submitting again"
-                        ) from exc
-                    if rows:
-                        if claim:
-                            for row in rows[:n]:
-                                self._registry.claim(row["generation_id"])
-                        return rows[:n]
-                return []
-        finally:
-            self._recovering[key] -= 1
-            if not self._recovering[key]:
-                del self._recovering[key]
-                self._locks.pop(key, None)
-
-    async def _candidates(
-        self, payload: dict[str, Any], sent_at: float, n: int
-    ) -> list[dict[str, Any]]:
-        """Rows this request may have created, active ones first: a row just created is
-        most likely still queued, and the lists of finished rows hold the whole history, so
-        they are asked only when the active list does not have all `n`."""
-        found: dict[str, dict[str, Any]] = {}
-        window = (sent_at, time.time())
-        for status in _LIST_STATUSES:
-            self._api.stats.poll_requests += 1
-            rows = await self._api.list_raw(status=status, model=payload["model"])
-            for row in _matching(rows, payload, window, self._registry.knows):
-                found[row["generation_id"]] = row
-            if len(found) >= n:
-                break
-        return sorted(found.values(), key=_enqueue_order)
-
-    async def _rows(self, model: str) -> list[dict[str, Any]]:
-        """Every row of `model`, active or finished, sorted by enqueue time."""
-        rows: dict[str, dict[str, Any]] = {}
-        for status in _LIST_STATUSES:
-            self._api.stats.poll_requests += 1
-            for row in await self._api.list_raw(status=status, model=model):
-                if isinstance(row.get("generation_id"), str):
-                    rows[row["generation_id"]] = row
-        return sorted(rows.values(), key=_enqueue_order)
-
     async def adopt_unrecorded(
         self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
     ) -> list[Pending | None]:
-        """For requests another process recorded as about to be sent at a time, but whose
-        outcome it never recorded (it crashed): the generation each created, adopted, or None
-        where none exists (safe to send). Rows in `claimed` belong to someone else.
-
-        Only a row enqueued between the recorded time and the POST's deadline after it can be
-        that POST's (another batch with identical requests, later, must not be adopted). The
-        queue is listed once per model, and requests are matched in the order they were sent,
-        so identical requests each get their own row.
-        """
-        await asyncio.sleep(self._policy.lost_response_grace)
-        by_model: dict[str, list[dict[str, Any]]] = {}
-        taken = set(claimed)
-        adopted: list[Pending | None] = []
-        for payload, sent_at in requests:
-            model = payload["model"]
-            if model not in by_model:
-                by_model[model] = await self._rows(model)
-            rows = _matching(
-                by_model[model],
-                payload,
-                (sent_at, sent_at + self._deadline),
-                lambda gid: gid in taken or self._registry.knows(gid),
-            )
-            if rows:
-                taken.add(rows[0]["generation_id"])
-                adopted.extend(self._adopt(rows[:1], -1))  # -1: reconcile it at once
-            else:
-                adopted.append(None)
-        return adopted
+        """For requests another process recorded as about to be sent at a time (the last
+        `on_send` of their enqueue), but whose outcome it never recorded (it crashed): the
+        generation each created, adopted, or None where none exists (safe to send). Only rows
+        enqueued within that POST's deadline after the recorded time can be adopted, and none
+        in `claimed` (see `Recovery.unrecorded`)."""
+        rows = await self._recovery.unrecorded(requests, claimed, self._deadline)
+        # -1: the stream epoch is unknown, so each is reconciled at once.
+        return [None if row is None else self._adopt([row], -1)[0] for row in rows]
 
     def _adopt(self, rows: list[dict[str, Any]], epoch: int) -> list[Pending]:
         adopted = []

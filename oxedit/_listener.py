@@ -65,7 +65,9 @@ class Listener:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        """Open now, and not in a streak of connections that died before they were healthy
+        (then `ready()` decides)."""
+        return self._connected.is_set() and self._failures <= self._api.retry.max_retries
 
     def start(self) -> None:
         if not self._tasks and self._fatal is None:
@@ -78,18 +80,18 @@ class Listener:
         """Wait until the stream is open and confirmed; returns its epoch.
 
         Raises the stream's error when it failed for good (401/403 on the first connection,
-        the client closed), or, while it is down, when as many connections in a row as the
-        retry policy allows failed or died before they were healthy (it keeps trying in the
-        background, so a later call may succeed).
+        the client closed), or when more connections in a row than the retry policy allows
+        failed or died before they were healthy (a byte, or a keep-alive period); it keeps
+        trying in the background, and a healthy connection ends the streak.
         """
         self.start()
         while True:
             if self._fatal is not None:
                 raise self._fatal
-            if self._connected.is_set():
-                return self.epoch
             if self._last_error is not None and self._failures > self._api.retry.max_retries:
                 raise self._last_error
+            if self._connected.is_set():
+                return self.epoch
             await self._changed.wait()
 
     def vouch(self, generation_id: str, sent_epoch: int) -> None:

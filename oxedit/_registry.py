@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 from . import _constants as C
 from ._config import ReconcilePolicy
-from ._exceptions import OxeditError
+from ._exceptions import ClientStateError, OxeditError
 from ._models import TERMINAL_STATUSES, Generation
 from ._schedule import CheckSchedule
 
@@ -129,6 +129,19 @@ class Registry:
         if not pending.future.done():
             pending.future.set_result(error)
         return True
+
+    def fail_closed(self) -> None:
+        """The client closed: each pending job ends with an error naming its id."""
+        for generation_id in list(self._pending):
+            self.fail(
+                generation_id,
+                ClientStateError(
+                    f"the client was closed while generation {generation_id} was pending; it "
+                    f"may still run remotely: follow it with client.job({generation_id!r}) in "
+                    "a new client",
+                    generation_ids=(generation_id,),
+                ),
+            )
 
     def fail_all(self, error: OxeditError) -> int:
         ids = list(self._pending)

@@ -77,22 +77,28 @@ async def test_bad_answers_in_a_large_reconciliation(oxen_server: LocalServer) -
 
 async def test_a_stream_that_closes_at_once_is_no_stream(oxen_server: LocalServer) -> None:
     # Every 200 used to reset the backoff: hundreds of reconnects a second, and a reconcile
-    # pass for each. Now the backoff grows until a connection lives, and submit() gives up
-    # after the retry budget like for a refused stream.
+    # pass for each. Now the backoff grows until a connection lives (a byte, or a keep-alive
+    # period), and once more attempts than the retry budget died young, submit() raises.
+    oxen_server.faults.keepalive_interval = 0.05
     oxen_server.faults.stream_close_at_once = True
     retry = oxedit.RetryPolicy(max_retries=3, initial=0.01, maximum=0.02)
-    async with client_for(oxen_server, retry=retry) as client:
-        async with asyncio.timeout(20):
-            with pytest.raises(oxedit.TransportError, match="event stream ended"):
-                await client.submit(prompt="p", image=png())
+    async with client_for(oxen_server, retry=retry, reconcile=QUICK) as client:
+        client.job("not-yet")  # starts the listener (an unknown id: it fails by itself)
+        await eventually(lambda: client.stats.event_connections >= 5)
+        with pytest.raises(oxedit.TransportError, match="event stream ended"):
+            await client.submit(prompt="p", image=png())
         assert oxen_server.stats.generations_created == 0
-        assert client.stats.event_connections <= 8  # backoff 0.1, 0.2, 0.4, ... s
+        assert client.stats.event_connections <= 12  # backoff 0.1, 0.2, 0.4, ... s
         oxen_server.faults.stream_close_at_once = False
-        # The backoff is at most 10 s; until a stream stays open, submits fail fast.
-        await eventually(lambda: oxen_server.stats.open_event_streams == 1)
-        async with asyncio.timeout(30):
-            job = await client.submit(prompt="p", image=png())
-            assert (await job).status == "succeeded"
+        async with asyncio.timeout(30):  # the backoff is at most 10 s
+            while True:  # until a stream lived (its first keep-alive): no event to await
+                try:
+                    job = await client.submit(prompt="p", image=png())
+                except oxedit.TransportError:
+                    await asyncio.sleep(0.05)
+                else:
+                    break
+        assert (await job).status == "succeeded"
 
 
 async def test_submit_waiting_for_the_stream_ends_when_the_client_closes(

@@ -1,0 +1,210 @@
+"""Finding the rows a POST created when its answer never came (no idempotency key exists).
+
+Rows echo the request's parameters, so a row that matches the request, was enqueued while
+that POST could have been acted on, and is claimed by no other request of this client is
+taken to be its. Identical requests still waiting for their own answers would make rows that
+cannot be told apart, so a search waits for them to settle first, and searches for one body
+run one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from . import _constants as C
+from ._api import Api
+from ._config import ReconcilePolicy
+from ._exceptions import AmbiguousRequestError, ClientStateError, OxeditError
+from ._inputs import QUEUE_PARAMS
+from ._registry import Registry
+
+__all__ = ["Recovery", "matches_request"]
+
+_LIST_STATUSES: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
+
+
+def matches_request(row: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Whether a queue row could have been created by this request body.
+
+    The API echoes the request parameters at top level; parameters it does not echo cannot
+    disagree, so only the ones present are compared.
+    """
+    if (row.get("model_name") or row.get("model")) != payload["model"]:
+        return False
+    for key, value in payload.items():
+        if key == "model" or key in QUEUE_PARAMS:
+            continue
+        if key in row and row[key] != value:
+            return False
+    return True
+
+
+def _enqueue_order(row: dict[str, Any]) -> tuple[float, str]:
+    return (row.get("enqueued_at") or 0, row["generation_id"])
+
+
+def _matching(
+    rows: list[dict[str, Any]],
+    payload: dict[str, Any],
+    window: tuple[float, float],
+    taken: Callable[[str], bool],
+) -> list[dict[str, Any]]:
+    """The rows, oldest first, that this request may have created and nobody has claimed:
+    enqueued within `window` (Unix times: when it was sent, and when its answer was due), give
+    or take the clocks' disagreement."""
+    found = []
+    earliest, latest = window[0] - C.CLOCK_SLACK, window[1] + C.CLOCK_SLACK
+    for row in rows:
+        generation_id = row.get("generation_id")
+        if not isinstance(generation_id, str) or taken(generation_id):
+            continue
+        enqueued = row.get("enqueued_at")
+        if isinstance(enqueued, int | float) and not earliest <= enqueued <= latest:
+            continue
+        if matches_request(row, payload):
+            found.append(row)
+    return found
+
+
+class Recovery:
+    """Searches of the queue for what lost POSTs created; `key` is a hash of the body."""
+
+    def __init__(self, api: Api, registry: Registry, policy: ReconcilePolicy) -> None:
+        self._api = api
+        self._registry = registry
+        self._policy = policy
+        self._in_flight: Counter[int] = Counter()  # enqueues in progress, by request body
+        self._recovering: Counter[int] = Counter()
+        self._settled = asyncio.Condition()
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def started(self, key: int) -> None:
+        self._in_flight[key] += 1
+
+    def finished(self, key: int) -> bool:
+        """An enqueue of this body ended; True when a search may be waiting for it (then
+        `await notify()`: kept out of the common path, which has nothing to wake)."""
+        self._in_flight[key] -= 1
+        if not self._in_flight[key]:
+            del self._in_flight[key]
+        return bool(self._recovering)
+
+    async def notify(self) -> None:
+        async with self._settled:
+            self._settled.notify_all()
+
+    async def find(
+        self,
+        payload: dict[str, Any],
+        n: int,
+        sent_at: float,
+        key: int,
+        cause: OxeditError,
+        *,
+        claim: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The rows a POST whose answer was lost created (up to `n`), or [] when it surely
+        created none. `claim`: mark them as taken (when they are not adopted)."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._recovering[key] += 1
+        async with self._settled:
+            self._settled.notify_all()  # a recovery waiting for this request may go on now
+        try:
+            async with lock:
+                # Identical requests still waiting for their own responses would make rows we
+                # cannot tell apart: let them settle (answer, or be lost too) first.
+                async with self._settled:
+                    await self._settled.wait_for(
+                        lambda: self._in_flight[key] <= self._recovering[key]
+                    )
+                for _ in range(C.LOST_RESPONSE_CHECKS):
+                    await asyncio.sleep(self._policy.lost_response_grace)
+                    try:
+                        rows = await self._candidates(payload, sent_at, n)
+                    except ClientStateError:
+                        raise
+                    except OxeditError as exc:
+                        raise AmbiguousRequestError(
+                            f"enqueue response was lost ({cause}) and the queue could not be "
+                            f"checked ({exc}); the generation may or may not exist: look at "
+                            "client.list() before submitting again"
+                        ) from exc
+                    if rows:
+                        if claim:
+                            for row in rows[:n]:
+                                self._registry.claim(row["generation_id"])
+                        return rows[:n]
+                return []
+        finally:
+            self._recovering[key] -= 1
+            if not self._recovering[key]:
+                del self._recovering[key]
+                self._locks.pop(key, None)
+
+    async def _candidates(
+        self, payload: dict[str, Any], sent_at: float, n: int
+    ) -> list[dict[str, Any]]:
+        """Rows this request may have created, active ones first: a row just created is
+        most likely still queued, and the lists of finished rows hold the whole history, so
+        they are asked only when the active list does not have all `n`."""
+        found: dict[str, dict[str, Any]] = {}
+        window = (sent_at, time.time())
+        for status in _LIST_STATUSES:
+            self._api.stats.poll_requests += 1
+            rows = await self._api.list_raw(status=status, model=payload["model"])
+            for row in _matching(rows, payload, window, self._registry.knows):
+                found[row["generation_id"]] = row
+            if len(found) >= n:
+                break
+        return sorted(found.values(), key=_enqueue_order)
+
+    async def _rows(self, model: str) -> list[dict[str, Any]]:
+        """Every row of `model`, active or finished, sorted by enqueue time."""
+        rows: dict[str, dict[str, Any]] = {}
+        for status in _LIST_STATUSES:
+            self._api.stats.poll_requests += 1
+            for row in await self._api.list_raw(status=status, model=model):
+                if isinstance(row.get("generation_id"), str):
+                    rows[row["generation_id"]] = row
+        return sorted(rows.values(), key=_enqueue_order)
+
+    async def unrecorded(
+        self,
+        requests: list[tuple[dict[str, Any], float]],
+        claimed: set[str],
+        deadline: float,
+    ) -> list[dict[str, Any] | None]:
+        """For requests another process recorded as about to be sent at a time, but whose
+        outcome it never recorded (it crashed): the row each created, or None where none
+        exists (safe to send). Rows in `claimed` belong to someone else.
+
+        Only a row enqueued between the recorded time and the POST's deadline after it can be
+        that POST's (another batch with identical requests, later, must not be adopted). The
+        queue is listed once per model, and requests are matched in the order they were sent,
+        so identical requests each get their own row.
+        """
+        await asyncio.sleep(self._policy.lost_response_grace)
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        taken = set(claimed)
+        found: list[dict[str, Any] | None] = []
+        for payload, sent_at in requests:
+            model = payload["model"]
+            if model not in by_model:
+                by_model[model] = await self._rows(model)
+            rows = _matching(
+                by_model[model],
+                payload,
+                (sent_at, sent_at + deadline),
+                lambda gid: gid in taken or self._registry.knows(gid),
+            )
+            if rows:
+                taken.add(rows[0]["generation_id"])
+                found.append(rows[0])
+            else:
+                found.append(None)
+        return found
+
