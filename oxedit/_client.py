@@ -294,13 +294,9 @@ class Client:
         """
         self._require_open()
         return BulkRun(
-            self,
-            requests,
-            concurrency=concurrency,
-            journal=journal,
-            output_dir=output_dir,
+            self, requests, concurrency=concurrency, journal=journal, output_dir=output_dir,
             retry_failed=retry_failed,
-        )
+        )  # fmt: skip
 
     async def _cancel(self, generation_id: str) -> Outcome:
         registry, _, _ = self._require_open()
