@@ -268,9 +268,17 @@ class BulkRun:
             return client.job(entry.generation_id)
         payload = await self._payload(request)
         journal = self._journal
+        on_send = None
         if journal is not None:
-            journal.sending(key, request.encoded().decode())
-        (job,) = await client._enqueue_payload(payload, 1)
+            encoded = request.encoded().decode()
+            journal.sending(key, encoded)
+
+            def on_send(at: float, journal: Journal = journal) -> None:
+                # Each attempt's send time: a crash recovery adopts only a row enqueued within
+                # the last POST's deadline after it, never another batch's later identical row.
+                journal.sending(key, encoded, at)
+
+        (job,) = await client._enqueue_payload(payload, 1, on_send=on_send)
         if journal is not None:
             journal.enqueued(key, job.id)
         return job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -228,9 +228,12 @@ class Client:
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
         return await self._enqueue_payload(payload, n)
 
-    async def _enqueue_payload(self, payload: dict[str, Any], n: int) -> _list[Job]:
+    async def _enqueue_payload(
+        self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
+    ) -> _list[Job]:
         _, _, enqueuer = self._require_open()
-        pendings = await enqueuer.enqueue(payload, json_encoder.encode(payload), n)
+        body = json_encoder.encode(payload)
+        pendings = await enqueuer.enqueue(payload, body, n, on_send=on_send)
         return [Job(self, p.id, p.future) for p in pendings]
 
     def _register(self, generation_id: str, epoch: int, model: str | None = None) -> Pending:

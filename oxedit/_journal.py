@@ -129,9 +129,10 @@ class Journal:
         rows = self._db.execute("SELECT generation_id FROM items WHERE generation_id IS NOT NULL")
         return {row[0] for row in rows}
 
-    def sending(self, key: str, request: str) -> float:
-        """Record that the item's enqueue is about to be sent; returns the time recorded."""
-        now = time.time()
+    def sending(self, key: str, request: str, at: float | None = None) -> float:
+        """Record that the item's enqueue is about to be sent (at Unix time `at`, default now:
+        a crash recovery adopts only rows enqueued shortly after it); returns the time."""
+        now = time.time() if at is None else at
         self._db.execute(
             "INSERT INTO items (key, request, state, sent_at, updated_at) "
             "VALUES (?, ?, 'sending', ?, ?) "

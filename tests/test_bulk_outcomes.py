@@ -204,8 +204,10 @@ async def test_an_enqueue_that_may_have_created_stays_sending_and_is_adopted(
     requests = [{"image": p, "prompt": "invert"} for p in paths]
     original = oxedit.Client._enqueue_payload
 
-    async def created_but_unknown(self: oxedit.Client, payload: dict[str, object], n: int):  # type: ignore[no-untyped-def]
-        await original(self, payload, n)  # the server did create it...
+    async def created_but_unknown(
+        self: oxedit.Client, payload: dict[str, object], n: int, on_send: object = None
+    ):  # type: ignore[no-untyped-def]
+        await original(self, payload, n, on_send)  # type: ignore[arg-type] # the server did create it...
         raise oxedit.AmbiguousRequestError("enqueue response was lost")  # ...we cannot tell
 
     async with LocalServer() as server:
@@ -219,4 +221,28 @@ async def test_an_enqueue_that_may_have_created_stays_sending_and_is_adopted(
             rerun = [r async for r in client.map(requests, journal=journal)]
             assert client.stats.enqueue_requests == 0
         assert len(server.generations()) == 3
+    assert all(r.ok for r in rerun)
+
+
+async def test_recovery_adopts_only_rows_its_own_post_could_have_created(tmp_path: Path) -> None:
+    """Issue 11, item 6: a run recorded 'sending' long ago and died before its POST; rows
+    with identical requests made later (by another batch) are not its own. Only a row enqueued
+    within that POST's deadline after the recorded send time may be adopted."""
+    paths = images(tmp_path / "in", 4)
+    journal = tmp_path / "j.sqlite"
+    requests = [{"image": p, "prompt": "invert"} for p in paths]
+    async with LocalServer() as server:
+        async with client_for(server) as client:
+            assert all(r.ok for r in [r async for r in client.map(requests, journal=journal)])
+        # As if the run had recorded its sends an hour ago and died before any POST: the four
+        # rows on the server (made now) are someone else's identical requests.
+        with sqlite3.connect(journal) as db:
+            db.execute(
+                "UPDATE items SET state = 'sending', generation_id = NULL, output = NULL, "
+                "sent_at = sent_at - 3600"
+            )
+        async with client_for(server, reconcile=FAST) as client:
+            rerun = [r async for r in client.map(requests, journal=journal)]
+            assert client.stats.enqueue_requests == 4  # nothing adopted: all sent anew
+        assert len(server.generations()) == 8
     assert all(r.ok for r in rerun)
