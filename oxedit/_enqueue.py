@@ -255,6 +255,7 @@ class Enqueuer:
         enqueued within that POST's deadline after the recorded time can be adopted, and none
         in `claimed` (see `Recovery.unrecorded`)."""
         rows = await self._recovery.unrecorded(requests, claimed, self._deadline)
+        self._api.stats.adopted += sum(row is not None for row in rows)
         # -1: the stream epoch is unknown, so each is reconciled at once.
         return [None if row is None else self._adopt([row], -1)[0] for row in rows]
 
