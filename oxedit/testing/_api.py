@@ -25,6 +25,7 @@ from ._events import EventBroker
 from ._faults import Faults
 from ._files import FileHost
 from ._jobs import ACTIVE, STATUSES, Generation, WorkerPool
+from ._liveness import bad_enqueue_answer, drip, get_fault
 from ._responses import (
     ApiError,
     decode_json,
@@ -56,6 +57,10 @@ _LIST_FILTERS: dict[str, Callable[[Generation], object]] = {
 }
 _MODELS_BODY = encoder.encode({"object": "list", "data": list(MODELS.values())})
 _MAX_DOWNLOAD = 64 * 1024 * 1024
+# Routes whose answers `Faults.drip_interval` slows down.
+_DRIP_ROUTES = frozenset(
+    {"POST /api/ai/queue", "GET /api/ai/queue", "GET /api/ai/queue/{generation_id}"}
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,7 +79,7 @@ class Api:
         self._idle.set()
         self.files = FileHost(faults, stats, self._result_of)
         self.broker = EventBroker(faults, stats, self.files.presign)
-        self.pool = WorkerPool(workers, faults, self._fetch, self._finished)
+        self.pool = WorkerPool(workers, faults, self._fetch, self._finished, self._silent_cancel)
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -142,8 +147,15 @@ class Api:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else request.path
-        self.stats.requests_by_route[f"{request.method} {route}"] += 1
+        route = f"{request.method} {resource.canonical if resource is not None else request.path}"
+        self.stats.requests_by_route[route] += 1
+        resp = await self._answer(request, handler)
+        interval = self.faults.drip_interval
+        if interval is not None and route in _DRIP_ROUTES and isinstance(resp, web.Response):
+            return await drip(request, resp, interval)
+        return resp
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self._authorized(request.headers.get("Authorization", "")):
             return unauthenticated()
         try:
@@ -201,7 +213,7 @@ class Api:
         self.stats.generations_created += count
         self.stats.generations_created_per_request.append(count)
         # Built now: the status at creation, even if the response is then held back.
-        resp = json_response(
+        resp = bad_enqueue_answer(faults, [g.id for g in gens]) or json_response(
             {"generations": [{"generation_id": g.id, "status": "queued"} for g in gens]}
         )
         if faults.roll(faults.event_before_response_rate):
@@ -212,6 +224,9 @@ class Api:
         return resp
 
     async def list_generations(self, request: web.Request) -> web.StreamResponse:
+        broken = get_fault(self.faults)
+        if broken is not None:
+            return broken
         query = request.query
         for key in query:
             if key != "status" and key not in _LIST_FILTERS:
@@ -231,6 +246,9 @@ class Api:
         return json_response({"count": len(rows), "generations": rows})
 
     async def get_generation(self, request: web.Request) -> web.StreamResponse:
+        broken = get_fault(self.faults)
+        if broken is not None:
+            return broken
         return json_response(self.row(self._generation(request)))
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
@@ -238,12 +256,21 @@ class Api:
         # The docs: "only active rows are affected". A finished row is left as it is, and the
         # call still succeeds.
         if gen.status in ACTIVE:
-            gen.finish("cancelled")
-            self._active -= 1
-            if not self._active:
-                self._idle.set()
-            self.broker.notify()
+            self._cancel_active(gen)
         return json_response({"status": "success", "generation_id": gen.id})
+
+    def _cancel_active(self, gen: Generation) -> None:
+        gen.finish("cancelled")
+        self._active -= 1
+        if not self._active:
+            self._idle.set()
+        self.broker.notify()
+
+    def _silent_cancel(self, gen: Generation) -> None:
+        """Someone else (another process of the same user) cancelled `gen`: no event."""
+        if gen.visible and gen.status in ACTIVE:
+            self.stats.silent_cancels += 1
+            self._cancel_active(gen)
 
     def _generation(self, request: web.Request) -> Generation:
         gen_id = request.match_info["generation_id"]

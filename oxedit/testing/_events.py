@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ._faults import Faults
 from ._jobs import ACTIVE, Generation
-from ._responses import encoder
+from ._responses import encoder, status_error
 from ._stats import ServerStats
 
 __all__ = ["EventBroker"]
@@ -145,6 +145,12 @@ class EventBroker:
     # -- streams ------------------------------------------------------------------------------
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
+        faults = self._faults
+        if faults.refuse_streams > 0:
+            # Counted down here, so that a test can ask for "the next N connections".
+            faults.refuse_streams -= 1
+            self._stats.streams_refused += 1
+            return status_error(faults.refuse_stream_status)
         sub = Subscriber(self._seq)
         self._subs.add(sub)  # before prepare(): no event can fall between 200 and registration
         self._stats.event_connections += 1
@@ -154,7 +160,12 @@ class EventBroker:
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
             )
             await resp.prepare(request)
+            if faults.stream_close_at_once:
+                resp.force_close()  # a clean, empty end of stream
+                return resp
             try:
+                if faults.oversized_event_bytes:
+                    await resp.write(_oversized_event(faults.oversized_event_bytes))
                 await self._pump(resp, sub)
             except ConnectionError:  # the client went away mid-write: nothing to report
                 return resp
@@ -222,6 +233,15 @@ class EventBroker:
             handle.cancel()
         self._delayed.clear()
         self.notify()
+
+
+def _oversized_event(size: int) -> bytes:
+    """A completion event whose `data:` value is `size` bytes of JSON-looking filler."""
+    head = b'{"generation_id":"oversized","filler":"'
+    tail = b'"}'
+    filler = size - len(head) - len(tail)
+    data = head + b"x" * filler + tail if filler >= 0 else b"x" * size
+    return b"event: media_generation_completed\ndata: " + data + b"\n\n"
 
 
 async def _wait(sub: Subscriber, at_most: float) -> None:

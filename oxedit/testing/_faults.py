@@ -30,8 +30,18 @@ _RATE_FIELDS = frozenset(
         "event_before_response_rate",
         "lost_response_rate",
         "unrelated_event_rate",
+        "get_error_rate",
+        "get_html_rate",
+        "get_redirect_rate",
+        "enqueue_bad_body_rate",
+        "silent_cancel_rate",
     }
 )
+# Non-negative whole numbers (bytes or counts); 0 switches the fault off.
+_COUNT_FIELDS = frozenset({"refuse_streams", "oversized_event_bytes", "result_gzip_bomb"})
+
+#: What `enqueue_bad_body` may name: the broken bodies a 200 enqueue answer can carry.
+BAD_ENQUEUE_BODIES = ("html", "empty_object", "empty_generations", "extra_ids")
 
 # Realistic texts for injected failures: what a GPU backend says, not "injected fault".
 FAILURE_MESSAGES = (
@@ -80,6 +90,35 @@ class Faults:
         url_ttl: Lifetime in seconds of presigned result URLs.
         stamp_events: Add a float `completed_at` (Unix time of completion) to each event, for
             benchmarks. Not in the documented event shape, hence off by default.
+        get_error_rate: Chance that `GET /api/ai/queue` or `GET /api/ai/queue/{id}` answers 500
+            `unknown_error` instead.
+        get_html_rate: Chance that such a GET answers 200 with an HTML page (`text/html`), as
+            a misconfigured proxy or a login page does.
+        get_redirect_rate: Chance that such a GET answers 302 with `Location: /login`.
+        enqueue_bad_body_rate: Chance that `POST /api/ai/queue` creates (and runs) the
+            generations as usual but answers 200 with the broken body `enqueue_bad_body`.
+        enqueue_bad_body: Which broken body: `"html"` (an HTML page), `"empty_object"` (`{}`),
+            `"empty_generations"` (`{"generations": []}`) or `"extra_ids"` (the real entries
+            plus one with a made-up id that exists nowhere).
+        silent_cancel_rate: Chance, per generation, that someone else cancels it halfway
+            through its latency: the row becomes `cancelled` and, as the docs say of
+            cancellations, no event is sent.
+        stream_close_at_once: While true, `GET /api/events` answers 200 with the SSE headers,
+            then ends the response cleanly without writing anything.
+        refuse_streams: The next this-many `GET /api/events` are refused with
+            `refuse_stream_status` and a typed error body; each refusal decrements it.
+        refuse_stream_status: Status of those refusals (401 `unauthenticated`, 403 `forbidden`,
+            404 `resource_not_found`, 5xx `unknown_error`, other 4xx `invalid_params`).
+        drip_interval: When set, the bodies of the queue routes' answers (`POST` and both
+            `GET`s) are written a few bytes at a time, one piece every this-many seconds, with
+            a correct `Content-Length` (headers go out at once).
+        oversized_event_bytes: When > 0, each new event stream first sends one
+            `media_generation_completed` event whose `data:` value is this many bytes long.
+        result_body: When set, every valid result download answers 200 with these bytes,
+            under the result's image `Content-Type` (so only a client that checks the bytes
+            notices).
+        result_gzip_bomb: When > 0, every valid result download answers 200 with
+            `Content-Encoding: gzip` and a body that inflates to this many zero bytes.
     """
 
     seed: int = 0
@@ -99,6 +138,19 @@ class Faults:
     unrelated_event_rate: float = 0.0
     url_ttl: float = 3600.0
     stamp_events: bool = False
+    get_error_rate: float = 0.0
+    get_html_rate: float = 0.0
+    get_redirect_rate: float = 0.0
+    enqueue_bad_body_rate: float = 0.0
+    enqueue_bad_body: str = "html"
+    silent_cancel_rate: float = 0.0
+    stream_close_at_once: bool = False
+    refuse_streams: int = 0
+    refuse_stream_status: int = 401
+    drip_interval: float | None = None
+    oversized_event_bytes: int = 0
+    result_body: bytes | None = None
+    result_gzip_bomb: int = 0
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -119,6 +171,7 @@ class Faults:
             raise ValueError(f"Faults.retry_after must be whole seconds >= 0, got {value!r}")
         if name == "cut_stream_after_events" and value is not None and value < 1:
             raise ValueError(f"Faults.cut_stream_after_events must be >= 1, got {value!r}")
+        _check_new_field(name, value)
         object.__setattr__(self, name, value)
         if name == "seed":
             object.__setattr__(self, "rng", random.Random(value))
@@ -159,3 +212,26 @@ def _check_duration(name: str, value: object) -> None:
     raise ValueError(
         f"Faults.{name} must be seconds >= 0, a (low, high) range or a callable, got {value!r}"
     )
+
+
+def _check_new_field(name: str, value: object) -> None:
+    """Validation of the liveness and download faults (see the `Faults` docstring)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if name in _COUNT_FIELDS and not (whole and isinstance(value, int) and value >= 0):
+        raise ValueError(f"Faults.{name} must be a whole number >= 0, got {value!r}")
+    if name == "enqueue_bad_body" and value not in BAD_ENQUEUE_BODIES:
+        raise ValueError(
+            f"Faults.enqueue_bad_body must be one of {', '.join(BAD_ENQUEUE_BODIES)}, got {value!r}"
+        )
+    if name == "refuse_stream_status" and not (
+        whole and isinstance(value, int) and 400 <= value <= 599
+    ):
+        raise ValueError(f"Faults.refuse_stream_status must be a status in 400-599, got {value!r}")
+    if (
+        name == "drip_interval"
+        and value is not None
+        and not (isinstance(value, int | float) and 0 <= value < math.inf)
+    ):
+        raise ValueError(f"Faults.drip_interval must be None or seconds >= 0, got {value!r}")
+    if name == "result_body" and value is not None and not isinstance(value, bytes):
+        raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")

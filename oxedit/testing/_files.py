@@ -8,14 +8,17 @@ counts the requests that carried an `Authorization` header anyway.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
+import zlib
 from collections.abc import Callable
 
 from aiohttp import web
 
+from ._constants import GZIP_BOMB_CHUNK
 from ._edits import CONTENT_TYPES
 from ._faults import Faults
 from ._jobs import Generation
@@ -39,6 +42,7 @@ class FileHost:
         self._lookup = lookup
         self._secret = secrets.token_bytes(32)
         self.base_url = ""  # "http://localhost:PORT", set once the socket is bound
+        self._bomb: tuple[int, bytes] = (0, b"")  # the last gzip bomb built: (size, body)
 
     def presign(self, gen: Generation) -> str:
         """A fresh URL for `gen`'s result, valid for `faults.url_ttl` seconds from now."""
@@ -74,8 +78,35 @@ class FileHost:
             return message_error(403, "Signature does not match")
         if time.time() >= expires:
             return message_error(403, "Request has expired")
+        content_type = CONTENT_TYPES[gen.output_format]
+        if self._faults.result_gzip_bomb:
+            return web.Response(
+                body=await self._gzip_bomb(self._faults.result_gzip_bomb),
+                content_type=content_type,
+                headers={"Content-Encoding": "gzip"},
+            )
+        if self._faults.result_body is not None:
+            return web.Response(body=self._faults.result_body, content_type=content_type)
         return web.Response(
             body=gen.result,
-            content_type=CONTENT_TYPES[gen.output_format],
+            content_type=content_type,
             headers={"Cache-Control": "private, max-age=60"},
         )
+
+    async def _gzip_bomb(self, size: int) -> bytes:
+        """A gzip body inflating to `size` zeros, kept for the next download."""
+        if self._bomb[0] != size:
+            # In a thread: a 1 GiB bomb takes seconds to compress, the event loop must not wait.
+            self._bomb = (size, await asyncio.to_thread(_build_gzip_bomb, size))
+        return self._bomb[1]
+
+
+def _build_gzip_bomb(size: int) -> bytes:
+    gzip = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
+    zeros = memoryview(bytes(GZIP_BOMB_CHUNK))
+    parts = [
+        gzip.compress(zeros[: min(GZIP_BOMB_CHUNK, size - start)])
+        for start in range(0, size, GZIP_BOMB_CHUNK)
+    ]
+    parts.append(gzip.flush())
+    return b"".join(parts)

@@ -3,7 +3,8 @@
 A generation goes `queued -> processing -> succeeded | failed`, or to `cancelled` from either
 active state. `workers` tasks take generations off one FIFO queue, so a burst queues up like it
 does on the real service. The pool knows nothing of HTTP or events: it calls `finished(gen)`
-once per generation that reaches `succeeded` or `failed` by itself (never for cancelled ones).
+once per generation that reaches `succeeded` or `failed` by itself (never for cancelled ones),
+and `cancel(gen)` for a generation the `silent_cancel_rate` fault cancels.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class WorkerPool:
         faults: Faults,
         fetch: Callable[[str], Awaitable[bytes]],
         finished: Callable[[Generation], None],
+        cancel: Callable[[Generation], None],
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -136,6 +138,7 @@ class WorkerPool:
         self._faults = faults
         self._fetch = fetch
         self._finished = finished
+        self._cancel = cancel
         self._queue: asyncio.Queue[Generation] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -184,6 +187,11 @@ class WorkerPool:
     async def _run(self, gen: Generation) -> bytes:
         faults = self._faults
         delay = faults.draw(faults.latency)
+        if gen.visible and faults.roll(faults.silent_cancel_rate):
+            # Cancelled by someone else halfway through: like a DELETE from another process.
+            await asyncio.sleep(delay / 2)
+            self._cancel(gen)
+            return b""
         if delay:
             await asyncio.sleep(delay)
         if gen.status != "processing":

@@ -18,10 +18,12 @@ __all__ = [
     "ApiError",
     "decode_json",
     "encoder",
+    "html_response",
     "invalid_params",
     "json_response",
     "message_error",
     "not_found",
+    "status_error",
     "typed_error",
     "unauthenticated",
 ]
@@ -52,6 +54,7 @@ def decode_json(data: bytes) -> Any:
 
 _TITLES = {
     "invalid_params": "Invalid parameters",
+    "forbidden": "Forbidden",
     "resource_not_found": "Resource not found",
     "unauthenticated": "Unauthenticated",
     "unknown_error": "Unknown error",
@@ -95,3 +98,25 @@ def unauthenticated() -> web.Response:
         "unauthenticated",
         title="Missing or invalid API key: send 'Authorization: Bearer <api key>'",
     )
+
+
+# What a misconfigured proxy or a single-sign-on gateway answers in place of the API.
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+    b'<body><h1>Sign in to continue</h1><form action="/login" method="post">'
+    b'<input name="user"><input name="password" type="password"></form></body></html>\n'
+)
+
+
+def html_response(status: int = 200) -> web.Response:
+    return web.Response(body=HTML_PAGE, status=status, content_type="text/html", charset="utf-8")
+
+
+def status_error(status: int) -> web.Response:
+    """A typed error body fitting `status`, for refusals of any status the faults choose."""
+    if status == 401:
+        return unauthenticated()
+    type_ = {403: "forbidden", 404: "resource_not_found"}.get(
+        status, "unknown_error" if status >= 500 else "invalid_params"
+    )
+    return typed_error(status, type_)

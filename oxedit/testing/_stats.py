@@ -30,6 +30,8 @@ class ServerStats:
         file_requests: Requests to the result-file host.
         file_requests_with_auth: Requests to the result-file host that carried an
             `Authorization` header (should stay 0: the API key must never go there).
+        streams_refused: `GET /api/events` refused by `Faults.refuse_streams`.
+        silent_cancels: Generations cancelled by `Faults.silent_cancel_rate`.
     """
 
     requests_by_route: Counter[str] = field(default_factory=Counter)
@@ -40,3 +42,5 @@ class ServerStats:
     open_event_streams: int = 0
     file_requests: int = 0
     file_requests_with_auth: int = 0
+    streams_refused: int = 0
+    silent_cancels: int = 0

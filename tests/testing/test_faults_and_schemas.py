@@ -17,6 +17,18 @@ def test_all_faults_are_off_by_default() -> None:
     assert f.draw(f.latency) == 0.0 and f.draw(f.delay_event) == 0.0
     assert f.keepalive_interval == 15.0 and f.url_ttl == 3600.0
     assert f.cut_stream_after_events is None and not f.stall_streams and not f.stamp_events
+    rates = (f.get_error_rate, f.get_html_rate, f.get_redirect_rate, f.enqueue_bad_body_rate)
+    assert rates == (0.0, 0.0, 0.0, 0.0) and f.silent_cancel_rate == 0.0
+    assert not f.stream_close_at_once and f.refuse_streams == 0 and f.drip_interval is None
+    assert f.oversized_event_bytes == 0 and f.result_body is None and f.result_gzip_bomb == 0
+    assert (f.enqueue_bad_body, f.refuse_stream_status) == ("html", 401)
+
+
+def test_new_fault_fields_accept_their_documented_values() -> None:
+    f = Faults(drip_interval=0.0, refuse_stream_status=503, result_body=b"")
+    for kind in ("html", "empty_object", "empty_generations", "extra_ids"):
+        f.enqueue_bad_body = kind
+    f.refuse_streams, f.drip_interval, f.result_gzip_bomb = 3, None, 1 << 30
 
 
 def test_same_seed_replays_the_same_decisions() -> None:
@@ -64,6 +76,21 @@ def test_draw_accepts_fixed_range_and_callable() -> None:
         ("cut_stream_after_events", 0),
         ("retry_after", 0.5),
         ("retry_after", -1),
+        ("get_error_rate", 2),
+        ("get_html_rate", None),
+        ("get_redirect_rate", -0.5),
+        ("enqueue_bad_body_rate", 1.01),
+        ("silent_cancel_rate", "1"),
+        ("enqueue_bad_body", "xml"),
+        ("refuse_streams", -1),
+        ("refuse_streams", True),
+        ("refuse_stream_status", 200),
+        ("refuse_stream_status", "401"),
+        ("drip_interval", -0.1),
+        ("drip_interval", float("inf")),
+        ("oversized_event_bytes", 1.5),
+        ("result_body", "not bytes"),
+        ("result_gzip_bomb", -1),
     ],
 )
 def test_bad_values_fail_at_construction_and_at_runtime(field: str, value: Any) -> None:
