@@ -13,6 +13,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from ._api import Api
+from ._constants import DEFAULT_WORKERS
 from ._faults import Faults
 from ._stats import ServerStats
 from ._store import StateStore
@@ -63,7 +64,7 @@ class LocalServer:
         *,
         api_key: str | None = None,
         faults: Faults | None = None,
-        workers: int = 8,
+        workers: int = DEFAULT_WORKERS,
         host: str = "127.0.0.1",
         port: int = 0,
         file_port: int = 0,
@@ -247,11 +248,13 @@ def run_server(
     api_key: str | None = None,
     *,
     faults: Faults | None = None,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing the URL and the API key first.
 
     The first line printed is `oxedit local server: <url>`, so a parent process can read it.
+    `state_dir` keeps the generations across runs (see `LocalServer`).
     """
 
     async def serve() -> None:
@@ -263,7 +266,12 @@ def run_server(
             # and then Python raises no KeyboardInterrupt for Ctrl-C.
             loop.add_signal_handler(signal.SIGINT, stop.set)
         async with LocalServer(
-            api_key=api_key, faults=faults, workers=workers, host=host, port=port
+            api_key=api_key,
+            faults=faults,
+            workers=workers,
+            host=host,
+            port=port,
+            state_dir=state_dir,
         ) as server:
             print(f"oxedit local server: {server.url}", flush=True)
             print(f"API key: {server.api_key}", flush=True)
