@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ def _number(raw: str, *, low: float = 0.0, high: float = math.inf, what: str) ->
         value = float(raw)
     except ValueError:
         raise FlagError(f"is not a number; give {what}") from None
-    if not (low <= value <= high) or math.isnan(value):
+    if not (math.isfinite(value) and low <= value <= high):
         raise FlagError(f"is out of range; give {what}")
     return value
 
@@ -50,6 +51,10 @@ def _count(raw: str, *, low: int = 0, what: str = "a whole number >= 0") -> int:
     if value < low:
         raise FlagError(f"is out of range; give {what}")
     return value
+
+
+def _positive(raw: str) -> int:
+    return _count(raw, low=1, what="a whole number >= 1")
 
 
 def _seconds_range(raw: str) -> tuple[float, float]:
@@ -82,7 +87,7 @@ _FAULT_FLAGS = (
     _Flag(
         "--cut-streams-after",
         "cut_stream_after_events",
-        lambda raw: _count(raw, low=1, what="a whole number >= 1"),
+        _positive,
         "end each event stream after this many events",
     ),
     _Flag("--seed", "seed", lambda raw: _count(raw, what="a whole number"), "seed of the faults"),
@@ -130,8 +135,6 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until Ctrl-C or SIGTERM; 2 (and one line on stderr) on a bad flag."""
-    import sys
-
     from .testing import run_server
     from .testing._constants import DEFAULT_WORKERS
 
@@ -140,11 +143,9 @@ def serve(args: argparse.Namespace) -> int:
         port = _checked("--port", args.port, lambda raw: _count(raw, what="a port, 0-65535"))
         if port > 65535:
             raise FlagError(f"--port {args.port!r} is out of range; give a port, 0-65535")
-        workers = (
-            DEFAULT_WORKERS
-            if args.workers is None
-            else _checked("--workers", args.workers, lambda raw: _count(raw, low=1, what=">= 1"))
-        )
+        workers = DEFAULT_WORKERS
+        if args.workers is not None:
+            workers = _checked("--workers", args.workers, _positive)
     except FlagError as exc:
         print(f"oxedit serve: error: {exc}", file=sys.stderr)
         return 2

@@ -85,6 +85,7 @@ async def test_serve_drop_event_rate_and_state_survive_a_restart(tmp_path: Path)
         ("--failure-rate", "1.5", "--failure-rate '1.5' is out of range"),
         ("--drop-event-rate", "often", "--drop-event-rate 'often' is not a number"),
         ("--latency", "2,1", "--latency '2,1' has HIGH below LOW"),
+        ("--latency", "inf", "--latency 'inf' is out of range"),
         ("--cut-streams-after", "0", "--cut-streams-after '0' is out of range"),
         ("--workers", "0", "--workers '0' is out of range"),
         ("--port", "http", "--port 'http' is not a whole number"),
