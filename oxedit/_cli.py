@@ -27,6 +27,8 @@ from rich.text import Text
 from . import _constants as C
 from ._atomic import save_atomic
 from ._cli_batch import run_batch
+from ._cli_serve import add_serve_arguments
+from ._cli_serve import serve as serve_command
 from ._client import Client
 from ._config import _key_from_oxen_cli, resolve_base_url
 from ._exceptions import (
@@ -72,11 +74,13 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
         async with Client() as client:
             yield client
         return
+    from ._cli_serve import embedded_state_dir
     from .testing import Faults, LocalServer
 
     # Real jobs take seconds; the embedded server imitates that so progress means something.
     faults = Faults(latency=(args.local_latency[0], args.local_latency[1]))
-    async with LocalServer(workers=args.local_workers, faults=faults) as server:
+    state = embedded_state_dir(args)  # a batch's server outlives a kill, like the real one
+    async with LocalServer(workers=args.local_workers, faults=faults, state_dir=state) as server:
         err.print(
             f"[yellow]No OXEN_API_KEY or OXEN_BASE_URL set: using the local Oxen server at "
             f"{server.url} (real edits, no credits spent). Set OXEN_API_KEY to use "
@@ -195,13 +199,6 @@ def _range(prop: dict[str, Any]) -> str:
     return f"{'' if low is None else low}..{'' if high is None else high}"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .testing import run_server
-
-    run_server(args.host, args.port, args.api_key)
-    return 0
-
-
 # -- parsing -----------------------------------------------------------------------------------
 
 
@@ -277,10 +274,8 @@ def _parser() -> argparse.ArgumentParser:
     models.set_defaults(run=_models)
 
     serve = sub.add_parser("serve", help="run the local Oxen server until interrupted")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--api-key", help="the key clients must send (default: a test key)")
-    serve.set_defaults(run=_serve, sync=True)
+    add_serve_arguments(serve)
+    serve.set_defaults(run=serve_command, sync=True)
     return parser
 
 

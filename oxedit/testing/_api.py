@@ -1,10 +1,9 @@
 """The `/api` routes of the local server, and the store of generations behind them.
 
 Shapes follow the Oxen docs to the letter (see `/work/shared/oxen-api.md`): the server is the
-SDK's test bed, so it never bends the API to make a client's life easier. Validation is what
-the docs say happens at enqueue (auth, model exists and outputs images, `num_generations`,
-JSON shape) plus unknown top-level fields, which the real service may ignore but this server
-rejects, so a typo in a client fails a test instead of being silently dropped.
+SDK's test bed, so it never bends the API to make a client's life easier. Request bodies are
+validated in `_validation`; with a state folder, every state change is also recorded through
+`_store` before anyone can hear of it.
 """
 
 from __future__ import annotations
@@ -37,16 +36,15 @@ from ._responses import (
     typed_error,
     unauthenticated,
 )
-from ._schemas import MODELS, Model
+from ._schemas import MODELS
 from ._stats import ServerStats
+from ._store import StateStore
+from ._validation import EDIT_PARAMS, queue_request, split_body
 
 __all__ = ["Api"]
 
 logger = logging.getLogger("oxedit.testing")
 
-_TARGETS = ("target_namespace", "target_repo", "target_directory")
-_QUEUE_PARAMS = frozenset({"model", "num_generations", *_TARGETS})
-_EDIT_PARAMS = frozenset({"model", "response_format", "target_namespace"})
 # Query filter -> the generation's value it is compared with.
 _LIST_FILTERS: dict[str, Callable[[Generation], object]] = {
     "model": lambda g: g.model.id,
@@ -68,7 +66,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Api:
     """Handlers of the `/api` routes, over one in-memory store of generations."""
 
-    def __init__(self, *, api_key: str, faults: Faults, stats: ServerStats, workers: int) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        faults: Faults,
+        stats: ServerStats,
+        workers: int,
+        store: StateStore | None = None,
+    ) -> None:
         self.api_key = api_key
         self.faults = faults
         self.stats = stats
@@ -77,9 +83,14 @@ class Api:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.files = FileHost(faults, stats, self._result_of)
+        self.store = store
+        self.files = FileHost(
+            faults, stats, self._result_of, secret=store.secret if store is not None else None
+        )
         self.broker = EventBroker(faults, stats, self.files.presign)
-        self.pool = WorkerPool(workers, faults, self._fetch, self._finished, self._silent_cancel)
+        self.pool = WorkerPool(
+            workers, faults, self._fetch, self._finished, self._silent_cancel, self._started
+        )
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -98,7 +109,23 @@ class Api:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        if self.store is not None:
+            self._reload(self.store)
         self.pool.start()
+
+    def _reload(self, store: StateStore) -> None:
+        """Take over the rows of an earlier run; the ones it left active run again, once."""
+        for gen in store.load():
+            self.generations[gen.id] = gen
+            if gen.status in ACTIVE:
+                # Whatever it had done died with the process: it starts over, from the queue.
+                gen.status, gen.started_at = "queued", None
+                store.update(gen)
+                self.pool.submit(gen)
+                self._active += 1
+                self.stats.generations_resumed += 1
+        if self._active:
+            self._idle.clear()
 
     async def stop(self) -> None:
         self.broker.cancel_delayed()
@@ -116,13 +143,23 @@ class Api:
         await self._idle.wait()
 
     def _result_of(self, gen_id: str) -> Generation | None:
-        return self.generations.get(gen_id) or self._blocking.get(gen_id)
+        gen = self.generations.get(gen_id) or self._blocking.get(gen_id)
+        store = self.store
+        if store is not None and gen is not None and gen.result is None and gen.visible:
+            gen.result = store.read_result(gen)  # a result of an earlier run (None if none)
+        return gen
+
+    def _started(self, gen: Generation) -> None:
+        if gen.visible and self.store is not None:
+            self.store.update(gen)
 
     def _finished(self, gen: Generation) -> None:
         if not gen.visible:
             if gen.future is not None and not gen.future.done():
                 gen.future.set_result(None)
             return
+        if self.store is not None:
+            self.store.update(gen)  # before the event: a client never hears of unsaved news
         self._active -= 1
         if not self._active:
             self._idle.set()
@@ -193,18 +230,10 @@ class Api:
             return message_error(429, "Rate limit exceeded", headers)
         if faults.roll(faults.enqueue_5xx_rate):
             return typed_error(503, "unknown_error", title="Service temporarily unavailable")
-        body = decode_json(await request.read())
-        model, params = _split(body, _QUEUE_PARAMS)
-        count = body.get("num_generations", 1)
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise invalid_params(f"num_generations must be an integer, got {count!r}")
-        if not 1 <= count <= 4:
-            raise invalid_params(f"num_generations must be between 1 and 4, got {count}")
-        targets = {k: body[k] for k in _TARGETS if k in body}
-        for key, value in targets.items():
-            if not isinstance(value, str):
-                raise invalid_params(f"{key} must be a string, got {value!r}")
+        model, params, targets, count = queue_request(decode_json(await request.read()))
         gens = [Generation(str(uuid.uuid4()), model, params, targets) for _ in range(count)]
+        if self.store is not None:
+            self.store.insert(gens)  # committed before the answer: a kill -9 cannot lose them
         for gen in gens:
             self.generations[gen.id] = gen
             self.pool.submit(gen)
@@ -261,6 +290,8 @@ class Api:
 
     def _cancel_active(self, gen: Generation) -> None:
         gen.finish("cancelled")
+        if self.store is not None:
+            self.store.update(gen)
         self._active -= 1
         if not self._active:
             self._idle.set()
@@ -283,7 +314,7 @@ class Api:
 
     async def edit(self, request: web.Request) -> web.StreamResponse:
         body = decode_json(await request.read())
-        model, params = _split(body, _EDIT_PARAMS)
+        model, params = split_body(body, EDIT_PARAMS)
         response_format = body.get("response_format", "url")
         if response_format not in ("url", "b64_json"):
             raise invalid_params(
@@ -320,29 +351,3 @@ class Api:
         if model is None:
             raise not_found(f"Model not found: {model_id}")
         return json_response(model)
-
-
-def _split(body: Any, queue_params: frozenset[str]) -> tuple[Model, dict[str, Any]]:
-    """Validate what the docs validate at enqueue; return the model and its own params."""
-    if not isinstance(body, dict):
-        raise invalid_params("Request body must be a JSON object")
-    name = body.get("model")
-    if name is None:
-        raise invalid_params("model is required")
-    if not isinstance(name, str):
-        raise invalid_params(f"model must be a string, got {name!r}")
-    model = MODELS.get(name)
-    if model is None:
-        # The docs give this body for an unknown model, without its status code; 404 is what
-        # they give for every other missing resource (resource_not_found).
-        raise ApiError(message_error(404, f"Model not found: {name}"))
-    if not model.outputs_media:
-        raise invalid_params(f"Model {name} does not output images or video; choose an image model")
-    props = model.request_schema.properties
-    unknown = sorted(k for k in body if k not in queue_params and k not in props)
-    if unknown:
-        raise invalid_params(
-            f"Unknown field{'s' if len(unknown) > 1 else ''} for model {name}: "
-            + ", ".join(unknown)
-        )
-    return model, {k: v for k, v in body.items() if k in props}

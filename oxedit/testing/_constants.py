@@ -1,6 +1,9 @@
-"""Default numbers of the local server's fault injection, in one place."""
+"""Default numbers of the local server and its fault injection, in one place."""
 
 from __future__ import annotations
+
+# Generations a server processes at once (`LocalServer(workers=...)`, `oxedit serve --workers`).
+DEFAULT_WORKERS = 8
 
 # `Faults.drip_interval`: bytes written per piece. A few, not one, so that a row that echoes a
 # data URI (tens of kB) still arrives in a test's lifetime at a 1 ms interval.

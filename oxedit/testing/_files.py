@@ -36,11 +36,13 @@ class FileHost:
         faults: Faults,
         stats: ServerStats,
         lookup: Callable[[str], Generation | None],
+        *,
+        secret: bytes | None = None,
     ) -> None:
         self._faults = faults
         self._stats = stats
         self._lookup = lookup
-        self._secret = secrets.token_bytes(32)
+        self._secret = secret or secrets.token_bytes(32)
         self.base_url = ""  # "http://localhost:PORT", set once the socket is bound
         self._bomb: tuple[int, bytes] = (0, b"")  # the last gzip bomb built: (size, body)
 

@@ -4,7 +4,8 @@ A generation goes `queued -> processing -> succeeded | failed`, or to `cancelled
 active state. `workers` tasks take generations off one FIFO queue, so a burst queues up like it
 does on the real service. The pool knows nothing of HTTP or events: it calls `finished(gen)`
 once per generation that reaches `succeeded` or `failed` by itself (never for cancelled ones),
-and `cancel(gen)` for a generation the `silent_cancel_rate` fault cancels.
+`started(gen)` when one starts processing, and `cancel(gen)` for a generation the
+`silent_cancel_rate` fault cancels.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class WorkerPool:
         fetch: Callable[[str], Awaitable[bytes]],
         finished: Callable[[Generation], None],
         cancel: Callable[[Generation], None],
+        started: Callable[[Generation], None],
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -139,6 +141,7 @@ class WorkerPool:
         self._fetch = fetch
         self._finished = finished
         self._cancel = cancel
+        self._started = started
         self._queue: asyncio.Queue[Generation] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -164,6 +167,7 @@ class WorkerPool:
                 continue
             gen.status = "processing"
             gen.started_at = int(time.time())
+            self._started(gen)
             try:
                 result = await self._run(gen)
             except JobFailed as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 from types import TracebackType
@@ -12,8 +13,10 @@ from typing import Any, Self
 from aiohttp import web
 
 from ._api import Api
+from ._constants import DEFAULT_WORKERS
 from ._faults import Faults
 from ._stats import ServerStats
+from ._store import StateStore
 
 __all__ = ["DEFAULT_API_KEY", "LocalServer", "run_server"]
 
@@ -49,6 +52,11 @@ class LocalServer:
         host: Interface to listen on.
         port: API port (0: any free port).
         file_port: Result-file port (0: any free port).
+        state_dir: A folder that keeps the generations and their result files across runs
+            (created if missing). A server started on it again serves every earlier row, and
+            runs again, once, the ones the earlier process left queued or processing. One
+            server at a time: a second one on the same folder fails to start with
+            `oxedit.ConfigurationError`. None: all state is in memory, gone at `stop()`.
     """
 
     def __init__(
@@ -56,10 +64,11 @@ class LocalServer:
         *,
         api_key: str | None = None,
         faults: Faults | None = None,
-        workers: int = 8,
+        workers: int = DEFAULT_WORKERS,
         host: str = "127.0.0.1",
         port: int = 0,
         file_port: int = 0,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -69,6 +78,8 @@ class LocalServer:
         self._workers = workers
         self._host = host
         self._ports = (port, file_port)
+        self._state_dir = state_dir
+        self._store: StateStore | None = None
         self._api: Api | None = None
         self._runners: list[web.AppRunner] = []
         self._url = ""
@@ -134,11 +145,17 @@ class LocalServer:
         if self._state != "unopened":
             raise RuntimeError(f"LocalServer.start() called on a {self._state} server")
         self._state = "running"
-        api = self._api = Api(
-            api_key=self._api_key, faults=self._faults, stats=self._stats, workers=self._workers
-        )
         socks: list[socket.socket] = []
         try:
+            if self._state_dir is not None:
+                self._store = StateStore(self._state_dir)
+            api = self._api = Api(
+                api_key=self._api_key,
+                faults=self._faults,
+                stats=self._stats,
+                workers=self._workers,
+                store=self._store,
+            )
             await api.start()
             socks.append(api_sock := _bind(self._host, self._ports[0]))
             socks.append(files_sock := _bind(self._host, self._ports[1]))
@@ -179,6 +196,9 @@ class LocalServer:
         self._runners = []
         if api is not None:
             await api.stop()
+        if self._store is not None:
+            self._store.close()  # after the workers: nothing writes any more
+            self._store = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -228,11 +248,13 @@ def run_server(
     api_key: str | None = None,
     *,
     faults: Faults | None = None,
-    workers: int = 8,
+    workers: int = DEFAULT_WORKERS,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing the URL and the API key first.
 
     The first line printed is `oxedit local server: <url>`, so a parent process can read it.
+    `state_dir` keeps the generations across runs (see `LocalServer`).
     """
 
     async def serve() -> None:
@@ -244,7 +266,12 @@ def run_server(
             # and then Python raises no KeyboardInterrupt for Ctrl-C.
             loop.add_signal_handler(signal.SIGINT, stop.set)
         async with LocalServer(
-            api_key=api_key, faults=faults, workers=workers, host=host, port=port
+            api_key=api_key,
+            faults=faults,
+            workers=workers,
+            host=host,
+            port=port,
+            state_dir=state_dir,
         ) as server:
             print(f"oxedit local server: {server.url}", flush=True)
             print(f"API key: {server.api_key}", flush=True)

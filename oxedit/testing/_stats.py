@@ -32,6 +32,8 @@ class ServerStats:
             `Authorization` header (should stay 0: the API key must never go there).
         streams_refused: `GET /api/events` refused by `Faults.refuse_streams`.
         silent_cancels: Generations cancelled by `Faults.silent_cancel_rate`.
+        generations_resumed: Generations an earlier run of a server with a state folder left
+            queued or processing, queued again by this one.
     """
 
     requests_by_route: Counter[str] = field(default_factory=Counter)
@@ -44,3 +46,4 @@ class ServerStats:
     file_requests_with_auth: int = 0
     streams_refused: int = 0
     silent_cancels: int = 0
+    generations_resumed: int = 0
