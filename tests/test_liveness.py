@@ -300,3 +300,18 @@ async def test_two_thousand_jobs_through_the_full_fault_mix_settle_soon() -> Non
     assert result["polls_per_job"] <= 0.5
     # Bound of QUICK: max(1 s, L + 0.5 s) + a tick + the check's requests; generous here.
     assert result["max_lateness_s"] < 15
+
+
+@pytest.mark.oxen_faults(drop_event_rate=1.0, silent_cancel_rate=0.5, seed=4)
+async def test_the_fixture_client_settles_lost_events_in_seconds(
+    oxen_server: LocalServer, oxen_client: oxedit.Client
+) -> None:
+    # An app's tests with dropped events must not wait for the production schedule (10 s at
+    # the least); the fixture's client (like `LocalServer.client()`) uses FAST_RECONCILE.
+    jobs = [await oxen_client.submit(prompt=f"{i}", image=png()) for i in range(6)]
+    for job in jobs:
+        try:
+            await job.wait(timeout=8)
+        except oxedit.GenerationCancelled:
+            pass
+    assert oxen_client.stats.events == 0

@@ -12,12 +12,14 @@ Example:
 from ._faults import Duration as Duration
 from ._faults import Faults as Faults
 from ._server import DEFAULT_API_KEY as DEFAULT_API_KEY
+from ._server import FAST_RECONCILE as FAST_RECONCILE
 from ._server import LocalServer as LocalServer
 from ._server import run_server as run_server
 from ._stats import ServerStats as ServerStats
 
 __all__ = [
     "DEFAULT_API_KEY",
+    "FAST_RECONCILE",
     "Duration",
     "Faults",
     "LocalServer",

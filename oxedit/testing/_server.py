@@ -8,17 +8,27 @@ import os
 import signal
 import socket
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 
+from .._config import ReconcilePolicy
 from ._api import Api
 from ._constants import DEFAULT_WORKERS
 from ._faults import Faults
 from ._stats import ServerStats
 from ._store import StateStore
 
-__all__ = ["DEFAULT_API_KEY", "LocalServer", "run_server"]
+if TYPE_CHECKING:
+    import oxedit
+
+__all__ = ["DEFAULT_API_KEY", "FAST_RECONCILE", "LocalServer", "run_server"]
+
+#: Reconciliation settings for tests against a local server: jobs are checked from 0.5 s of
+#: age, and at most 1 s apart, so a lost event or a silent cancellation settles in ~1-2 s.
+FAST_RECONCILE = ReconcilePolicy(
+    stale_floor=0.5, stale_after=1.0, interval=1.0, lost_response_grace=0.1
+)
 
 #: The API key of a server started without one.
 DEFAULT_API_KEY = "oxen-test-key"
@@ -129,6 +139,22 @@ class LocalServer:
         """Every row ever created, in enqueue order, whatever its status."""
         api = self._require_running()
         return [api.row(gen) for gen in api.generations.values()]
+
+    def client(self, **settings: Any) -> oxedit.Client:
+        """An `oxedit.Client` for this server (open it with `async with`), with
+        `FAST_RECONCILE` unless `reconcile=` is given: a job whose event a fault dropped, or
+        that was cancelled, settles in about a second, not after the production schedule.
+
+        Example:
+            ```python
+            async with server.client() as client:
+                job = await client.submit(prompt="Invert it", image="cat.png")
+            ```
+        """
+        import oxedit
+
+        settings.setdefault("reconcile", FAST_RECONCILE)
+        return oxedit.Client(api_key=self._api_key, base_url=self.url, **settings)
 
     async def wait_idle(self) -> None:
         """Return once every generation created so far is succeeded, failed or cancelled."""

@@ -21,7 +21,8 @@ Fixtures:
         `oxen_faults` marker (an unknown key is an error listing the valid ones), or all off.
         Override the fixture to build them another way.
     oxen_server: A started `LocalServer`, fresh for each test.
-    oxen_client: An `oxedit.Client` connected to `oxen_server`, opened with `async with`.
+    oxen_client: An `oxedit.Client` connected to `oxen_server`, opened with `async with`,
+        with `FAST_RECONCILE` (a lost event settles in about a second).
 """
 
 from __future__ import annotations
@@ -92,9 +93,8 @@ async def _server(faults: Faults) -> AsyncIterator[LocalServer]:
 
 @asynccontextmanager
 async def _client(oxen_server: LocalServer) -> AsyncIterator[Client]:
-    import oxedit
-
-    async with oxedit.Client(api_key=oxen_server.api_key, base_url=oxen_server.url) as client:
+    # FAST_RECONCILE: an app's tests with `drop_event_rate` must not wait minutes.
+    async with oxen_server.client() as client:
         yield client
 
 
