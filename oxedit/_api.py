@@ -72,6 +72,9 @@ class ClientStats:
         events: `media_generation_completed` events received.
         retries: Requests repeated after 429/5xx or a connection failure.
         lost_responses: Enqueue POSTs whose response was lost (or ambiguous 5xx).
+        enqueue_refusals: Enqueue POSTs refused with 429 or 503 (each was retried or raised).
+        enqueue_rate: The adaptive pace of enqueues now, per second (None: not paced; it is
+            learned from the first refusal, see `Limits.max_rate`).
         adopted: Generations found on the server after a lost response, instead of re-sending.
     """
 
@@ -82,6 +85,8 @@ class ClientStats:
     events: int = 0
     retries: int = 0
     lost_responses: int = 0
+    enqueue_refusals: int = 0
+    enqueue_rate: float | None = None
     adopted: int = 0
 
     def count(self, route: str) -> None:

@@ -27,6 +27,7 @@ from ._inputs import ImageInput, build_payload, check_num_generations
 from ._job import AsCompleted, Job
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
+from ._ratelimit import AdaptiveRate
 from ._registry import Outcome, Pending, Registry
 from ._requests import BulkItem
 from ._results import Downloader
@@ -135,6 +136,9 @@ class Client:
             self._listener,
             self._register,
             request_deadline=self.timeouts.total,
+            pace=AdaptiveRate(
+                initial=self.limits.initial_rate, maximum=self.limits.max_rate, stats=self.stats
+            ),
         )
         await self._transport.open()
         self._state = _State.OPENED

@@ -127,16 +127,24 @@ class Limits:
             warning (the completion events are a few hundred bytes).
         max_download_bytes: Largest result file accepted (after decompression); a larger one
             fails with `DownloadError`.
+        max_rate: Enqueues per second at most (None: no cap). The rate adapts below it: on a
+            429/503 it halves, and it grows back with each success.
+        initial_rate: Enqueues per second to start from; None starts unpaced and learns the
+            account's limit from its first 429 (a healthy run is never slowed).
     """
 
     max_connections: int = C.DEFAULT_MAX_CONNECTIONS
     max_downloads: int = C.DEFAULT_MAX_DOWNLOADS
     max_event_bytes: int = C.DEFAULT_MAX_EVENT_BYTES
     max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES
+    max_rate: float | None = None
+    initial_rate: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_downloads", "max_event_bytes", "max_download_bytes"):
             _positive(name, getattr(self, name))
+        _positive("max_rate", self.max_rate, allow_none=True)
+        _positive("initial_rate", self.initial_rate, allow_none=True)
 
 
 @dataclass(frozen=True, slots=True)

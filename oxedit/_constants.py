@@ -29,6 +29,12 @@ REFUSED_STREAM_GRACE = 60.0
 RECONNECT_BACKOFF_INITIAL = 0.1
 RECONNECT_BACKOFF_MAX = 10.0
 
+# The adaptive enqueue rate (see _ratelimit): unpaced until the first 429/503, then half of
+# what succeeded; +RATE_INCREASE enqueues/s every second of successes, halved on a refusal.
+RATE_INCREASE = 2.0
+RATE_DECREASE = 0.5
+RATE_MIN = 1.0
+
 # Retries of requests that are safe to repeat (GETs, and POSTs answered 429/503).
 MAX_RETRIES = 5
 RETRY_BACKOFF_INITIAL = 0.25

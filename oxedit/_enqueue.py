@@ -34,10 +34,11 @@ from ._exceptions import (
 )
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
+from ._ratelimit import AdaptiveRate
 from ._recovery import Recovery
 from ._registry import Pending, Registry
 from ._retry import Outcome, classify, parse_retry_after
-from ._transport import ConnectionFailed, Response, is_success, status_error
+from ._transport import ConnectionFailed, NotAdmitted, Response, is_success, status_error
 
 __all__ = ["Enqueuer"]
 
@@ -66,6 +67,7 @@ class Enqueuer:
         register: Callable[[str, int, str | None], Pending],
         *,
         request_deadline: float,
+        pace: AdaptiveRate,
     ) -> None:
         self._api = api
         self._transport = api.transport
@@ -76,6 +78,7 @@ class Enqueuer:
         self._register = register
         self._deadline = request_deadline  # the latest a POST can be acted on after sending
         self._recovery = Recovery(api, registry, policy)
+        self.pace = pace  # the adaptive enqueue rate, shared by every submit
         self._closed = False
         self._posting = 0  # POSTs sent, or waiting for a connection slot
         self._idle = asyncio.Event()
@@ -105,6 +108,7 @@ class Enqueuer:
         # Held until the ids are registered, so an event that overtakes the response is kept.
         self._registry.enqueue_started()
         listener = self._listener
+        pace = self.pace
         stats = self._api.stats
         retry = self._api.retry
         model = payload["model"]
@@ -115,6 +119,9 @@ class Enqueuer:
             while True:
                 # The stream must be up before anything is sent (events are not replayed).
                 epoch = listener.epoch if listener.connected else await listener.ready()
+                if pace.limited:
+                    await pace.acquire()
+                ticket = pace.ticket
                 sent_at = time.time()
                 if on_send is not None:
                     on_send(sent_at)
@@ -125,12 +132,20 @@ class Enqueuer:
                 self._posting += 1
                 self._idle.clear()
                 try:
-                    resp = await self._transport.request("POST", "/api/ai/queue", body=body)
+                    resp = await self._transport.request(
+                        "POST", "/api/ai/queue", body=body, gate=pace, ticket=ticket
+                    )
+                except NotAdmitted:  # the pace dropped while it waited: not sent, queue again
+                    stats.enqueue_requests -= 1
+                    stats.requests[_ROUTE] -= 1
+                    unsure = False
+                    continue
                 except ConnectionFailed as exc:
                     error: OxeditError = exc
                     outcome = classify("POST", None, sent=exc.sent)
                 else:
                     if is_success(resp.status):
+                        pace.succeeded()
                         ids = _ids(resp, n)
                         if ids is not None:
                             unsure = False
@@ -153,6 +168,9 @@ class Enqueuer:
                         error = status_error(resp, what="enqueue")
                         outcome = classify("POST", resp.status)
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        if resp.status in (429, 503):
+                            stats.enqueue_refusals += 1
+                            pace.refused(sent_at, retry_after)
                 finally:
                     self._posting -= 1
                     if not self._posting:
@@ -202,6 +220,7 @@ class Enqueuer:
         """Refuse new enqueues; let POSTs already sent be answered (at most `deadline` s), so
         what they created is registered or reported, never silently lost."""
         self._closed = True
+        self.pace.close()
         for task in self._orphans:
             task.cancel()
         try:

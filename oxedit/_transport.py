@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -36,6 +36,8 @@ from ._retry import parse_retry_after
 
 __all__ = [
     "ConnectionFailed",
+    "Gate",
+    "NotAdmitted",
     "Response",
     "ResponseTooLarge",
     "Transport",
@@ -58,6 +60,15 @@ class ConnectionFailed(TransportError):
     def __init__(self, message: str, *, sent: bool) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class NotAdmitted(Exception):
+    """A paced request found the pace changed while it waited for a connection: it was not
+    sent and must queue again (never reaches a caller)."""
+
+
+class Gate(Protocol):
+    ticket: int
 
 
 class ResponseTooLarge(TransportError):
@@ -158,13 +169,18 @@ class Transport:
         *,
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
+        gate: Gate | None = None,
+        ticket: int = 0,
     ) -> Response:
         """One API request. Raises `ConnectionFailed` when no response came, and
-        `ClientStateError` when the client closed before it was sent."""
+        `ClientStateError` when the client closed before it was sent. With a `gate`, raises
+        `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile."""
         headers = {"Content-Type": "application/json"} if body is not None else None
         async with self._slots:
             if self._closing or self._api is None:
                 raise self._closed_error(f"{method} {path}")
+            if gate is not None and gate.ticket != ticket:
+                raise NotAdmitted
             try:
                 async with self._api.request(
                     method,

@@ -25,6 +25,7 @@ from ._faults import Faults
 from ._files import FileHost
 from ._jobs import ACTIVE, STATUSES, Generation, WorkerPool
 from ._liveness import bad_enqueue_answer, drip, get_fault
+from ._ratelimit import TokenBucket
 from ._responses import (
     ApiError,
     decode_json,
@@ -77,6 +78,7 @@ class Api:
     ) -> None:
         self.api_key = api_key
         self.faults = faults
+        self._bucket = TokenBucket()
         self.stats = stats
         self.generations: dict[str, Generation] = {}
         self._blocking: dict[str, Generation] = {}  # results of /images/edit, for the files
@@ -223,7 +225,10 @@ class Api:
 
     async def enqueue(self, request: web.Request) -> web.StreamResponse:
         faults = self.faults
-        if faults.roll(faults.enqueue_429_rate):
+        limit = faults.enqueue_rate_limit
+        limited = limit is not None and not self._bucket.take(limit, faults.enqueue_burst)
+        if limited or faults.roll(faults.enqueue_429_rate):
+            self.stats.rate_limited += limited
             headers = (
                 None if faults.retry_after is None else {"Retry-After": str(faults.retry_after)}
             )

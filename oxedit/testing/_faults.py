@@ -117,6 +117,9 @@ class Faults:
         result_body: When set, every valid result download answers 200 with these bytes,
             under the result's image `Content-Type` (so only a client that checks the bytes
             notices).
+        enqueue_rate_limit: The account's enqueue limit, per second, as a token bucket: an
+            enqueue without a token is answered 429 (with `retry_after`), creating nothing.
+        enqueue_burst: That bucket's size (default: one second's worth of `enqueue_rate_limit`).
         result_gzip_bomb: When > 0, every valid result download answers 200 with
             `Content-Encoding: gzip` and a body that inflates to this many zero bytes.
     """
@@ -151,6 +154,8 @@ class Faults:
     oversized_event_bytes: int = 0
     result_body: bytes | None = None
     result_gzip_bomb: int = 0
+    enqueue_rate_limit: float | None = None
+    enqueue_burst: int | None = None
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -169,6 +174,12 @@ class Faults:
         ):
             # The header's delta-seconds is a non-negative integer (RFC 9110).
             raise ValueError(f"Faults.retry_after must be whole seconds >= 0, got {value!r}")
+        if (
+            name in ("enqueue_rate_limit", "enqueue_burst")
+            and value is not None
+            and (isinstance(value, bool) or not (isinstance(value, int | float) and value > 0))
+        ):
+            raise ValueError(f"Faults.{name} must be a positive number or None, got {value!r}")
         if name == "cut_stream_after_events" and value is not None and value < 1:
             raise ValueError(f"Faults.cut_stream_after_events must be >= 1, got {value!r}")
         _check_new_field(name, value)

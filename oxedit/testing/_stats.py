@@ -32,6 +32,7 @@ class ServerStats:
             `Authorization` header (should stay 0: the API key must never go there).
         streams_refused: `GET /api/events` refused by `Faults.refuse_streams`.
         silent_cancels: Generations cancelled by `Faults.silent_cancel_rate`.
+        rate_limited: Enqueues answered 429 by `Faults.enqueue_rate_limit`'s bucket.
         generations_resumed: Generations an earlier run of a server with a state folder left
             queued or processing, queued again by this one.
     """
@@ -47,3 +48,4 @@ class ServerStats:
     streams_refused: int = 0
     silent_cancels: int = 0
     generations_resumed: int = 0
+    rate_limited: int = 0
