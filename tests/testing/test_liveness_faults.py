@@ -206,20 +206,26 @@ async def test_drip_interval_dribbles_both_gets_and_spares_other_routes(
 ) -> None:
     (gen_id,) = await enqueue(http, edit_body())
     await server.wait_idle()
-    server.faults.drip_interval = 0.0
-    chunks: list[bytes] = []
-    async with http.get(f"/api/ai/queue/{gen_id}") as resp:
-        async for chunk in resp.content.iter_any():
-            chunks.append(chunk)
-    assert msgspec.json.decode(b"".join(chunks))["status"] == "succeeded"
-    async with http.get("/api/ai/queue", params={"status": "succeeded"}) as resp:
-        assert (await resp.json())["count"] == 1
+    interval = 0.002
+    server.faults.drip_interval = interval
+    loop = asyncio.get_running_loop()
+    for path in (f"/api/ai/queue/{gen_id}", "/api/ai/queue?status=succeeded"):
+        async with http.get(path) as resp:
+            headers_at = loop.time()
+            body = await resp.read()
+            took = loop.time() - headers_at
+            assert len(body) == int(resp.headers["Content-Length"])
+        assert gen_id.encode() in body
+        pieces = -(-len(body) // DRIP_PIECE_BYTES)
+        assert pieces > 50 and took >= (pieces - 2) * interval, path
     server.faults.drip_interval = 3600.0  # a route that dribbled would time the test out
     async with http.get("/api/ai/models") as resp:
         assert resp.status == 200 and (await resp.json())["object"] == "list"
-    async with http.get("/api/ai/queue/nope", timeout=aiohttp.ClientTimeout(total=1)) as resp:
-        # Only headers: the body of an error dribbles too, and would take an hour.
+    async with http.get("/api/ai/queue/nope") as resp:
+        # The body of an error dribbles too: one piece now, the next in an hour.
         assert resp.status == 404 and int(resp.headers["Content-Length"]) > DRIP_PIECE_BYTES
+        assert len(await resp.content.readexactly(DRIP_PIECE_BYTES)) == DRIP_PIECE_BYTES
+        assert resp.content.read_nowait() == b""
 
 
 async def test_oversized_event_comes_first_on_each_new_stream(
