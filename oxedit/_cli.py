@@ -40,6 +40,7 @@ from ._exceptions import (
 )
 from ._inputs import ASPECT_RATIOS
 from ._terminal import cell, line, make_console
+from ._validate import DiskCache
 from ._version import __version__
 
 __all__ = ["main"]
@@ -72,6 +73,8 @@ def _configured() -> bool:
 async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
     if _configured():
         async with Client() as client:
+            # Model schemas are kept on disk a few minutes: short commands need not refetch.
+            client._schemas.disk = DiskCache.for_base_url(client.base_url)
             yield client
         return
     from ._cli_serve import embedded_state_dir
