@@ -241,6 +241,12 @@ def test_schema_edges(params: dict[str, Any], message: str) -> None:
     assert str(info.value) == message
 
 
+def test_long_values_are_cut_short_in_errors() -> None:
+    with pytest.raises(oxedit.InvalidRequestError) as info:
+        Schema("m", SCHEMA).check(_body(mode="x" * 10_000))
+    assert str(info.value) == f"mode='{'x' * 76}... is not one of a, b (model 'm')"
+
+
 def test_schema_accepts_the_bounds_and_shapes_images() -> None:
     body = _body(steps=4, scale=0, flag=False, tags=[], maybe="x", odd={"any": 1})
     Schema("m", SCHEMA).check(body)
