@@ -45,6 +45,7 @@ FALLBACK: Final = _catalogue_schemas()
 
 # Body fields that are not the model's own parameters.
 _NOT_PARAMS: Final = frozenset({"model", "response_format", *QUEUE_PARAMS})
+_SHOW_MAX: Final = 80  # characters of a bad value quoted in an error
 _TYPE_NAMES: Final = {
     "string": "a string",
     "integer": "an integer",
@@ -89,10 +90,12 @@ class _Prop:
     def check(self, model: str, name: str, value: Any) -> None:
         if self.types and not any(_has_type(t, value) for t in self.types):
             kinds = " or ".join(_TYPE_NAMES.get(t, t) for t in self.types)
-            raise InvalidRequestError(f"{name}={value!r} must be {kinds} (model {model!r})")
+            raise InvalidRequestError(f"{name}={_show(value)} must be {kinds} (model {model!r})")
         if self.enum is not None and value not in self.enum:
             allowed = ", ".join(map(str, self.enum))
-            raise InvalidRequestError(f"{name}={value!r} is not one of {allowed} (model {model!r})")
+            raise InvalidRequestError(
+                f"{name}={_show(value)} is not one of {allowed} (model {model!r})"
+            )
         if isinstance(value, int | float) and not isinstance(value, bool):
             low, high = self.minimum, self.maximum
             if (low is not None and value < low) or (high is not None and value > high):
@@ -102,6 +105,12 @@ class _Prop:
         if self.items is not None and isinstance(value, list):
             for i, item in enumerate(value):
                 self.items.check(model, f"{name}[{i}]", item)
+
+
+def _show(value: Any) -> str:
+    """`repr(value)`, cut short: a value can be a megabyte data URI or a long prompt."""
+    text = repr(value)
+    return text if len(text) <= _SHOW_MAX else f"{text[: _SHOW_MAX - 3]}..."
 
 
 def _number(value: Any) -> float | None:
@@ -156,7 +165,7 @@ class Schema:
             prop = self.props.get(name)
             if prop is None:
                 raise InvalidRequestError(
-                    f"{name}={value!r} is not a parameter of model {model!r}; its parameters "
+                    f"{name}={_show(value)} is not a parameter of model {model!r}; its parameters "
                     f"are {self.names}"
                 )
             prop.check(model, name, value)
