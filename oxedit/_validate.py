@@ -31,7 +31,13 @@ import anyio
 from . import _constants as C
 from ._atomic import write_atomic
 from ._catalogue import schemas as _catalogue_schemas
-from ._exceptions import AuthenticationError, InvalidRequestError, NotFoundError, OxeditError
+from ._exceptions import (
+    AuthenticationError,
+    ClientStateError,
+    InvalidRequestError,
+    NotFoundError,
+    OxeditError,
+)
 from ._inputs import QUEUE_PARAMS
 from ._models import Model
 
@@ -56,17 +62,20 @@ _TYPE_NAMES: Final = {
 }
 
 
+_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
+
+
 def _has_type(type_: str, value: Any) -> bool:
     if isinstance(value, bool):  # JSON has no bool-as-int: True is no integer
         return type_ == "boolean"
-    check = {
-        "string": str,
-        "integer": int,
-        "number": int | float,
-        "boolean": bool,
-        "array": list,
-        "object": dict,
-    }.get(type_)
+    check = _TYPES.get(type_)
     return check is None or isinstance(value, check)  # an unknown type is not ours to judge
 
 
@@ -243,7 +252,7 @@ class Schemas:
                 await disk.put(model, None, missing=True)
             # Not forever: a model can be added while a long-lived client runs.
             return _Entry(None, True, time.monotonic() + C.UNKNOWN_MODEL_RECHECK)
-        except AuthenticationError:
+        except (AuthenticationError, ClientStateError):
             raise  # the enqueue would be refused the same way: say so before sending
         except OxeditError as exc:
             schema = _compile(model, None)
