@@ -197,6 +197,21 @@ async def test_the_cli_keeps_schemas_on_disk(
     assert len(list((tmp_path / "cache").glob("schemas-*.json"))) == 1
 
 
+async def test_the_cli_takes_each_models_own_aspect_ratios(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oxen_server: LocalServer
+) -> None:
+    from .test_cli import cli
+
+    monkeypatch.setenv("OXEN_BASE_URL", oxen_server.url)
+    monkeypatch.setenv("OXEN_API_KEY", oxen_server.api_key)
+    (tmp_path / "a.png").write_bytes(png())
+    edit = ("edit", str(tmp_path / "a.png"), "invert", "-o", str(tmp_path / "b.png"))
+    assert await cli(*edit, "--model", "flux-kontext-dev", "--aspect-ratio", "21:9") == 0
+    # ...and the schema refuses what the model does not take, naming it, before sending.
+    assert await cli(*edit, "--aspect-ratio", "21:9") == 2
+    assert oxen_server.stats.requests_by_route[QUEUE] == 1
+
+
 # -- the pure parts --------------------------------------------------------------------------
 
 SCHEMA = {
