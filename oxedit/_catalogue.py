@@ -15,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 __all__ = [
+    "ASPECT_RATIOS",
     "KONTEXT_ASPECT_RATIOS",
     "MODELS",
     "OUTPUT_FORMATS",
@@ -38,6 +39,10 @@ FLUX2_RESOLUTIONS: Final = ("1 MP", "2 MP", "0.5 MP")
 # [doc] models/bytedance-seedream-4.
 SEEDREAM_SIZES: Final = ("1K", "2K", "4K")
 
+# Every aspect ratio of a catalogued model, the default model's first (the CLI's typo guard).
+ASPECT_RATIOS: Final = tuple(
+    dict.fromkeys((*QWEN_ASPECT_RATIOS, *KONTEXT_ASPECT_RATIOS, *FLUX2_ASPECT_RATIOS))
+)
 _IMAGE_EDIT: Final = (("text", "image"), ("image",))
 
 

@@ -15,7 +15,6 @@ from typing import Any, Final, TypeAlias
 
 import anyio
 
-from ._catalogue import QWEN_ASPECT_RATIOS
 from ._exceptions import InvalidRequestError
 
 __all__ = ["ImageInput", "build_payload", "image_to_uri", "sniff_mime"]
@@ -25,9 +24,6 @@ ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 _MIMES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _DATA_URI: Final = re.compile(r"data:(?P<mime>[\w/+.-]+)(?:;[\w=.-]+)*;base64,", re.ASCII)
 
-# The default model's aspect ratios (the CLI's --aspect-ratio). Each model's own parameters are
-# checked against its schema by `oxedit._validate`, which also shapes `input_image`.
-ASPECT_RATIOS: Final = QWEN_ASPECT_RATIOS
 QUEUE_PARAMS: Final = frozenset(
     {"num_generations", "target_namespace", "target_repo", "target_directory"}
 )
