@@ -96,7 +96,7 @@ def _check_out_dir(out: Path) -> None:
 
 
 async def _check_model(client: Client, model: str) -> None:
-    if not await client._schemas.exists(model):  # the fetch later checks reuse
+    if not await client._schemas.exists(model):  # one fetch, reused by every row's check
         raise InvalidRequestError(
             f"--model {model!r} is not a model the API knows; `oxedit models` lists them"
         )

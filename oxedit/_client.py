@@ -200,7 +200,7 @@ class Client:
                 models that take several images. Local images are sent as data URIs.
             model: The model id.
             **params: The model's parameters (e.g. `aspect_ratio="1:1"`) and queue parameters
-                (`target_namespace`). Known ones are checked before anything is sent.
+                (`target_namespace`), checked against the model's schema before sending.
         """
         drop_single_generation(params)
         self._require_open()
