@@ -241,16 +241,13 @@ class Schemas:
     async def _fetch_entry(self, model: str) -> _Entry:
         disk = self.disk
         if disk is not None:
-            cached = await disk.get(model)
-            if cached is not None:
-                raw, missing = cached
-                return _Entry(None if missing else _compile(model, raw), missing, math.inf)
+            hit, raw = await disk.get(model)
+            if hit:
+                return _Entry(_compile(model, raw), False, math.inf)
         try:
             found = await self._fetch(model)
         except NotFoundError:
-            if disk is not None:
-                await disk.put(model, None, missing=True)
-            # Not forever: a model can be added while a long-lived client runs.
+            # Not forever, and not on disk: a model can be added while a client runs.
             return _Entry(None, True, time.monotonic() + C.UNKNOWN_MODEL_RECHECK)
         except (AuthenticationError, ClientStateError):
             raise  # the enqueue would be refused the same way: say so before sending
@@ -266,12 +263,13 @@ class Schemas:
             return _Entry(schema, False, time.monotonic() + C.SCHEMA_RETRY_AFTER)
         raw = found.schema or None
         if disk is not None:
-            await disk.put(model, raw, missing=False)
+            await disk.put(model, raw)
         return _Entry(_compile(model, raw), False, math.inf)
 
 
 class DiskCache:
-    """The CLI's schema cache: one JSON file per base URL, entries kept `ttl` seconds.
+    """The CLI's schema cache: one JSON file per base URL, entries kept `ttl` seconds. Only
+    models that exist are kept: an unknown id is asked about again by the next command.
 
     The folder is `$OXEDIT_CACHE_DIR`, else `$XDG_CACHE_HOME/oxedit`, else `~/.cache/oxedit`.
     A cache that cannot be read or written is skipped: it only saves requests.
@@ -297,27 +295,29 @@ class DiskCache:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _get(self, model: str) -> tuple[dict[str, Any] | None, bool] | None:
+    def _get(self, model: str) -> tuple[bool, dict[str, Any] | None]:
         entry = self._read().get(model)
         if not isinstance(entry, dict) or not isinstance(entry.get("at"), int | float):
-            return None
+            return False, None
         if not 0 <= time.time() - entry["at"] < self.ttl:
-            return None
+            return False, None
         schema = entry.get("schema")
-        return (schema if isinstance(schema, dict) else None), bool(entry.get("missing"))
+        return True, (schema if isinstance(schema, dict) else None)
 
-    def _put(self, model: str, schema: dict[str, Any] | None, missing: bool) -> None:
+    def _put(self, model: str, schema: dict[str, Any] | None) -> None:
         data = self._read()
-        data[model] = {"at": time.time(), "schema": schema, "missing": missing}
+        data[model] = {"at": time.time(), "schema": schema}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, json.dumps(data).encode())
         except OSError as exc:
             log.debug("schema cache %s not written: %s", self.path, exc)
 
-    async def get(self, model: str) -> tuple[dict[str, Any] | None, bool] | None:
-        """`(schema, missing)` when a fresh entry exists, else None."""
+    async def get(self, model: str) -> tuple[bool, dict[str, Any] | None]:
+        """`(True, schema)` when a fresh entry exists (the schema may be None: the API had
+        none), else `(False, None)`."""
         return await anyio.to_thread.run_sync(self._get, model)
 
-    async def put(self, model: str, schema: dict[str, Any] | None, *, missing: bool) -> None:
-        await anyio.to_thread.run_sync(self._put, model, schema, missing)
+    async def put(self, model: str, schema: dict[str, Any] | None) -> None:
+        """Remember `model`'s schema as the API gave it (None: it had none)."""
+        await anyio.to_thread.run_sync(self._put, model, schema)

@@ -309,17 +309,17 @@ async def test_authentication_errors_are_not_swallowed() -> None:
 
 async def test_disk_cache_expires_and_survives_garbage(tmp_path: Path) -> None:
     disk = DiskCache(tmp_path / "c.json", ttl=600)
-    assert await disk.get("m") is None
-    await disk.put("m", {"properties": {}}, missing=False)
-    await disk.put("gone", None, missing=True)
-    assert await disk.get("m") == ({"properties": {}}, False)
-    assert await disk.get("gone") == (None, True)
-    assert await DiskCache(tmp_path / "c.json", ttl=0).get("m") is None
+    assert await disk.get("m") == (False, None)
+    await disk.put("m", {"properties": {}})
+    await disk.put("schemaless", None)
+    assert await disk.get("m") == (True, {"properties": {}})
+    assert await disk.get("schemaless") == (True, None)
+    assert await DiskCache(tmp_path / "c.json", ttl=0).get("m") == (False, None)
     (tmp_path / "c.json").write_text("{not json")
-    assert await disk.get("m") is None
+    assert await disk.get("m") == (False, None)
     blocked = DiskCache(tmp_path / "c.json" / "sub" / "d.json")
-    await blocked.put("m", None, missing=True)  # cannot be written: skipped, no error
-    assert await blocked.get("m") is None
+    await blocked.put("m", None)  # cannot be written: skipped, no error
+    assert await blocked.get("m") == (False, None)
 
 
 def test_disk_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
