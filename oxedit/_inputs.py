@@ -1,4 +1,5 @@
-"""Turning `submit(...)` arguments into a request body: images to URIs, parameters checked.
+"""Turning `submit(...)` arguments into a request body: images to URIs, the checks that need
+no model schema (the model's own parameters are checked by `oxedit._validate`).
 
 Everything here runs before a request is sent, so bad input costs nothing and loses nothing.
 """
