@@ -26,6 +26,7 @@ from rich.text import Text
 
 from . import _constants as C
 from ._atomic import save_atomic
+from ._catalogue import ASPECT_RATIOS
 from ._cli_batch import run_batch
 from ._cli_serve import add_serve_arguments
 from ._cli_serve import serve as serve_command
@@ -38,8 +39,8 @@ from ._exceptions import (
     OxeditError,
     PermissionDeniedError,
 )
-from ._inputs import ASPECT_RATIOS
 from ._terminal import cell, line, make_console
+from ._validate import DiskCache
 from ._version import __version__
 
 __all__ = ["main"]
@@ -72,6 +73,8 @@ def _configured() -> bool:
 async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
     if _configured():
         async with Client() as client:
+            # Model schemas are kept on disk a few minutes: short commands need not refetch.
+            client._schemas.disk = DiskCache.for_base_url(client.base_url)
             yield client
         return
     from ._cli_serve import embedded_state_dir
@@ -203,6 +206,7 @@ def _range(prop: dict[str, Any]) -> str:
 
 
 def _aspect_ratio(value: str) -> str:
+    # A typo guard only: which ratios a model takes is checked against its schema.
     if value not in ASPECT_RATIOS:
         raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(ASPECT_RATIOS)}")
     return value

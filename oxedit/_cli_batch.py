@@ -21,7 +21,7 @@ from rich.console import Console
 
 from ._atomic import write_atomic
 from ._client import Client
-from ._exceptions import InvalidRequestError, NotFoundError
+from ._exceptions import InvalidRequestError
 from ._progress import BatchProgress, summary_table
 from ._requests import BulkResult, EditRequest
 from ._sources import load_source
@@ -96,12 +96,10 @@ def _check_out_dir(out: Path) -> None:
 
 
 async def _check_model(client: Client, model: str) -> None:
-    try:
-        await client.model(model)
-    except NotFoundError:
+    if not await client._schemas.exists(model):  # one fetch, reused by every row's check
         raise InvalidRequestError(
             f"--model {model!r} is not a model the API knows; `oxedit models` lists them"
-        ) from None
+        )
 
 
 async def _check_row_models(client: Client, items: list[Any]) -> list[Any]:
@@ -109,9 +107,7 @@ async def _check_row_models(client: Client, items: list[Any]) -> list[Any]:
     models = {i.model for i in items if isinstance(i, EditRequest)}
     unknown = set()
     for model in models:
-        try:
-            await client.model(model)
-        except NotFoundError:
+        if not await client._schemas.exists(model):
             unknown.add(model)
     return [
         InvalidRequestError(

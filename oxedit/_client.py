@@ -23,7 +23,7 @@ from ._exceptions import (
     NotFoundError,
     OxeditError,
 )
-from ._inputs import ImageInput, build_payload, check_num_generations
+from ._inputs import ImageInput, build_payload, check_num_generations, drop_single_generation
 from ._job import AsCompleted, Job
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
@@ -34,6 +34,7 @@ from ._results import Downloader
 from ._retry import RetryPolicy
 from ._schedule import CheckSchedule
 from ._transport import Transport
+from ._validate import Schemas
 
 __all__ = ["Client", "owner_of"]
 
@@ -105,6 +106,7 @@ class Client:
         )
         self._api = Api(self._transport, self.retry, self.stats)
         self._downloader = Downloader(self._transport, self._api, self.retry, self.stats)
+        self._schemas = Schemas(self._api.model)  # checks every request against its model
         self._registry: Registry | None = None
         self._listener: Listener | None = None
         self._enqueuer: Enqueuer | None = None
@@ -202,18 +204,13 @@ class Client:
                 models that take several images. Local images are sent as data URIs.
             model: The model id.
             **params: The model's parameters (e.g. `aspect_ratio="1:1"`) and queue parameters
-                (`target_namespace`). Known ones are checked before anything is sent.
+                (`target_namespace`), checked against the model's schema before sending.
         """
-        if params.get("num_generations", 1) != 1:
-            raise InvalidRequestError(
-                f"num_generations={params['num_generations']!r}: submit() makes one job; use "
-                "submit_generations(num_generations=...) to get one job per generation"
-            )
-        params.pop("num_generations", None)
-        _, _, enqueuer = self._require_open()
+        drop_single_generation(params)
+        self._require_open()
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1)
-        return Job(self, pending.id, pending.future)
+        (job,) = await self._enqueue_payload(payload, 1)
+        return job
 
     async def submit_generations(
         self,
@@ -236,6 +233,7 @@ class Client:
         self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
     ) -> _list[Job]:
         _, _, enqueuer = self._require_open()
+        await self._schemas.check(payload)  # the model's schema, fetched once per client
         body = json_encoder.encode(payload)
         pendings = await enqueuer.enqueue(payload, body, n, on_send=on_send)
         return [Job(self, p.id, p.future) for p in pendings]
@@ -376,6 +374,7 @@ class Client:
                 f"response_format={response_format!r} is not one of url, b64_json"
             )
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        await self._schemas.check(payload)
         payload["response_format"] = response_format
         return self._bound(await blocking_edit(self._api, payload))
 

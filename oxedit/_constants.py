@@ -66,3 +66,11 @@ KNOWN_ID_TTL = 900.0
 
 # Events for ids we do not know (yet): kept for the enqueue response that may follow them.
 EARLY_EVENT_LIMIT = 100_000
+
+# Model schemas (`oxedit._validate`): a model the models endpoint said does not exist is asked
+# about again after this long (it may have been added since); a schema that could not be
+# fetched is tried again after this long (the offline table or no check meanwhile); the CLI's
+# disk cache keeps schemas this long.
+UNKNOWN_MODEL_RECHECK = 60.0
+SCHEMA_RETRY_AFTER = 60.0
+SCHEMA_DISK_TTL = 600.0

@@ -1,4 +1,5 @@
-"""Turning `submit(...)` arguments into a request body: images to URIs, parameters checked.
+"""Turning `submit(...)` arguments into a request body: images to URIs, the checks that need
+no model schema (the model's own parameters are checked by `oxedit._validate`).
 
 Everything here runs before a request is sent, so bad input costs nothing and loses nothing.
 """
@@ -21,27 +22,9 @@ __all__ = ["ImageInput", "build_payload", "image_to_uri", "sniff_mime"]
 
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
-ASPECT_RATIOS: Final = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
-OUTPUT_FORMATS: Final = ("png", "jpeg", "webp")
 _MIMES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _DATA_URI: Final = re.compile(r"data:(?P<mime>[\w/+.-]+)(?:;[\w=.-]+)*;base64,", re.ASCII)
 
-# Parameters oxedit knows per model: name -> allowed values (a tuple), or a type. Models not
-# listed here are passed through unchecked: the API validates them when the job runs.
-_MODEL_PARAMS: Final[dict[str, dict[str, Any]]] = {
-    "qwen-image-edit": {"aspect_ratio": ASPECT_RATIOS},
-    "qwen-image-edit-plus": {"negative_prompt": str, "output_format": OUTPUT_FORMATS},
-    "flux-kontext-dev": {
-        "seed": int,
-        "guidance": float,
-        "num_inference_steps": int,
-        "output_format": OUTPUT_FORMATS,
-    },
-}
-# Models whose input_image is an array of URIs rather than one URI.
-_MULTI_IMAGE_MODELS: Final = frozenset(
-    {"qwen-image-edit-plus", "qwen-image-edit-2511", "flux-2", "nano-banana", "seedream"}
-)
 QUEUE_PARAMS: Final = frozenset(
     {"num_generations", "target_namespace", "target_repo", "target_directory"}
 )
@@ -119,19 +102,14 @@ async def image_to_uri(image: ImageInput) -> str:
     return _bytes_to_uri(data, f"image={str(image)!r}")
 
 
-def _check_param(model: str, name: str, value: Any, allowed: Any) -> None:
-    if isinstance(allowed, tuple):
-        if value not in allowed:
-            raise InvalidRequestError(
-                f"{name}={value!r} is not one of {', '.join(allowed)} (model {model!r})"
-            )
-    elif allowed is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidRequestError(f"{name}={value!r} must be a number (model {model!r})")
-    elif isinstance(value, bool) or not isinstance(value, allowed):
+def drop_single_generation(params: dict[str, Any]) -> None:
+    """Remove `num_generations` from `submit()`'s params: it must be 1 (one job) if given."""
+    if params.get("num_generations", 1) != 1:
         raise InvalidRequestError(
-            f"{name}={value!r} must be of type {allowed.__name__} (model {model!r})"
+            f"num_generations={params['num_generations']!r}: submit() makes one job; use "
+            "submit_generations(num_generations=...) to get one job per generation"
         )
+    params.pop("num_generations", None)
 
 
 def check_num_generations(value: Any) -> int:
@@ -145,34 +123,26 @@ def check_num_generations(value: Any) -> int:
 async def build_payload(
     *, prompt: str, image: ImageInput | Sequence[ImageInput], model: str, params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The JSON body for the queue or edit endpoint, after every check oxedit can make."""
+    """The JSON body for the queue or edit endpoint, after the checks that need no schema.
+
+    `input_image` is one URI for one image, a list for a list; `Schemas.check` then shapes it
+    as the model takes it and checks the parameters against the model's schema.
+    """
     if not isinstance(model, str) or not model:
         raise InvalidRequestError(f"model={model!r} must be a model id such as 'qwen-image-edit'")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequestError(f"prompt={prompt!r} must be a non-empty string")
-    known = _MODEL_PARAMS.get(model, {})
-    for name, value in params.items():
+    for name in params:
         if name in ("model", "prompt", "input_image"):
             raise InvalidRequestError(
                 f"{name!r} is passed as submit({'image' if name == 'input_image' else name}=...)"
             )
-        if name in known and value is not None:
-            _check_param(model, name, value, known[name])
     if isinstance(image, list | tuple):
         uris: str | list[str] = [await image_to_uri(i) for i in image]
         if not uris:
             raise InvalidRequestError("image=[] is empty; pass at least one image")
     else:
         uris = await image_to_uri(image)  # type: ignore[arg-type]  # narrowed: not a sequence
-    if model in _MULTI_IMAGE_MODELS and isinstance(uris, str):
-        uris = [uris]
-    elif model in _MODEL_PARAMS and model not in _MULTI_IMAGE_MODELS and isinstance(uris, list):
-        if len(uris) != 1:
-            raise InvalidRequestError(
-                f"model {model!r} takes one image, got {len(uris)}; use e.g. "
-                "'qwen-image-edit-plus' for several"
-            )
-        uris = uris[0]
     body = {"model": model, "prompt": prompt, "input_image": uris}
     body.update((k, v) for k, v in params.items() if v is not None)
     return body

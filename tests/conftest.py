@@ -17,3 +17,5 @@ def _no_ambient_oxen_config(
     monkeypatch.delenv("OXEN_API_KEY", raising=False)
     monkeypatch.delenv("OXEN_BASE_URL", raising=False)
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(tmp_path_factory.mktemp("oxen-config")))
+    # The CLI's schema cache: never the developer's ~/.cache, never shared between tests.
+    monkeypatch.setenv("OXEDIT_CACHE_DIR", str(tmp_path_factory.mktemp("oxedit-cache")))

@@ -9,6 +9,7 @@ import pytest
 
 from oxedit import InvalidRequestError
 from oxedit._inputs import build_payload, image_to_uri, sniff_mime
+from oxedit._validate import FALLBACK, Schema
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
@@ -90,12 +91,16 @@ async def test_payload_for_qwen_image_edit() -> None:
     }
 
 
-@pytest.mark.anyio
-async def test_bad_aspect_ratio_lists_the_allowed_values() -> None:
+def _checked(model: str, image: object = "https://x", **params: object) -> dict[str, object]:
+    """A body checked against `model`'s offline schema, as `Client.submit` checks it."""
+    body: dict[str, object] = {"model": model, "prompt": "p", "input_image": image, **params}
+    Schema(model, FALLBACK[model]).check(body)
+    return body
+
+
+def test_bad_aspect_ratio_lists_the_allowed_values() -> None:
     with pytest.raises(InvalidRequestError) as info:
-        await build_payload(
-            prompt="p", image="https://x", model="qwen-image-edit", params={"aspect_ratio": "5:1"}
-        )
+        _checked("qwen-image-edit", aspect_ratio="5:1")
     assert str(info.value) == (
         "aspect_ratio='5:1' is not one of 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3 "
         "(model 'qwen-image-edit')"
@@ -110,9 +115,6 @@ async def test_bad_aspect_ratio_lists_the_allowed_values() -> None:
         ({"model": ""}, "model='' must be a model id"),
         ({"params": {"input_image": "x"}}, "passed as submit\\(image=...\\)"),
         ({"image": []}, "image=\\[\\] is empty"),
-        ({"image": ["https://a", "https://b"]}, "takes one image, got 2"),
-        ({"model": "flux-kontext-dev", "params": {"seed": "7"}}, "seed='7' must be of type int"),
-        ({"model": "flux-kontext-dev", "params": {"guidance": True}}, "must be a number"),
     ],
 )
 async def test_bad_parameters(kwargs: dict[str, object], message: str) -> None:
@@ -127,12 +129,39 @@ async def test_bad_parameters(kwargs: dict[str, object], message: str) -> None:
         await build_payload(**args)  # type: ignore[arg-type]
 
 
-@pytest.mark.anyio
-async def test_multi_image_model_gets_an_array() -> None:
-    body = await build_payload(
-        prompt="p", image="https://x", model="qwen-image-edit-plus", params={}
-    )
-    assert body["input_image"] == ["https://x"]
+@pytest.mark.parametrize(
+    ("model", "params", "message"),
+    [
+        ("qwen-image-edit", {"image": ["https://a", "https://b"]}, "takes one image, got 2"),
+        ("flux-kontext-dev", {"seed": "7"}, "seed='7' must be an integer"),
+        ("flux-kontext-dev", {"guidance": True}, "must be a number"),
+        ("flux-kontext-dev", {"num_inference_steps": 3}, "must be from 4 to 50"),
+        ("flux-kontext-dev", {"output_format": "jpeg"}, "is not one of webp, jpg, png"),
+        ("flux-kontext-dev", {"aspect_ratio": "5:1"}, "21:9, 3:2, 2:3, 4:5, 5:4, .*match_input"),
+    ],
+)
+def test_bad_parameters_of_known_models(
+    model: str, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        _checked(model, **params)
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["qwen-image-edit-plus", "flux-2-dev", "flux-2-pro", "flux-2-flex", "bytedance-seedream-4"],
+)
+def test_multi_image_models_get_an_array(model: str) -> None:
+    assert _checked(model)["input_image"] == ["https://x"]
+    assert _checked(model, image=["https://x", "https://y"])["input_image"] == [
+        "https://x",
+        "https://y",
+    ]
+
+
+def test_one_image_in_a_list_is_one_image_for_single_image_models() -> None:
+    assert _checked("flux-kontext-dev", image=["https://x"])["input_image"] == "https://x"
+    _checked("flux-kontext-dev", aspect_ratio="match_input_image", output_format="jpg")
 
 
 @pytest.mark.anyio

@@ -84,3 +84,15 @@ def test_generation_is_frozen_and_serialisable() -> None:
     with pytest.raises(AttributeError):
         gen.status = "failed"  # type: ignore[misc]
     assert msgspec.json.decode(msgspec.json.encode(gen), type=Generation) == gen
+
+
+def test_spec_model_object_with_null_schema_decodes() -> None:
+    # [spec] id, object, created, owned_by are required; request_schema may be null; pricing
+    # carries every cost field, null where it does not apply [doc models/overview].
+    model = model_decoder.decode(
+        b'{"id":"qwen3-32b","object":"model","created":1745971200,"owned_by":"oxen",'
+        b'"display_name":"Qwen3 32B","capabilities":{"input":["text"],"output":["text"]},'
+        b'"pricing":{"method":"token","input_cost_per_token":1e-7,"cost_per_image":null},'
+        b'"request_schema":null,"deployments":[]}'
+    )
+    assert (model.id, model.schema, model.pricing["method"]) == ("qwen3-32b", {}, "token")

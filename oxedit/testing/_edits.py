@@ -36,7 +36,8 @@ __all__ = [
 MAX_INPUT_PIXELS = 40_000_000
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP"})
 FORMAT_ERROR = "input_image must be jpeg, png, gif, or webp"
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+# `output_format` values [doc]: jpg, not jpeg.
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 _WHITE = (255, 255, 255)
 
@@ -157,6 +158,8 @@ def apply_prompt(img: Image.Image, prompt: str) -> Image.Image:
 def fit_aspect(img: Image.Image, aspect_ratio: str) -> Image.Image:
     """Pad `img` with white, centred, to `aspect_ratio` ("W:H"). Never scales up or down, so
     small inputs stay small."""
+    if aspect_ratio == "match_input_image":  # [doc] flux models: keep the input's shape
+        return img
     rw, rh = (int(p) for p in aspect_ratio.split(":"))
     w, h = img.size
     if w * rh == h * rw:
@@ -171,7 +174,7 @@ def fit_aspect(img: Image.Image, aspect_ratio: str) -> Image.Image:
 def encode(img: Image.Image, output_format: str = "png") -> bytes:
     """Encode with fixed settings (no timestamps or random metadata): deterministic bytes."""
     buf = io.BytesIO()
-    if output_format == "jpeg":
+    if output_format == "jpg":
         img.save(buf, "JPEG", quality=90)
     elif output_format == "webp":
         img.save(buf, "WEBP", quality=90, method=4)

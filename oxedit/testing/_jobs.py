@@ -80,7 +80,10 @@ class Generation:
         self.completed_at: int | None = None
         self.completed_time: float | None = None
         self.result: bytes | None = None
+        # Unset: the model's documented default (webp for flux-kontext-dev, png for qwen).
         fmt = params.get("output_format")
+        if fmt is None and "output_format" in model.properties:
+            fmt = model.properties["output_format"].default
         self.output_format = fmt if fmt in _edits.CONTENT_TYPES else "png"
         self.future: asyncio.Future[None] | None = None
         self.event_seq = 0  # sequence number of its last published event (0: none)
@@ -210,8 +213,8 @@ class WorkerPool:
         uris = images if isinstance(images, list) else [images]
         inputs = [await self._load(uri) for uri in uris]
         aspect = gen.params.get("aspect_ratio")
-        if aspect is None and "aspect_ratio" in gen.model.request_schema.properties:
-            aspect = gen.model.request_schema.properties["aspect_ratio"].default
+        if aspect is None and "aspect_ratio" in gen.model.properties:
+            aspect = gen.model.properties["aspect_ratio"].default
         kwargs: dict[str, Any] = {"aspect_ratio": aspect, "output_format": gen.output_format}
         try:
             if sum(len(b) for b in inputs) > OFFLOAD_BYTES:

@@ -1,9 +1,10 @@
 """The model catalogue of the local server, and validation of model parameters.
 
-Models are msgspec Structs shaped like `GET /api/ai/models/{id}` of the Oxen docs. Their
-`request_schema` is a small JSON Schema; `check_params` enforces it when a job runs (the docs:
-"everything model-specific is validated only when the job runs"), while `/api/ai/queue` only
-uses it to know which top-level fields exist.
+Models are msgspec Structs shaped like `GET /api/ai/models/{id}` of the Oxen docs, built from
+`oxedit._catalogue` (the one list of known models, which the client's offline fallback also
+reads). Their `request_schema` is a small JSON Schema; `check_params` enforces it when a job
+runs (the docs: "everything model-specific is validated only when the job runs"), while
+`/api/ai/queue` only uses it to know which top-level fields exist.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
+from .._catalogue import MODELS as _CATALOGUE
+from .._catalogue import OUTPUT_FORMATS, QWEN_ASPECT_RATIOS, CatalogueModel
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -25,8 +29,7 @@ __all__ = [
     "check_params",
 ]
 
-ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
+ASPECT_RATIOS = QWEN_ASPECT_RATIOS  # qwen-image-edit's, the default model's
 
 
 class Property(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -55,129 +58,58 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     output: tuple[str, ...]
 
 
-class Pricing(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    method: str
+class Pricing(msgspec.Struct, frozen=True, kw_only=True):
+    """[doc] models/overview: every field is present, null where it does not apply."""
+
+    method: str  # token, time, per_image or per_video_output_second
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    cost_per_second: float | None = None
     cost_per_image: float | None = None
-    cost_per_million_input_tokens: float | None = None
-    cost_per_million_output_tokens: float | None = None
+    cost_per_second_high_res: float | None = None
+    cost_per_second_with_audio: float | None = None
 
 
 class Model(msgspec.Struct, frozen=True, kw_only=True):
-    """A model as listed by `GET /api/ai/models`."""
+    """A model as listed by `GET /api/ai/models` ([spec] requires id, object, created and
+    owned_by; `request_schema` may be null)."""
 
     id: str
+    object: str = "model"
+    created: int
+    owned_by: str = "oxen"  # [doc] "oxen" for base models
     display_name: str
     capabilities: Capabilities
     pricing: Pricing
-    request_schema: RequestSchema
+    request_schema: RequestSchema | None
 
     @property
     def outputs_media(self) -> bool:
         return "image" in self.capabilities.output or "video" in self.capabilities.output
+
+    @property
+    def properties(self) -> dict[str, Property]:
+        """The parameters its schema declares (none when the schema is null)."""
+        return self.request_schema.properties if self.request_schema is not None else {}
 
 
 class ParamError(ValueError):
     """A model parameter is missing or invalid; the message is the generation's error."""
 
 
-_PROMPT = Property(
-    type="string",
-    default="Add a funny hat",
-    description="Text description of what you want to generate, or the instruction on how "
-    "to edit the given image.",
-)
-_IMAGE = Property(
-    type="string",
-    format="uri",
-    description="Image to use as reference. Must be jpeg, png, gif, or webp. Format: uri.",
-)
-_ASPECT = Property(
-    type="string",
-    enum=ASPECT_RATIOS,
-    default="16:9",
-    description="Aspect ratio for the generated image One of: " + ", ".join(ASPECT_RATIOS) + ".",
-)
-_FORMAT = Property(
-    type="string", enum=OUTPUT_FORMATS, default="png", description="Format of the output image."
-)
-
-
-def _image_model(mid: str, name: str, cost: float, props: dict[str, Property]) -> Model:
+def _model(entry: CatalogueModel) -> Model:
+    schema = entry.request_schema
     return Model(
-        id=mid,
-        display_name=name,
-        capabilities=Capabilities(input=("text", "image"), output=("image",)),
-        pricing=Pricing(method="per_image", cost_per_image=cost),
-        request_schema=RequestSchema(properties=props, required=("prompt", "input_image")),
+        id=entry.id,
+        created=entry.created,
+        display_name=entry.display_name,
+        capabilities=Capabilities(input=entry.inputs, output=entry.outputs),
+        pricing=msgspec.convert(entry.pricing, Pricing),
+        request_schema=None if schema is None else msgspec.convert(schema, RequestSchema),
     )
 
 
-MODELS: dict[str, Model] = {
-    m.id: m
-    for m in (
-        _image_model(
-            "qwen-image-edit",
-            "Qwen Image Edit",
-            0.03,
-            {"prompt": _PROMPT, "input_image": _IMAGE, "aspect_ratio": _ASPECT},
-        ),
-        _image_model(
-            "qwen-image-edit-plus",
-            "Qwen Image Edit Plus",
-            0.03,
-            {
-                "prompt": _PROMPT,
-                "input_image": Property(
-                    type="array",
-                    items=_IMAGE,
-                    description="One to three reference images, each jpeg, png, gif, or webp.",
-                ),
-                "negative_prompt": Property(type="string", description="What to avoid."),
-                "aspect_ratio": _ASPECT,
-                "output_format": _FORMAT,
-            },
-        ),
-        _image_model(
-            "flux-kontext-dev",
-            "FLUX.1 Kontext [dev]",
-            0.025,
-            {
-                "prompt": _PROMPT,
-                "input_image": _IMAGE,
-                "seed": Property(type="integer", description="Random seed, for reproducibility."),
-                "guidance": Property(
-                    type="number",
-                    default=2.5,
-                    minimum=0,
-                    maximum=10,
-                    description="How closely to follow the prompt.",
-                ),
-                "num_inference_steps": Property(
-                    type="integer",
-                    default=28,
-                    minimum=1,
-                    maximum=50,
-                    description="Number of denoising steps.",
-                ),
-                "output_format": _FORMAT,
-            },
-        ),
-        Model(
-            id="qwen3-32b",
-            display_name="Qwen3 32B",
-            capabilities=Capabilities(input=("text",), output=("text",)),
-            pricing=Pricing(
-                method="per_token",
-                cost_per_million_input_tokens=0.1,
-                cost_per_million_output_tokens=0.3,
-            ),
-            request_schema=RequestSchema(
-                properties={"prompt": Property(type="string", description="The prompt.")},
-                required=("prompt",),
-            ),
-        ),
-    )
-}
+MODELS: dict[str, Model] = {entry.id: _model(entry) for entry in _CATALOGUE}
 
 
 def check_params(model: Model, params: dict[str, Any]) -> None:
@@ -187,6 +119,8 @@ def check_params(model: Model, params: dict[str, Any]) -> None:
         ParamError: with the message the failed generation carries, naming the field.
     """
     schema = model.request_schema
+    if schema is None:
+        return
     for name in schema.required:
         if params.get(name) is None:
             raise ParamError(f"{name} is required")

@@ -50,7 +50,7 @@ def split_body(body: Any, queue_params: frozenset[str]) -> tuple[Model, dict[str
         raise ApiError(message_error(404, f"Model not found: {name}"))
     if not model.outputs_media:
         raise invalid_params(f"Model {name} does not output images or video; choose an image model")
-    props = model.request_schema.properties
+    props = model.properties
     unknown = sorted(k for k in body if k not in queue_params and k not in props)
     if unknown:
         raise invalid_params(

@@ -1,14 +1,20 @@
-"""Pure parts: fault settings (validation, replayable RNG) and model-parameter validation."""
+"""Fault settings (validation, replayable RNG), model-parameter validation, and the catalogue
+each model's docs page describes (served over real sockets)."""
 
 from __future__ import annotations
 
+import io
 import random
 from typing import Any
 
+import aiohttp
 import pytest
+from PIL import Image
 
-from oxedit.testing import Faults
+from oxedit.testing import Faults, LocalServer
 from oxedit.testing._schemas import MODELS, ParamError, check_params
+
+from ._helpers import data_uri, download, enqueue, get_row, image_bytes
 
 
 def test_all_faults_are_off_by_default() -> None:
@@ -137,3 +143,116 @@ def test_check_params_numbers_arrays_and_valid_input() -> None:
         check_params(plus, base)
     with pytest.raises(ParamError, match=r"input_image\[1\] must be a string"):
         check_params(plus, {"prompt": "x", "input_image": [URI, 7]})
+
+
+# -- the catalogue, as the models endpoint serves it (issue 14 item 6) -------------------------
+
+
+async def _model(http: aiohttp.ClientSession, model_id: str) -> dict[str, Any]:
+    async with http.get(f"/api/ai/models/{model_id}") as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.anyio
+async def test_flux_kontext_dev_follows_its_docs_page(http: aiohttp.ClientSession) -> None:
+    # docs.oxen.ai models/flux-kontext-dev, "Request parameters".
+    props = (await _model(http, "flux-kontext-dev"))["request_schema"]["properties"]
+    assert props["aspect_ratio"]["enum"] == [
+        "1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21",
+        "match_input_image",
+    ]  # fmt: skip
+    assert props["aspect_ratio"]["default"] == "16:9"
+    steps = props["num_inference_steps"]
+    assert (steps["type"], steps["minimum"], steps["maximum"], steps["default"]) == (
+        "integer", 4, 50, 28
+    )  # fmt: skip
+    guidance = props["guidance"]
+    assert (guidance["minimum"], guidance["maximum"], guidance["default"]) == (0, 10, 2.5)
+    quality = props["output_quality"]
+    assert (quality["type"], quality["minimum"], quality["maximum"], quality["default"]) == (
+        "integer", 0, 100, 80
+    )  # fmt: skip
+    assert props["disable_safety_checker"]["type"] == "boolean"
+    assert props["disable_safety_checker"]["default"] is False
+    assert props["output_format"]["enum"] == ["webp", "jpg", "png"]
+    assert props["output_format"]["default"] == "webp"
+
+
+@pytest.mark.anyio
+async def test_model_objects_follow_the_spec(http: aiohttp.ClientSession) -> None:
+    async with http.get("/api/ai/models") as resp:
+        listing = await resp.json()
+    methods = {"token", "time", "per_image", "per_video_output_second"}
+    for model in listing["data"]:
+        assert model["object"] == "model" and isinstance(model["created"], int)
+        assert isinstance(model["owned_by"], str) and model["owned_by"]
+        assert model["pricing"]["method"] in methods, model["id"]
+        assert "request_schema" in model
+    text = await _model(http, "qwen3-32b")
+    assert text["request_schema"] is None  # [spec] may be null; text models have none
+    assert text["pricing"]["method"] == "token"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "model_id",
+    ["qwen-image-edit-plus", "flux-2-dev", "flux-2-pro", "flux-2-flex", "bytedance-seedream-4"],
+)
+async def test_multi_image_models_have_their_documented_ids(
+    http: aiohttp.ClientSession, model_id: str
+) -> None:
+    schema = (await _model(http, model_id))["request_schema"]
+    assert schema["properties"]["input_image"]["type"] == "array"
+    assert schema["properties"]["input_image"]["items"]["type"] == "string"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("model_id", ["flux-2", "seedream"])
+async def test_made_up_model_ids_do_not_exist(http: aiohttp.ClientSession, model_id: str) -> None:
+    async with http.get(f"/api/ai/models/{model_id}") as resp:
+        assert resp.status == 404
+
+
+async def _run(http: aiohttp.ClientSession, server: LocalServer, **body: Any) -> dict[str, Any]:
+    body.setdefault("prompt", "invert the colours")
+    (gen_id,) = await enqueue(http, body)
+    await server.wait_idle()
+    return await get_row(http, gen_id)
+
+
+@pytest.mark.anyio
+async def test_output_format_default_and_jpg_follow_the_docs(
+    http: aiohttp.ClientSession, server: LocalServer
+) -> None:
+    image = data_uri()
+    row = await _run(http, server, model="flux-kontext-dev", input_image=image)
+    assert row["status"] == "succeeded", row
+    # flux-kontext-dev's default output_format is webp [doc].
+    assert Image.open(io.BytesIO(await download(row["result_url"]))).format == "WEBP"
+    row = await _run(http, server, model="flux-kontext-dev", input_image=image, output_format="jpg")
+    assert row["status"] == "succeeded", row
+    assert Image.open(io.BytesIO(await download(row["result_url"]))).format == "JPEG"
+    row = await _run(
+        http, server, model="qwen-image-edit-plus", input_image=[image], output_format="jpeg"
+    )
+    assert row["status"] == "failed"
+    assert row["error_message"] == "output_format must be one of webp, jpg, png, got 'jpeg'"
+
+
+@pytest.mark.anyio
+async def test_match_input_image_keeps_the_inputs_shape(
+    http: aiohttp.ClientSession, server: LocalServer
+) -> None:
+    image = data_uri(image_bytes((30, 10)))
+    row = await _run(
+        http, server, model="flux-kontext-dev", input_image=image,
+        aspect_ratio="match_input_image", num_inference_steps=4,
+    )  # fmt: skip
+    assert row["status"] == "succeeded", row
+    assert Image.open(io.BytesIO(await download(row["result_url"]))).size == (30, 10)
+    row = await _run(
+        http, server, model="flux-kontext-dev", input_image=image, num_inference_steps=3
+    )
+    assert row["status"] == "failed"
+    assert row["error_message"] == "num_inference_steps must be >= 4, got 3"
