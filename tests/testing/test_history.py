@@ -58,7 +58,9 @@ async def test_one_history_row_is_wrapped_and_unknown_ids_are_404(
     "query",
     [{"page_size": "1001"}, {"page_size": "0"}, {"page": "0"}, {"page": "x"}, {"sort": "asc"}],
 )
-async def test_history_refuses_bad_paging(http: aiohttp.ClientSession, query: dict[str, str]) -> None:
+async def test_history_refuses_bad_paging(
+    http: aiohttp.ClientSession, query: dict[str, str]
+) -> None:
     async with http.get("/api/ai/generations", params=query) as resp:
         await assert_typed_error(resp, 400, "invalid_params")
 
