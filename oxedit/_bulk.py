@@ -15,21 +15,24 @@ import logging
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-import msgspec
-
 from ._atomic import remove_own_temps, save_atomic
+from ._bulk_resume import recover_unrecorded
+from ._cost import Spending, check_request
 from ._exceptions import (
     AmbiguousRequestError,
     GenerationCancelled,
     GenerationExpired,
     GenerationFailed,
+    InsufficientCreditsError,
     InvalidRequestError,
     OxeditError,
 )
+from ._history import to_decimal
 from ._inputs import build_payload, sniff_mime
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
@@ -60,6 +63,23 @@ class BulkRun:
     Use it with `async with` so that leaving early (break, exception) cancels what is in
     flight at once. Items cancelled that way stay in the journal as enqueued or sending and
     are picked up by the next run. On a full disk it stops sending new items (`stopped`).
+
+    Args (of `Client.map`):
+        requests: `EditRequest`s, or mappings with `image`, `prompt` and parameters; a plain
+            or async iterable, consumed as slots free up. An `OxeditError` item stands for a
+            row that could not be parsed and becomes that item's error.
+        concurrency: Items enqueued and not finished, at most.
+        journal: A SQLite file recording every item: a re-run with the same journal sends
+            nothing that was already sent.
+        output_dir: Save each result there, atomically, named after the request's `name` or
+            its image's stem.
+        retry_failed: Re-send items whose earlier run failed (they may be billed again).
+        max_cost: The most the batch may spend, in USD, counting what earlier runs of the same
+            journal spent. A sized input whose estimate exceeds it is refused before anything
+            is sent (`InvalidRequestError`); otherwise the run stops sending new items when the
+            next one would pass it (`stopped`, `stopped_at`), and a re-run with a higher cap
+            continues. Items whose model has no per-image price need `unknown_cost`.
+        unknown_cost: USD to assume per generation of a model with unknown pricing.
     """
 
     def __init__(
@@ -71,6 +91,8 @@ class BulkRun:
         journal: str | os.PathLike[str] | None,
         output_dir: str | os.PathLike[str] | None,
         retry_failed: bool,
+        max_cost: Decimal | None = None,
+        unknown_cost: Decimal | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r} must be at least 1")
@@ -86,11 +108,14 @@ class BulkRun:
         self._closed = False
         self._names: Counter[str] = Counter()
         self._keys: Counter[bytes] = Counter()
-        self._adopted: dict[str, Pending] = {}  # found on the server by `_recover_unrecorded`
+        self._adopted: dict[str, Pending] = {}  # found on the server by `recover_unrecorded`
+        self._spending = Spending(client, max_cost=max_cost, unknown_cost=unknown_cost)
         self.in_flight = 0
-        #: Why the run stopped sending new items before the end of its input (a full disk),
-        #: or None. Items in flight when it stopped were finished; the rest were not started.
+        #: Why the run stopped sending new items before the end of its input (a full disk,
+        #: the cap, a 402), or None. Items in flight then were finished; the rest not started.
         self.stopped: str | None = None
+        #: The index of the first item it did not send because it stopped (None if unknown).
+        self.stopped_at: int | None = None
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -148,17 +173,25 @@ class BulkRun:
         try:
             if self._output_dir is not None:
                 remove_own_temps(self._output_dir)
-            if self._journal is not None:
-                await self._recover_unrecorded(self._journal)
+            journal = self._journal
+            if journal is not None:
+                self._adopted = await recover_unrecorded(self._client, journal, self._payload)
+            self._spending.start(journal.spent() if journal is not None else Decimal(0))
+            source = self._requests
+            if self._spending.budget is not None and isinstance(source, Collection):
+                await self._spending.check_all(await self._to_send(source))
             slots = asyncio.Semaphore(self._concurrency)
             async with asyncio.TaskGroup() as group:
                 index = 0
                 async for request in self._iterate():
                     await slots.acquire()
+                    key, charged = None, None
+                    if self.stopped is None and isinstance(request, EditRequest):
+                        key, charged = await self._admit(index, request)
                     if self.stopped is not None:
                         slots.release()
                         break
-                    group.create_task(self._item(index, request, slots))
+                    group.create_task(self._item(index, request, key, charged, slots))
                     index += 1
             self._results.put_nowait(_DONE)
         except asyncio.CancelledError:
@@ -175,12 +208,59 @@ class BulkRun:
             for item in source:
                 yield coerce(item)
 
-    def _key(self, request: EditRequest) -> str:
+    def _key(self, request: EditRequest, seen: Counter[bytes] | None = None) -> str:
         """Stable identity across runs: the request's content, plus which repetition it is."""
         encoded = request.encoded()
-        self._keys[encoded] += 1
+        seen = self._keys if seen is None else seen
+        seen[encoded] += 1
         digest = hashlib.sha256(encoded).hexdigest()[:24]
-        return f"{digest}-{self._keys[encoded]}"
+        return f"{digest}-{seen[encoded]}"
+
+    def _will_send(self, key: str) -> bool:
+        """Whether this run would enqueue the item (not skip or follow what an earlier run
+        did); mirrors `_process`."""
+        entry = self._journal.get(key) if self._journal is not None else None
+        if entry is None:
+            return True
+        if entry.generation_id is not None and entry.state in ("enqueued", "succeeded"):
+            return False
+        if entry.state == "error" and entry.generation_id is None:
+            return True
+        return self._retry_failed or entry.state not in FINISHED
+
+    async def _to_send(self, source: Collection[Any]) -> list[EditRequest]:
+        """The valid items of a sized input that this run would send, for the cap's check."""
+        seen: Counter[bytes] = Counter()
+        found = []
+        for item in source:
+            request = coerce(item)
+            if isinstance(request, EditRequest) and self._will_send(self._key(request, seen)):
+                try:
+                    await check_request(request)
+                except OxeditError:
+                    continue  # refused before sending: costs nothing
+                found.append(request)
+        return found
+
+    async def _admit(self, index: int, request: EditRequest) -> tuple[str | None, Decimal | None]:
+        """The item's key and what it is charged (None: nothing, or unknown); sets `stopped`
+        when the cap does not let it go."""
+        try:
+            key = self._key(request)
+        except Exception:  # unencodable (a lone surrogate...): that item's error, in _process
+            return None, None
+        if not self._will_send(key):
+            return key, None
+        amount, _ = await self._spending.estimate(request)
+        reason = self._spending.admit(index, request, amount)
+        if reason is not None:
+            self._stop(index, reason)
+        return key, amount
+
+    def _stop(self, index: int | None, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped, self.stopped_at = reason, index
+            log.warning("stopping the batch: %s", reason)
 
     def _output_path(self, request: EditRequest, key: str) -> Path | None:
         if self._output_dir is None:
@@ -192,11 +272,16 @@ class BulkRun:
         return self._output_dir / name
 
     async def _item(
-        self, index: int, request: EditRequest | OxeditError, slots: asyncio.Semaphore
+        self,
+        index: int,
+        request: EditRequest | OxeditError,
+        key: str | None,
+        charged: Decimal | None,
+        slots: asyncio.Semaphore,
     ) -> None:
         self.in_flight += 1
         try:
-            result = await self._process(index, request)
+            result = await self._process(index, request, key, charged)
         except Exception as exc:  # one item's failure is that item's result
             # Whatever escaped (a journal write on a full disk, a bug, an odd response body)
             # ends this item only. Its journal row keeps its last state, which a re-run
@@ -209,7 +294,13 @@ class BulkRun:
             slots.release()
         self._results.put_nowait(result)
 
-    async def _process(self, index: int, request: EditRequest | OxeditError) -> BulkResult:
+    async def _process(
+        self,
+        index: int,
+        request: EditRequest | OxeditError,
+        key: str | None,
+        charged: Decimal | None,
+    ) -> BulkResult:
         if isinstance(request, OxeditError):  # a malformed input row
             bad = EditRequest(image="", prompt="")
             return BulkResult(index, bad, "error", error=str(request))
@@ -218,11 +309,12 @@ class BulkRun:
                 check_name(request.name)
             except InvalidRequestError as exc:
                 return BulkResult(index, request, "error", error=str(exc))
-        key = self._key(request)
+        key = key if key is not None else self._key(request)
         stem = self._output_path(request, key)
         journal = self._journal
         entry = journal.get(key) if journal is not None else None
         if entry is not None and entry.state in FINISHED:
+            estimated, cost = to_decimal(entry.estimate), to_decimal(entry.cost)
             if entry.state == "succeeded" and (stem is None or _exists(entry.output)):
                 return BulkResult(
                     index,
@@ -231,6 +323,8 @@ class BulkRun:
                     entry.generation_id,
                     output=Path(entry.output) if entry.output else None,
                     resumed=True,
+                    estimated_cost=estimated,
+                    cost=cost,
                 )
             never_sent = entry.state == "error" and entry.generation_id is None
             if entry.state != "succeeded" and not never_sent and not self._retry_failed:
@@ -241,20 +335,34 @@ class BulkRun:
                     entry.generation_id,
                     error=entry.error,
                     resumed=True,
+                    estimated_cost=estimated,
+                    cost=cost,
                 )
         try:
-            job = await self._enqueue(request, key, entry)
+            job = await self._enqueue(request, key, entry, charged)
         except AmbiguousRequestError as exc:
             # It may have been created: the row stays 'sending', and the next run looks it
             # up on the server before sending anything.
-            return BulkResult(index, request, "unknown", error=self._unknown(exc, None))
+            error = self._unknown(exc, None)
+            return BulkResult(index, request, "unknown", error=error, estimated_cost=charged)
         except OxeditError as exc:
+            self._spending.settle(charged, Decimal(0))  # refused: nothing created or billed
+            if isinstance(exc, InsufficientCreditsError):
+                # Every next item would be refused the same way: stop sending.
+                self._stop(
+                    index,
+                    f"the API refused item {index} ({request.image}) for lack of credits "
+                    f"({exc.message}); no new items were sent. Add credits, then run again "
+                    "to continue",
+                )
             if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
-        return await self._finish(index, request, key, job, stem)
+        return await self._finish(index, request, key, job, stem, charged)
 
-    async def _enqueue(self, request: EditRequest, key: str, entry: JournalEntry | None) -> Job:
+    async def _enqueue(
+        self, request: EditRequest, key: str, entry: JournalEntry | None, charged: Decimal | None
+    ) -> Job:
         client = self._client
         if (
             entry is not None
@@ -271,7 +379,7 @@ class BulkRun:
         on_send = None
         if journal is not None:
             encoded = request.encoded().decode()
-            journal.sending(key, encoded)
+            journal.sending(key, encoded, estimate=charged)
 
             def on_send(at: float, journal: Journal = journal) -> None:
                 # Each attempt's send time: a crash recovery adopts only a row enqueued within
@@ -299,6 +407,7 @@ class BulkRun:
         key: str,
         job: Job,
         stem: Path | None,
+        charged: Decimal | None,
     ) -> BulkResult:
         journal = self._journal
         try:
@@ -313,8 +422,12 @@ class BulkRun:
             # Lost track of it (stream refused, client closed, an odd event...): its outcome
             # is unknown, not failed. The row stays 'enqueued': a re-run follows it, never
             # re-sends it.
-            return BulkResult(index, request, "unknown", job.id, error=self._unknown(exc, job.id))
+            error = self._unknown(exc, job.id)
+            return BulkResult(
+                index, request, "unknown", job.id, error=error, estimated_cost=charged
+            )
         else:
+            cost = await self._cost(key, job, charged)
             output = None
             if stem is not None:
                 try:
@@ -336,13 +449,36 @@ class BulkRun:
                         job.id,
                         error=f"generation succeeded but its {what} failed: "
                         f"{_describe(exc)}; re-run to retry the download",
+                        estimated_cost=charged,
+                        cost=cost,
                     )
             if journal is not None:
                 journal.finished(key, "succeeded", output=str(output) if output else None)
-            return BulkResult(index, request, "succeeded", job.id, output=output)
+            return BulkResult(
+                index,
+                request,
+                "succeeded",
+                job.id,
+                output=output,
+                estimated_cost=charged,
+                cost=cost,
+            )
+        cost = None if status == "error" else await self._cost(key, job, charged)
         if journal is not None:
             journal.finished(key, status, error=error)
-        return BulkResult(index, request, status, job.id, error=error)
+        return BulkResult(
+            index, request, status, job.id, error=error, estimated_cost=charged, cost=cost
+        )
+
+    async def _cost(self, key: str, job: Job, charged: Decimal | None) -> Decimal | None:
+        """What the ended generation cost, from the history (None: not known); recorded, and
+        it replaces the item's charge against the cap."""
+        cost = await self._spending.actual([job.id])
+        if cost is not None:
+            if self._journal is not None:
+                self._journal.costed(key, cost)
+            self._spending.settle(charged, cost)
+        return cost
 
     def _unknown(self, exc: Exception, generation_id: str | None) -> str:
         if self._journal is not None:
@@ -359,40 +495,8 @@ class BulkRun:
         full |= isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == (
             sqlite3.SQLITE_FULL
         )
-        if full and self.stopped is None:
-            self.stopped = f"the disk is full ({exc}); no new items were sent"
-            log.warning("stopping the batch: %s", self.stopped)
-
-    async def _recover_unrecorded(self, journal: Journal) -> None:
-        """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
-        them unsent. Runs before anything new is sent, so no new row can be mistaken for
-        theirs."""
-        stranded = [e for e in journal.entries() if e.state == "sending"]
-        if not stranded:
-            return
-        requests: list[tuple[dict[str, Any], float]] = []
-        keys: list[str] = []
-        for entry in sorted(stranded, key=lambda e: e.sent_at or 0):
-            try:
-                request = msgspec.json.decode(entry.request, type=EditRequest)
-                requests.append((await self._payload(request), entry.sent_at or 0))
-                keys.append(entry.key)
-            except (msgspec.DecodeError, OxeditError) as exc:
-                journal.rejected(entry.key, entry.request, f"cannot be resumed: {exc}")
-        assert self._client._enqueuer is not None
-        adopted = await self._client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
-        for key, pending in zip(keys, adopted, strict=True):
-            if pending is None:
-                journal.forget(key)  # surely never created: it will be sent as new
-            else:
-                journal.enqueued(key, pending.id)
-                self._adopted[pending.id] = pending
-        log.info(
-            "resumed %d item(s) caught mid-send: %d adopted, %d to send",
-            len(keys),
-            sum(g is not None for g in adopted),
-            adopted.count(None),
-        )
+        if full:
+            self._stop(None, f"the disk is full ({exc}); no new items were sent")
 
 
 def _describe(exc: BaseException) -> str:

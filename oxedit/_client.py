@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -14,6 +15,7 @@ from ._api import Api, ClientStats
 from ._atomic import save_atomic
 from ._bulk import BulkRun
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._cost import Estimate, estimate, to_amount
 from ._edit import blocking_edit
 from ._enqueue import Enqueuer
 from ._exceptions import (
@@ -23,6 +25,7 @@ from ._exceptions import (
     NotFoundError,
     OxeditError,
 )
+from ._history import HistoryEntry, HistoryPage, history_entry, history_page
 from ._inputs import ImageInput, build_payload, check_num_generations
 from ._job import AsCompleted, Job
 from ._listener import Listener
@@ -277,29 +280,29 @@ class Client:
         journal: str | os.PathLike[str] | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         retry_failed: bool = False,
+        max_cost: Decimal | float | str | None = None,
+        unknown_cost: Decimal | float | str | None = None,
     ) -> BulkRun:
-        """Run many edits with at most `concurrency` in flight; yields `BulkResult`s as they
-        finish. One bad item gives an "error" result; it never stops the batch.
-
-        Args:
-            requests: `EditRequest`s, or mappings with `image`, `prompt` and parameters; a
-                plain or async iterable, consumed as slots free up. An `OxeditError` item
-                stands for a row that could not be parsed and becomes that item's error.
-            concurrency: Items enqueued and not finished, at most.
-            journal: A SQLite file recording every item: a re-run with the same journal
-                sends nothing that was already sent (see `BulkRun`).
-            output_dir: Save each result there, atomically, named after the request's `name`
-                or its image's stem.
-            retry_failed: Re-send items whose earlier run failed (they may be billed again).
-
-        Example: `async with client.map(requests, journal="j.sqlite", output_dir="out") as
-        run: async for result in run: print(result.status, result.output or result.error)`
-        """
+        """Run many edits, at most `concurrency` in flight, as a `BulkRun` (its docstring has
+        the arguments): `async with client.map(reqs, journal="j.sqlite") as run: async for
+        result in run: ...`. One bad item gives an "error" result; it never stops the batch."""
         self._require_open()
         return BulkRun(
             self, requests, concurrency=concurrency, journal=journal, output_dir=output_dir,
-            retry_failed=retry_failed,
+            retry_failed=retry_failed, max_cost=to_amount(max_cost, "max_cost"),
+            unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
+
+    async def estimate(
+        self,
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
+        *,
+        unknown_cost: Decimal | float | str | None = None,
+    ) -> Estimate:
+        """Check every item as `map` would and price it from its model's pricing; sends
+        nothing. `unknown_cost`: USD assumed per generation where the pricing is unknown."""
+        self._require_open()
+        return await estimate(self, requests, to_amount(unknown_cost, "unknown_cost"))
 
     async def _cancel(self, generation_id: str) -> Outcome:
         registry, _, _ = self._require_open()
@@ -339,6 +342,18 @@ class Client:
         self._require_open()
         rows = await self._api.list_rows(status=status, model=model, **filters)
         return [self._bound(Generation.from_row(row)) for row in rows]
+
+    async def history(
+        self, *, page: int = 1, page_size: int = C.DEFAULT_HISTORY_PAGE_SIZE
+    ) -> HistoryPage:
+        """A page of the billing history (`GET /api/ai/generations`) with each cost."""
+        self._require_open()
+        return await history_page(self._api, page=page, page_size=page_size, bind=self._bound)
+
+    async def history_entry(self, generation_id: str) -> HistoryEntry:
+        """One generation's billing history row (`GET /api/ai/generations/{id}`)."""
+        self._require_open()
+        return await history_entry(self._api, generation_id, bind=self._bound)
 
     async def models(self) -> _list[Model]:
         """Every model of `GET /api/ai/models`."""

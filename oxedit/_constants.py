@@ -60,3 +60,7 @@ KNOWN_ID_TTL = 900.0
 
 # Events for ids we do not know (yet): kept for the enqueue response that may follow them.
 EARLY_EVENT_LIMIT = 100_000
+
+# The billing history (`GET /api/ai/generations`): the spec's largest page, and our default.
+MAX_HISTORY_PAGE_SIZE = 1000
+DEFAULT_HISTORY_PAGE_SIZE = 100

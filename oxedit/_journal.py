@@ -8,6 +8,11 @@ that is the trade of `synchronous=NORMAL`.
 
 States: `sending` (recorded, enqueue may be in flight) -> `enqueued` (id known) -> one of
 `succeeded`, `failed`, `cancelled`, `error` (never enqueued: bad input or a refused request).
+
+Money: `estimate` is what the item was expected to cost when it was sent, `cost` what the
+history endpoint says it cost (decimal strings, USD). The spend of the batch so far is, over
+the items that were sent, the cost where known, else the estimate (`spent()`): a later run
+counts it against its cap. Journals written before these columns existed get them added.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Final
 
@@ -40,7 +46,9 @@ CREATE TABLE IF NOT EXISTS items (
     sent_at REAL,
     error TEXT,
     output TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    estimate TEXT,
+    cost TEXT
 );
 CREATE INDEX IF NOT EXISTS items_generation ON items (generation_id);
 """
@@ -55,6 +63,21 @@ class JournalEntry:
     sent_at: float | None
     error: str | None
     output: str | None
+    estimate: str | None = None
+    cost: str | None = None
+
+    @property
+    def spent(self) -> Decimal:
+        """What this item cost the batch: its actual cost, else its estimate once sent."""
+        sent = self.generation_id is not None or self.state in ("sending", "enqueued")
+        amount = self.cost if self.cost is not None else self.estimate if sent else None
+        try:
+            return Decimal(amount) if amount is not None else Decimal(0)
+        except InvalidOperation:
+            return Decimal(0)
+
+
+_FIELDS = "key, request, state, generation_id, sent_at, error, output, estimate, cost"
 
 
 class Journal:
@@ -83,10 +106,8 @@ class Journal:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
-                self._db.execute(
-                    "SELECT key, request, state, generation_id, sent_at, error, "
-                    "output, updated_at FROM items LIMIT 1"
-                )
+                _add_cost_columns(self._db)
+                self._db.execute(f"SELECT {_FIELDS}, updated_at FROM items LIMIT 1")
             except BaseException:
                 self._db.close()
                 raise
@@ -111,36 +132,42 @@ class Journal:
         self._lock.close()  # closing the file releases the lock
 
     def get(self, key: str) -> JournalEntry | None:
-        row = self._db.execute(
-            "SELECT key, request, state, generation_id, sent_at, error, output FROM items "
-            "WHERE key = ?",
-            (key,),
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_FIELDS} FROM items WHERE key = ?", (key,)).fetchone()
         return JournalEntry(*row) if row else None
 
     def entries(self) -> list[JournalEntry]:
-        rows = self._db.execute(
-            "SELECT key, request, state, generation_id, sent_at, error, output FROM items"
-        ).fetchall()
+        rows = self._db.execute(f"SELECT {_FIELDS} FROM items").fetchall()
         return [JournalEntry(*row) for row in rows]
+
+    def spent(self) -> Decimal:
+        """The batch's spend so far (see the module docstring)."""
+        return sum((entry.spent for entry in self.entries()), Decimal(0))
 
     def claimed_ids(self) -> set[str]:
         """Every generation id this batch already owns."""
         rows = self._db.execute("SELECT generation_id FROM items WHERE generation_id IS NOT NULL")
         return {row[0] for row in rows}
 
-    def sending(self, key: str, request: str, at: float | None = None) -> float:
+    def sending(
+        self, key: str, request: str, at: float | None = None, estimate: Decimal | None = None
+    ) -> float:
         """Record that the item's enqueue is about to be sent (at Unix time `at`, default now:
-        a crash recovery adopts only rows enqueued shortly after it); returns the time."""
+        a crash recovery adopts only rows enqueued shortly after it) and what it is expected
+        to cost (kept from the first attempt when None); returns the time."""
         now = time.time() if at is None else at
         self._db.execute(
-            "INSERT INTO items (key, request, state, sent_at, updated_at) "
-            "VALUES (?, ?, 'sending', ?, ?) "
+            "INSERT INTO items (key, request, state, sent_at, updated_at, estimate) "
+            "VALUES (?, ?, 'sending', ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'sending', sent_at = excluded.sent_at, "
-            "generation_id = NULL, error = NULL, output = NULL, updated_at = excluded.updated_at",
-            (key, request, now, now),
+            "generation_id = NULL, error = NULL, output = NULL, cost = NULL, "
+            "estimate = COALESCE(excluded.estimate, estimate), updated_at = excluded.updated_at",
+            (key, request, now, now, None if estimate is None else str(estimate)),
         )
         return now
+
+    def costed(self, key: str, cost: Decimal) -> None:
+        """Record what the item actually cost."""
+        self._set(key, cost=str(cost))
 
     def enqueued(self, key: str, generation_id: str) -> None:
         self._set(key, state="enqueued", generation_id=generation_id)
@@ -172,6 +199,14 @@ class Journal:
             f"UPDATE items SET {names}, updated_at = ? WHERE key = ?",
             (*fields.values(), time.time(), key),
         )
+
+
+def _add_cost_columns(db: sqlite3.Connection) -> None:
+    """Journals from before cost tracking lack these columns: add them (both start empty)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    for column in ("estimate", "cost"):
+        if have and column not in have:
+            db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
 
 
 def _lock(lock_path: Path, journal: Path) -> IO[str]:

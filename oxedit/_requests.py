@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +81,9 @@ class BulkResult:
         output: Where the image was saved, when an output folder was given.
         resumed: True when the item was skipped because an earlier run (same journal) already
             finished it; items that an earlier run sent and this run followed are not resumed.
+        estimated_cost: What it was expected to cost when it was sent, in USD (None when it
+            was not sent by this batch, or its pricing is unknown).
+        cost: What it cost, from the history endpoint (None when that did not say).
     """
 
     index: int
@@ -89,6 +93,8 @@ class BulkResult:
     error: str | None = None
     output: Path | None = None
     resumed: bool = False
+    estimated_cost: Decimal | None = None
+    cost: Decimal | None = None
 
     @property
     def ok(self) -> bool:

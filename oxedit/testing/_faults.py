@@ -239,8 +239,10 @@ def _check_new_field(name: str, value: object) -> None:
         raise ValueError(f"Faults.drip_interval must be None or seconds >= 0, got {value!r}")
     if name == "result_body" and value is not None and not isinstance(value, bytes):
         raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")
-    if name == "insufficient_credits_after" and value is not None and not (
-        whole and isinstance(value, int) and value >= 0
+    if (
+        name == "insufficient_credits_after"
+        and value is not None
+        and not (whole and isinstance(value, int) and value >= 0)
     ):
         raise ValueError(
             f"Faults.insufficient_credits_after must be None or a count >= 0, got {value!r}"
