@@ -251,6 +251,11 @@ class BulkRun:
             return None, None
         if not self._will_send(key):
             return key, None
+        if self._spending.budget is not None:
+            try:  # an item refused before sending costs nothing: it must not stop the run
+                await check_request(request)
+            except OxeditError:
+                return key, None
         amount, _ = await self._spending.estimate(request)
         reason = self._spending.admit(index, request, amount)
         if reason is not None:
