@@ -259,6 +259,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-send items that failed in an earlier run (may bill again)",
     )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every row, print the estimated cost, send nothing",
+    )
+    batch.add_argument(
+        "--max-cost", metavar="USD", help="the most the batch may spend (earlier runs count)"
+    )
+    batch.add_argument(
+        "--unknown-cost", metavar="USD", help="price assumed per generation of unpriced models"
+    )
     batch.set_defaults(run=_batch)
 
     status = sub.add_parser("status", help="show a generation")

@@ -80,7 +80,7 @@ class HistoryPage(msgspec.Struct, frozen=True, kw_only=True):
 def to_decimal(value: Any) -> Decimal | None:
     """A cost as the API sends it (decimal string or number) as a `Decimal`; None when it is
     missing or not a finite, non-negative amount."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None

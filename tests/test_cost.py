@@ -46,10 +46,10 @@ async def test_history_checks_page_size_before_sending() -> None:
 async def test_a_402_is_insufficient_credits_with_the_servers_message(tmp_path: Path) -> None:
     image = tmp_path / "a.png"
     image.write_bytes(png())
-    async with LocalServer(faults=Faults(insufficient_credits_after=0)) as server:
-        async with client_for(server) as client:
-            with pytest.raises(oxedit.InsufficientCreditsError) as caught:
-                await client.submit(prompt="mirror", image=image)
+    faults = Faults(insufficient_credits_after=0)
+    async with LocalServer(faults=faults) as server, client_for(server) as client:
+        with pytest.raises(oxedit.InsufficientCreditsError) as caught:
+            await client.submit(prompt="mirror", image=image)
     assert caught.value.status_code == 402
     assert "Insufficient credits" in str(caught.value)
     assert isinstance(caught.value, oxedit.APIStatusError)
