@@ -20,20 +20,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from ._atomic import remove_own_temps, save_atomic
+from ._atomic import remove_own_temps
+from ._bulk_finish import describe, finish, unknown_outcome
 from ._bulk_resume import recover_unrecorded
 from ._cost import Spending, check_request
 from ._exceptions import (
     AmbiguousRequestError,
-    GenerationCancelled,
-    GenerationExpired,
-    GenerationFailed,
     InsufficientCreditsError,
     InvalidRequestError,
     OxeditError,
 )
 from ._history import to_decimal
-from ._inputs import build_payload, sniff_mime
+from ._inputs import build_payload
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
 from ._registry import Pending
@@ -45,13 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["BulkRun"]
 
 log = logging.getLogger("oxedit")
-
-_EXTENSIONS: Final = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-}
 
 
 _DONE: Final = object()
@@ -74,12 +65,10 @@ class BulkRun:
         output_dir: Save each result there, atomically, named after the request's `name` or
             its image's stem.
         retry_failed: Re-send items whose earlier run failed (they may be billed again).
-        max_cost: The most the batch may spend, in USD, counting what earlier runs of the same
-            journal spent. A sized input whose estimate exceeds it is refused before anything
-            is sent (`InvalidRequestError`); otherwise the run stops sending new items when the
-            next one would pass it (`stopped`, `stopped_at`), and a re-run with a higher cap
-            continues. Items whose model has no per-image price need `unknown_cost`.
-        unknown_cost: USD to assume per generation of a model with unknown pricing.
+        max_cost: USD the batch may spend, earlier runs of its journal included: a sized
+            input estimated above it is refused unsent (`InvalidRequestError`); else sending
+            stops before the item that would pass it (`stopped`, `stopped_at`).
+        unknown_cost: USD assumed per generation of a model with unknown pricing.
     """
 
     def __init__(
@@ -217,16 +206,8 @@ class BulkRun:
         return f"{digest}-{seen[encoded]}"
 
     def _will_send(self, key: str) -> bool:
-        """Whether this run would enqueue the item (not skip or follow what an earlier run
-        did); mirrors `_process`."""
         entry = self._journal.get(key) if self._journal is not None else None
-        if entry is None:
-            return True
-        if entry.generation_id is not None and entry.state in ("enqueued", "succeeded"):
-            return False
-        if entry.state == "error" and entry.generation_id is None:
-            return True
-        return self._retry_failed or entry.state not in FINISHED
+        return entry is None or entry.will_send(self._retry_failed)
 
     async def _to_send(self, source: Collection[Any]) -> list[EditRequest]:
         """The valid items of a sized input that this run would send, for the cap's check."""
@@ -293,7 +274,7 @@ class BulkRun:
             # resolves without sending anything twice.
             self._check_disk_full(exc)
             bad = request if isinstance(request, EditRequest) else EditRequest(image="", prompt="")
-            result = BulkResult(index, bad, "error", error=_describe(exc))
+            result = BulkResult(index, bad, "error", error=describe(exc))
         finally:
             self.in_flight -= 1
             slots.release()
@@ -348,7 +329,7 @@ class BulkRun:
         except AmbiguousRequestError as exc:
             # It may have been created: the row stays 'sending', and the next run looks it
             # up on the server before sending anything.
-            error = self._unknown(exc, None)
+            error = unknown_outcome(self._journal is not None, exc, None)
             return BulkResult(index, request, "unknown", error=error, estimated_cost=charged)
         except OxeditError as exc:
             self._spending.settle(charged, Decimal(0))  # refused: nothing created or billed
@@ -363,7 +344,7 @@ class BulkRun:
             if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
-        return await self._finish(index, request, key, job, stem, charged)
+        return await finish(self, index, request, key, job, stem, charged)
 
     async def _enqueue(
         self, request: EditRequest, key: str, entry: JournalEntry | None, charged: Decimal | None
@@ -405,95 +386,6 @@ class BulkRun:
             prompt=request.prompt, image=request.image, model=request.model, params=params
         )
 
-    async def _finish(
-        self,
-        index: int,
-        request: EditRequest,
-        key: str,
-        job: Job,
-        stem: Path | None,
-        charged: Decimal | None,
-    ) -> BulkResult:
-        journal = self._journal
-        try:
-            generation = await job
-        except GenerationFailed as exc:
-            status, error = "failed", exc.error
-        except GenerationCancelled:
-            status, error = "cancelled", "the generation was cancelled"
-        except GenerationExpired as exc:  # the API forgot it: nothing left to follow
-            status, error = "error", str(exc)
-        except Exception as exc:
-            # Lost track of it (stream refused, client closed, an odd event...): its outcome
-            # is unknown, not failed. The row stays 'enqueued': a re-run follows it, never
-            # re-sends it.
-            error = self._unknown(exc, job.id)
-            return BulkResult(
-                index, request, "unknown", job.id, error=error, estimated_cost=charged
-            )
-        else:
-            cost = await self._cost(key, job, charged)
-            output = None
-            if stem is not None:
-                try:
-                    data = await self._client.read(generation)
-                    ext = _EXTENSIONS.get(sniff_mime(data) or "", ".png")
-                    output = stem.with_name(stem.name + ext)
-                    await save_atomic(output, data)
-                except Exception as exc:  # an odd body, a full disk...: this item's error
-                    self._check_disk_full(exc)
-                    # Recorded as succeeded without an output: a re-run downloads it again
-                    # (it never re-sends a succeeded generation).
-                    what = "save" if isinstance(exc, OSError) else "download"
-                    if journal is not None:
-                        journal.finished(key, "succeeded", error=f"{what} failed: {exc}")
-                    return BulkResult(
-                        index,
-                        request,
-                        "error",
-                        job.id,
-                        error=f"generation succeeded but its {what} failed: "
-                        f"{_describe(exc)}; re-run to retry the download",
-                        estimated_cost=charged,
-                        cost=cost,
-                    )
-            if journal is not None:
-                journal.finished(key, "succeeded", output=str(output) if output else None)
-            return BulkResult(
-                index,
-                request,
-                "succeeded",
-                job.id,
-                output=output,
-                estimated_cost=charged,
-                cost=cost,
-            )
-        cost = None if status == "error" else await self._cost(key, job, charged)
-        if journal is not None:
-            journal.finished(key, status, error=error)
-        return BulkResult(
-            index, request, status, job.id, error=error, estimated_cost=charged, cost=cost
-        )
-
-    async def _cost(self, key: str, job: Job, charged: Decimal | None) -> Decimal | None:
-        """What the ended generation cost, from the history (None: not known); recorded, and
-        it replaces the item's charge against the cap."""
-        cost = await self._spending.actual([job.id])
-        if cost is not None:
-            if self._journal is not None:
-                self._journal.costed(key, cost)
-            self._spending.settle(charged, cost)
-        return cost
-
-    def _unknown(self, exc: Exception, generation_id: str | None) -> str:
-        if self._journal is not None:
-            hint = "its outcome is unknown: re-run the same batch to follow it (not resent)"
-        elif generation_id is not None:
-            hint = f"its outcome is unknown: look it up with client.get({generation_id!r})"
-        else:
-            hint = "it may have been created: look at client.list() before sending it again"
-        return f"{_describe(exc)}; {hint}"
-
     def _check_disk_full(self, exc: BaseException) -> None:
         """On a full disk, stop sending new items: their results could not be kept."""
         full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -502,12 +394,6 @@ class BulkRun:
         )
         if full:
             self._stop(None, f"the disk is full ({exc}); no new items were sent")
-
-
-def _describe(exc: BaseException) -> str:
-    """An exception as one line; the type is named when it is not one of ours."""
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, OxeditError) else f"{type(exc).__name__}: {text}"
 
 
 def _exists(path: str | None) -> bool:

@@ -66,6 +66,15 @@ class JournalEntry:
     estimate: str | None = None
     cost: str | None = None
 
+    def will_send(self, retry_failed: bool) -> bool:
+        """Whether a run would enqueue this item again, not skip or follow what an earlier
+        run did (as `BulkRun._process` decides)."""
+        if self.generation_id is not None and self.state in ("enqueued", "succeeded"):
+            return False
+        if self.state == "error" and self.generation_id is None:
+            return True
+        return retry_failed or self.state not in FINISHED
+
     @property
     def spent(self) -> Decimal:
         """What this item cost the batch: its actual cost, else its estimate once sent."""
