@@ -14,8 +14,9 @@ from . import _constants as C
 from ._api import Api, ClientStats
 from ._atomic import save_atomic
 from ._bulk import BulkRun
+from ._client_cost import CostMethods
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
-from ._cost import Estimate, estimate, to_amount
+from ._cost import to_amount
 from ._edit import blocking_edit
 from ._enqueue import Enqueuer
 from ._exceptions import (
@@ -25,7 +26,6 @@ from ._exceptions import (
     NotFoundError,
     OxeditError,
 )
-from ._history import HistoryEntry, HistoryPage, history_entry, history_page
 from ._inputs import ImageInput, build_payload, check_num_generations
 from ._job import AsCompleted, Job
 from ._listener import Listener
@@ -64,7 +64,7 @@ def owner_of(obj: Generation | EditResult) -> Client:
     return client
 
 
-class Client:
+class Client(CostMethods):
     """The async client. Use it as an async context manager.
 
     Args:
@@ -293,17 +293,6 @@ class Client:
             unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
 
-    async def estimate(
-        self,
-        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
-        *,
-        unknown_cost: Decimal | float | str | None = None,
-    ) -> Estimate:
-        """Check every item as `map` would and price it from its model's pricing; sends
-        nothing. `unknown_cost`: USD assumed per generation where the pricing is unknown."""
-        self._require_open()
-        return await estimate(self, requests, to_amount(unknown_cost, "unknown_cost"))
-
     async def _cancel(self, generation_id: str) -> Outcome:
         registry, _, _ = self._require_open()
         pending = registry.get(generation_id)
@@ -342,18 +331,6 @@ class Client:
         self._require_open()
         rows = await self._api.list_rows(status=status, model=model, **filters)
         return [self._bound(Generation.from_row(row)) for row in rows]
-
-    async def history(
-        self, *, page: int = 1, page_size: int = C.DEFAULT_HISTORY_PAGE_SIZE
-    ) -> HistoryPage:
-        """A page of the billing history (`GET /api/ai/generations`) with each cost."""
-        self._require_open()
-        return await history_page(self._api, page=page, page_size=page_size, bind=self._bound)
-
-    async def history_entry(self, generation_id: str) -> HistoryEntry:
-        """One generation's billing history row (`GET /api/ai/generations/{id}`)."""
-        self._require_open()
-        return await history_entry(self._api, generation_id, bind=self._bound)
 
     async def models(self) -> _list[Model]:
         """Every model of `GET /api/ai/models`."""

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._exceptions import InvalidRequestError, NotFoundError, OxeditError
 from ._history import history_entry, to_decimal
@@ -81,10 +81,14 @@ async def check_request(request: EditRequest) -> dict[str, Any]:
     )
 
 
+class ModelSource(Protocol):
+    async def model(self, model_id: str) -> Model: ...
+
+
 class Prices:
     """Models looked up once each, for their pricing (None: the API does not know the id)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: ModelSource) -> None:
         self._client = client
         self._models: dict[str, Model | None] = {}
         self._lock = asyncio.Lock()
@@ -154,7 +158,7 @@ class Estimate:
 
 
 async def estimate(
-    client: Client,
+    client: ModelSource,
     requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
     unknown_cost: Decimal | None,
 ) -> Estimate:
