@@ -12,6 +12,7 @@ import pytest
 
 import oxedit
 from oxedit._cli import main
+from oxedit._sources import load_source
 from oxedit.testing import LocalServer
 
 from .helpers import client_for, png
@@ -90,3 +91,11 @@ async def test_cli_manifest_rows_may_ask_for_several_generations(
     assert hat["status"] == "succeeded" and len(hat["generation_ids"]) == 2
     assert [Path(p).name for p in hat["outputs"]] == ["hat-1.png", "hat-2.png"]
     assert bad["status"] == "error" and "num_generations=5" in bad["error"]
+
+
+def test_a_csv_num_generations_is_read_as_a_number(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png())
+    (tmp_path / "m.csv").write_text("image,prompt,num_generations\na.png,mirror,2\na.png,x,two\n")
+    good, bad = load_source(tmp_path / "m.csv", defaults={})
+    assert isinstance(good, oxedit.EditRequest) and good.params == {"num_generations": 2}
+    assert isinstance(bad, oxedit.EditRequest) and bad.params == {"num_generations": "two"}
