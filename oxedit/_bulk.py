@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from ._atomic import remove_own_temps
 from ._bulk_finish import describe, finish, unknown_outcome
 from ._bulk_resume import recover_unrecorded
-from ._cost import Spending, check_request
+from ._cost import Spending, check_request, generations_of
 from ._exceptions import (
     AmbiguousRequestError,
     InsufficientCreditsError,
@@ -31,7 +31,6 @@ from ._exceptions import (
     OxeditError,
 )
 from ._history import to_decimal
-from ._inputs import build_payload
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
 from ._registry import Pending
@@ -301,17 +300,15 @@ class BulkRun:
         entry = journal.get(key) if journal is not None else None
         if entry is not None and entry.state in FINISHED:
             estimated, cost = to_decimal(entry.estimate), to_decimal(entry.cost)
-            if entry.state == "succeeded" and (stem is None or _exists(entry.output)):
+            paths = [Path(p) for p in entry.output_paths]
+            ids = tuple(entry.generation_ids)
+            kept = len(paths) == len(ids) and all(p.exists() for p in paths)
+            if entry.state == "succeeded" and (stem is None or kept):
                 return BulkResult(
-                    index,
-                    request,
-                    "succeeded",
-                    entry.generation_id,
-                    output=Path(entry.output) if entry.output else None,
-                    resumed=True,
-                    estimated_cost=estimated,
-                    cost=cost,
-                )
+                    index, request, "succeeded", entry.generation_id,
+                    output=paths[0] if paths else None, outputs=tuple(paths),
+                    generation_ids=ids, resumed=True, estimated_cost=estimated, cost=cost,
+                )  # fmt: skip
             never_sent = entry.state == "error" and entry.generation_id is None
             if entry.state != "succeeded" and not never_sent and not self._retry_failed:
                 return BulkResult(
@@ -320,12 +317,13 @@ class BulkRun:
                     entry.state,
                     entry.generation_id,
                     error=entry.error,
+                    generation_ids=tuple(entry.generation_ids),
                     resumed=True,
                     estimated_cost=estimated,
                     cost=cost,
                 )
         try:
-            job = await self._enqueue(request, key, entry, charged)
+            jobs = await self._enqueue(request, key, entry, charged)
         except AmbiguousRequestError as exc:
             # It may have been created: the row stays 'sending', and the next run looks it
             # up on the server before sending anything.
@@ -344,11 +342,11 @@ class BulkRun:
             if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
-        return await finish(self, index, request, key, job, stem, charged)
+        return await finish(self, index, request, key, jobs, stem, charged)
 
     async def _enqueue(
         self, request: EditRequest, key: str, entry: JournalEntry | None, charged: Decimal | None
-    ) -> Job:
+    ) -> list[Job]:
         client = self._client
         if (
             entry is not None
@@ -356,10 +354,7 @@ class BulkRun:
             and (entry.state in ("enqueued", "succeeded"))
         ):
             # Sent by an earlier run: follow it, never send it again.
-            pending = self._adopted.pop(entry.generation_id, None)
-            if pending is not None:
-                return Job(client, pending.id, pending.future)
-            return client.job(entry.generation_id)
+            return [self._follow(generation_id) for generation_id in entry.generation_ids]
         payload = await self._payload(request)
         journal = self._journal
         on_send = None
@@ -372,19 +367,25 @@ class BulkRun:
                 # the last POST's deadline after it, never another batch's later identical row.
                 journal.sending(key, encoded, at)
 
-        (job,) = await client._enqueue_payload(payload, 1, on_send=on_send)
+        n = payload.get("num_generations", 1)
+        jobs = await client._enqueue_payload(payload, n, on_send=on_send)
         if journal is not None:
-            journal.enqueued(key, job.id)
-        return job
+            journal.enqueued(key, *(job.id for job in jobs))
+        return jobs
+
+    def _follow(self, generation_id: str) -> Job:
+        pending = self._adopted.pop(generation_id, None)
+        if pending is not None:  # found on the server by the crash recovery
+            return Job(self._client, pending.id, pending.future)
+        return self._client.job(generation_id)
 
     @staticmethod
     async def _payload(request: EditRequest) -> dict[str, Any]:
-        params = {k: v for k, v in request.params.items() if k != "num_generations"}
-        if "num_generations" in request.params and request.params["num_generations"] != 1:
-            raise InvalidRequestError("num_generations must be 1 in a batch: add rows instead")
-        return await build_payload(
-            prompt=request.prompt, image=request.image, model=request.model, params=params
-        )
+        payload = await check_request(request)
+        generations = generations_of(request)
+        if generations > 1:  # one enqueue, several generations
+            payload["num_generations"] = generations
+        return payload
 
     def _check_disk_full(self, exc: BaseException) -> None:
         """On a full disk, stop sending new items: their results could not be kept."""
@@ -394,7 +395,3 @@ class BulkRun:
         )
         if full:
             self._stop(None, f"the disk is full ({exc}); no new items were sent")
-
-
-def _exists(path: str | None) -> bool:
-    return path is not None and Path(path).exists()

@@ -34,22 +34,29 @@ async def recover_unrecorded(
     if not stranded:
         return adopted_by_id
     requests: list[tuple[dict[str, Any], float]] = []
-    keys: list[str] = []
+    keys: list[tuple[str, int]] = []
     for entry in sorted(stranded, key=lambda e: e.sent_at or 0):
         try:
             request = msgspec.json.decode(entry.request, type=EditRequest)
-            requests.append((await payload(request), entry.sent_at or 0))
-            keys.append(entry.key)
+            body = await payload(request)
         except (msgspec.DecodeError, OxeditError) as exc:
             journal.rejected(entry.key, entry.request, f"cannot be resumed: {exc}")
+            continue
+        # A POST for n generations creates n rows, each matching the request.
+        n = body.get("num_generations", 1)
+        requests.extend([(body, entry.sent_at or 0)] * n)
+        keys.append((entry.key, n))
     assert client._enqueuer is not None
     adopted = await client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
-    for key, pending in zip(keys, adopted, strict=True):
-        if pending is None:
+    start = 0
+    for key, n in keys:
+        found = [p for p in adopted[start : start + n] if p is not None]
+        start += n
+        if not found:
             journal.forget(key)  # surely never created: it will be sent as new
         else:
-            journal.enqueued(key, pending.id)
-            adopted_by_id[pending.id] = pending
+            journal.enqueued(key, *(p.id for p in found))
+            adopted_by_id.update((p.id, p) for p in found)
     log.info(
         "resumed %d item(s) caught mid-send: %d adopted, %d to send",
         len(keys),

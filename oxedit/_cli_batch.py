@@ -215,6 +215,8 @@ def write_report(
                 "status": r.status,
                 "generation_id": r.generation_id,
                 "output": str(r.output) if r.output else None,
+                "generation_ids": list(r.generation_ids),
+                "outputs": [str(p) for p in r.outputs],
                 "error": r.error,
                 "resumed": r.resumed,
                 "estimated_cost": _text(r.estimated_cost),
