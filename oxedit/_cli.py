@@ -79,7 +79,8 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
 
     # Real jobs take seconds; the embedded server imitates that so progress means something.
     faults = Faults(latency=(args.local_latency[0], args.local_latency[1]))
-    state = embedded_state_dir(args)  # a batch's server outlives a kill, like the real one
+    # A batch's server outlives a kill, like the real one (a dry run sends nothing to keep).
+    state = None if getattr(args, "dry_run", False) else embedded_state_dir(args)
     async with LocalServer(workers=args.local_workers, faults=faults, state_dir=state) as server:
         err.print(
             f"[yellow]No OXEN_API_KEY or OXEN_BASE_URL set: using the local Oxen server at "

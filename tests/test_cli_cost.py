@@ -71,7 +71,7 @@ async def test_dry_run_sends_nothing_and_prints_the_estimate(
     assert "qwen-image-edit 2 2 $0.0300 $0.0600" in lines
     assert "flux-kontext-dev 1 1 $0.0250 $0.0250" in lines
     assert "total 3 3 $0.0850" in lines
-    assert not (tmp_path / "out" / "report.json").exists()
+    assert not (tmp_path / "out").exists()  # nothing written either
 
 
 async def test_max_cost_refuses_then_a_higher_cap_runs_and_reports_costs(
