@@ -104,3 +104,11 @@ async def test_a_402_stops_sending_and_a_rerun_with_credits_continues(tmp_path: 
         assert len(server.generations()) == 6
     assert [r.status for r in second] == ["succeeded"] * 6
     assert [r.resumed for r in second] == [True, True] + [False] * 4
+
+
+async def test_an_unencodable_item_under_a_cap_is_only_that_items_error(tmp_path: Path) -> None:
+    items = rows(tmp_path / "in", 2)
+    items.insert(1, {"image": items[0]["image"], "prompt": "bad \ud800 surrogate"})
+    async with LocalServer() as server, client_for(server) as client:
+        results = await run_all(client.map(items, max_cost="0.06"))
+    assert [r.status for r in results] == ["succeeded", "error", "succeeded"]
