@@ -214,12 +214,14 @@ class BulkRun:
         found = []
         for item in source:
             request = coerce(item)
-            if isinstance(request, EditRequest) and self._will_send(self._key(request, seen)):
-                try:
+            if not isinstance(request, EditRequest):
+                continue
+            try:
+                if self._will_send(self._key(request, seen)):
                     await check_request(request)
-                except OxeditError:
-                    continue  # refused before sending: costs nothing
-                found.append(request)
+                    found.append(request)
+            except Exception:  # refused before sending (or unencodable): costs nothing
+                continue
         return found
 
     async def _admit(self, index: int, request: EditRequest) -> tuple[str | None, Decimal | None]:
