@@ -3,14 +3,17 @@ unknown pricing, the cap's refusal for unpriced models, journals from before cos
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import oxedit
 from oxedit._cost import Budget, Estimate, ModelEstimate, Spending, money, to_amount
+from oxedit._estimate_view import print_estimate
 from oxedit._history import to_decimal
 from oxedit._journal import Journal
 from oxedit._models import Model
@@ -123,3 +126,29 @@ def test_a_journal_from_before_cost_columns_is_upgraded(tmp_path: Path) -> None:
         journal.costed("k", Decimal("0.03"))
         journal.enqueued("k", "g1", "g2")
         assert journal.claimed_ids() == {"g1", "g2"} and journal.spent() == Decimal("0.03")
+
+
+def test_the_dry_run_table_says_unknown_and_what_an_assumed_price_gives(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    models = {
+        "a": ModelEstimate("a", 1, 2, "per_image", Decimal("0.03")),
+        "t": ModelEstimate("t", 1, 1, "time", None),
+    }
+    err = Console(file=io.StringIO())
+    assert print_estimate(err, Estimate(items=2, generations=3, models=models)) == 0
+    lines = [
+        " ".join(line.replace("│", " ").split()) for line in capsys.readouterr().out.splitlines()
+    ]
+    assert "t 1 1 unknown unknown" in lines
+    assert "total 2 3 $0.0600 + unknown" in lines
+    assert any(line.startswith("unknown pricing: t (no per-image price)") for line in lines)
+    assumed = Estimate(items=2, generations=3, models=models, unknown_cost=Decimal("0.1"))
+    errors = [(5, "m.jsonl line 6: bad")]
+    bad = Estimate(
+        items=2, generations=3, models=models, unknown_cost=Decimal("0.1"), errors=errors
+    )
+    assert print_estimate(err, assumed) == 0 and print_estimate(err, bad) == 1
+    out = capsys.readouterr().out
+    assert "$0.1000 (assumed)" in out and "$0.1600" in out
+    assert "error: m.jsonl line 6: bad" in err.file.getvalue()  # type: ignore[attr-defined]
