@@ -207,3 +207,4 @@ class Recovery:
             else:
                 found.append(None)
         return found
+
