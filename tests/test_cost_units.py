@@ -152,3 +152,22 @@ def test_the_dry_run_table_says_unknown_and_what_an_assumed_price_gives(
     out = capsys.readouterr().out
     assert "$0.1000 (assumed)" in out and "$0.1600" in out
     assert "error: m.jsonl line 6: bad" in err.file.getvalue()  # type: ignore[attr-defined]
+
+
+class _Flaky:
+    async def model(self, model_id: str) -> Model:
+        raise oxedit.ServerError("model: Service unavailable (HTTP 503)", status_code=503)
+
+
+@pytest.mark.anyio
+async def test_pricing_that_cannot_be_read_is_said_so_not_called_unknown() -> None:
+    request = oxedit.EditRequest(image="a.png", prompt="p")
+    capped = Spending(_Flaky(), max_cost=Decimal(1), unknown_cost=None)  # type: ignore[arg-type]
+    capped.start(Decimal(0))
+    with pytest.raises(oxedit.ServerError, match="Service unavailable"):
+        await capped.check_all([request])
+    amount, reason = await capped.charge(3, request)
+    assert amount is None and reason is not None
+    assert "item 3" in reason and "could not be read" in reason and "HTTP 503" in reason
+    uncapped = Spending(_Flaky(), max_cost=None, unknown_cost=None)  # type: ignore[arg-type]
+    assert await uncapped.charge(0, request) == (None, None)  # no cap: just no estimate
