@@ -238,8 +238,7 @@ class BulkRun:
                 await check_request(request)
             except OxeditError:
                 return key, None
-        amount, _ = await self._spending.estimate(request)
-        reason = self._spending.admit(index, request, amount)
+        amount, reason = await self._spending.charge(index, request)
         if reason is not None:
             self._stop(index, reason)
         return key, amount

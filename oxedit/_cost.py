@@ -258,9 +258,9 @@ class Spending:
         costs 0."""
         try:
             generations = generations_of(request)
-            model = await self.prices.model(request.model)
-        except OxeditError:
-            return None, False
+        except InvalidRequestError:
+            return Decimal(0), True  # refused before sending
+        model = await self.prices.model(request.model)  # errors other than 404 propagate
         if model is None:
             return Decimal(0), True
         price = unit_cost(model)
@@ -288,6 +288,20 @@ class Spending:
                 f"{money(budget.cap)}; nothing was sent. Raise the cap (--max-cost) or send "
                 "fewer items"
             )
+
+    async def charge(self, index: int, request: EditRequest) -> tuple[Decimal | None, str | None]:
+        """Price an item about to be sent and charge it: `(charge, None)` when it may go,
+        else `(None, why not)`. Without a cap, pricing that cannot be read is no estimate."""
+        try:
+            amount, _ = await self.estimate(request)
+        except OxeditError as exc:
+            if self.budget is None:
+                return None, None
+            return None, (
+                f"item {index} ({request.image}): the pricing of model {request.model!r} could "
+                f"not be read ({exc}), so the cap cannot hold it; run again to continue"
+            )
+        return amount, self.admit(index, request, amount)
 
     def admit(self, index: int, request: EditRequest, amount: Decimal | None) -> str | None:
         """Charge an item about to be sent; None when it may go, else why it may not."""
