@@ -81,3 +81,9 @@ async def test_insufficient_credits_after_n_generations_is_a_402() -> None:
 def test_insufficient_credits_after_must_be_a_count() -> None:
     with pytest.raises(ValueError, match="insufficient_credits_after"):
         Faults(insufficient_credits_after=-1)
+
+
+@pytest.mark.parametrize("path", ["/api/ai/generations", "/api/ai/generations/x"])
+async def test_history_routes_require_the_bearer_key(server: LocalServer, path: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(server.url + path) as resp:
+        await assert_typed_error(resp, 401, "unauthenticated")
