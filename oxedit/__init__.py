@@ -9,6 +9,8 @@ from ._client import Client as Client
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
 from ._config import Timeouts as Timeouts
+from ._cost import Estimate as Estimate
+from ._cost import ModelEstimate as ModelEstimate
 from ._exceptions import AmbiguousRequestError as AmbiguousRequestError
 from ._exceptions import APIResponseValidationError as APIResponseValidationError
 from ._exceptions import APIStatusError as APIStatusError
@@ -21,6 +23,7 @@ from ._exceptions import GenerationCancelled as GenerationCancelled
 from ._exceptions import GenerationError as GenerationError
 from ._exceptions import GenerationExpired as GenerationExpired
 from ._exceptions import GenerationFailed as GenerationFailed
+from ._exceptions import InsufficientCreditsError as InsufficientCreditsError
 from ._exceptions import InvalidRequestError as InvalidRequestError
 from ._exceptions import JobTimeout as JobTimeout
 from ._exceptions import NotFoundError as NotFoundError
@@ -29,6 +32,8 @@ from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
+from ._history import HistoryEntry as HistoryEntry
+from ._history import HistoryPage as HistoryPage
 from ._job import AsCompleted as AsCompleted
 from ._job import Job as Job
 from ._models import EditResult as EditResult
@@ -55,16 +60,21 @@ __all__ = [
     "DownloadError",
     "EditRequest",
     "EditResult",
+    "Estimate",
     "Generation",
     "GenerationCancelled",
     "GenerationError",
     "GenerationExpired",
     "GenerationFailed",
+    "HistoryEntry",
+    "HistoryPage",
+    "InsufficientCreditsError",
     "InvalidRequestError",
     "Job",
     "JobTimeout",
     "Limits",
     "Model",
+    "ModelEstimate",
     "NotFoundError",
     "OxeditError",
     "PermissionDeniedError",

@@ -15,22 +15,22 @@ import logging
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-import msgspec
-
-from ._atomic import remove_own_temps, save_atomic
+from ._atomic import remove_own_temps
+from ._bulk_finish import describe, finish, unknown_outcome
+from ._bulk_resume import recover_unrecorded
+from ._cost import Spending, check_request, generations_of
 from ._exceptions import (
     AmbiguousRequestError,
-    GenerationCancelled,
-    GenerationExpired,
-    GenerationFailed,
+    InsufficientCreditsError,
     InvalidRequestError,
     OxeditError,
 )
-from ._inputs import build_payload, sniff_mime
+from ._history import to_decimal
 from ._job import Job
 from ._journal import FINISHED, Journal, JournalEntry
 from ._registry import Pending
@@ -43,13 +43,6 @@ __all__ = ["BulkRun"]
 
 log = logging.getLogger("oxedit")
 
-_EXTENSIONS: Final = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-}
-
 
 _DONE: Final = object()
 
@@ -60,6 +53,21 @@ class BulkRun:
     Use it with `async with` so that leaving early (break, exception) cancels what is in
     flight at once. Items cancelled that way stay in the journal as enqueued or sending and
     are picked up by the next run. On a full disk it stops sending new items (`stopped`).
+
+    Args (of `Client.map`):
+        requests: `EditRequest`s, or mappings with `image`, `prompt` and parameters; a plain
+            or async iterable, consumed as slots free up. An `OxeditError` item stands for a
+            row that could not be parsed and becomes that item's error.
+        concurrency: Items enqueued and not finished, at most.
+        journal: A SQLite file recording every item: a re-run with the same journal sends
+            nothing that was already sent.
+        output_dir: Save each result there, atomically, named after the request's `name` or
+            its image's stem.
+        retry_failed: Re-send items whose earlier run failed (they may be billed again).
+        max_cost: USD the batch may spend, earlier runs of its journal included: a sized
+            input estimated above it is refused unsent (`InvalidRequestError`); else sending
+            stops before the item that would pass it (`stopped`, `stopped_at`).
+        unknown_cost: USD assumed per generation of a model with unknown pricing.
     """
 
     def __init__(
@@ -71,6 +79,8 @@ class BulkRun:
         journal: str | os.PathLike[str] | None,
         output_dir: str | os.PathLike[str] | None,
         retry_failed: bool,
+        max_cost: Decimal | None = None,
+        unknown_cost: Decimal | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency={concurrency!r} must be at least 1")
@@ -86,11 +96,14 @@ class BulkRun:
         self._closed = False
         self._names: Counter[str] = Counter()
         self._keys: Counter[bytes] = Counter()
-        self._adopted: dict[str, Pending] = {}  # found on the server by `_recover_unrecorded`
+        self._adopted: dict[str, Pending] = {}  # found on the server by `recover_unrecorded`
+        self._spending = Spending(client, max_cost=max_cost, unknown_cost=unknown_cost)
         self.in_flight = 0
-        #: Why the run stopped sending new items before the end of its input (a full disk),
-        #: or None. Items in flight when it stopped were finished; the rest were not started.
+        #: Why the run stopped sending new items before the end of its input (a full disk,
+        #: the cap, a 402), or None. Items in flight then were finished; the rest not started.
         self.stopped: str | None = None
+        #: The index of the first item it did not send because it stopped (None if unknown).
+        self.stopped_at: int | None = None
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -148,17 +161,25 @@ class BulkRun:
         try:
             if self._output_dir is not None:
                 remove_own_temps(self._output_dir)
-            if self._journal is not None:
-                await self._recover_unrecorded(self._journal)
+            journal = self._journal
+            if journal is not None:
+                self._adopted = await recover_unrecorded(self._client, journal, self._payload)
+            self._spending.start(journal.spent() if journal is not None else Decimal(0))
+            source = self._requests
+            if self._spending.budget is not None and isinstance(source, Collection):
+                await self._spending.check_all(await self._to_send(source))
             slots = asyncio.Semaphore(self._concurrency)
             async with asyncio.TaskGroup() as group:
                 index = 0
                 async for request in self._iterate():
                     await slots.acquire()
+                    key, charged = None, None
+                    if self.stopped is None and isinstance(request, EditRequest):
+                        key, charged = await self._admit(index, request)
                     if self.stopped is not None:
                         slots.release()
                         break
-                    group.create_task(self._item(index, request, slots))
+                    group.create_task(self._item(index, request, key, charged, slots))
                     index += 1
             self._results.put_nowait(_DONE)
         except asyncio.CancelledError:
@@ -175,12 +196,57 @@ class BulkRun:
             for item in source:
                 yield coerce(item)
 
-    def _key(self, request: EditRequest) -> str:
+    def _key(self, request: EditRequest, seen: Counter[bytes] | None = None) -> str:
         """Stable identity across runs: the request's content, plus which repetition it is."""
         encoded = request.encoded()
-        self._keys[encoded] += 1
+        seen = self._keys if seen is None else seen
+        seen[encoded] += 1
         digest = hashlib.sha256(encoded).hexdigest()[:24]
-        return f"{digest}-{self._keys[encoded]}"
+        return f"{digest}-{seen[encoded]}"
+
+    def _will_send(self, key: str) -> bool:
+        entry = self._journal.get(key) if self._journal is not None else None
+        return entry is None or entry.will_send(self._retry_failed)
+
+    async def _to_send(self, source: Collection[Any]) -> list[EditRequest]:
+        """The valid items of a sized input that this run would send, for the cap's check."""
+        seen: Counter[bytes] = Counter()
+        found = []
+        for item in source:
+            request = coerce(item)
+            if not isinstance(request, EditRequest):
+                continue
+            try:
+                if self._will_send(self._key(request, seen)):
+                    await check_request(request)
+                    found.append(request)
+            except Exception:  # refused before sending (or unencodable): costs nothing
+                continue
+        return found
+
+    async def _admit(self, index: int, request: EditRequest) -> tuple[str | None, Decimal | None]:
+        """The item's key and what it is charged (None: nothing, or unknown); sets `stopped`
+        when the cap does not let it go."""
+        try:
+            key = self._key(request)
+        except Exception:  # unencodable (a lone surrogate...): that item's error, in _process
+            return None, None
+        if not self._will_send(key):
+            return key, None
+        if self._spending.budget is not None:
+            try:  # an item refused before sending costs nothing: it must not stop the run
+                await check_request(request)
+            except OxeditError:
+                return key, None
+        amount, reason = await self._spending.charge(index, request)
+        if reason is not None:
+            self._stop(index, reason)
+        return key, amount
+
+    def _stop(self, index: int | None, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped, self.stopped_at = reason, index
+            log.warning("stopping the batch: %s", reason)
 
     def _output_path(self, request: EditRequest, key: str) -> Path | None:
         if self._output_dir is None:
@@ -192,24 +258,35 @@ class BulkRun:
         return self._output_dir / name
 
     async def _item(
-        self, index: int, request: EditRequest | OxeditError, slots: asyncio.Semaphore
+        self,
+        index: int,
+        request: EditRequest | OxeditError,
+        key: str | None,
+        charged: Decimal | None,
+        slots: asyncio.Semaphore,
     ) -> None:
         self.in_flight += 1
         try:
-            result = await self._process(index, request)
+            result = await self._process(index, request, key, charged)
         except Exception as exc:  # one item's failure is that item's result
             # Whatever escaped (a journal write on a full disk, a bug, an odd response body)
             # ends this item only. Its journal row keeps its last state, which a re-run
             # resolves without sending anything twice.
             self._check_disk_full(exc)
             bad = request if isinstance(request, EditRequest) else EditRequest(image="", prompt="")
-            result = BulkResult(index, bad, "error", error=_describe(exc))
+            result = BulkResult(index, bad, "error", error=describe(exc))
         finally:
             self.in_flight -= 1
             slots.release()
         self._results.put_nowait(result)
 
-    async def _process(self, index: int, request: EditRequest | OxeditError) -> BulkResult:
+    async def _process(
+        self,
+        index: int,
+        request: EditRequest | OxeditError,
+        key: str | None,
+        charged: Decimal | None,
+    ) -> BulkResult:
         if isinstance(request, OxeditError):  # a malformed input row
             bad = EditRequest(image="", prompt="")
             return BulkResult(index, bad, "error", error=str(request))
@@ -218,20 +295,21 @@ class BulkRun:
                 check_name(request.name)
             except InvalidRequestError as exc:
                 return BulkResult(index, request, "error", error=str(exc))
-        key = self._key(request)
+        key = key if key is not None else self._key(request)
         stem = self._output_path(request, key)
         journal = self._journal
         entry = journal.get(key) if journal is not None else None
         if entry is not None and entry.state in FINISHED:
-            if entry.state == "succeeded" and (stem is None or _exists(entry.output)):
+            estimated, cost = to_decimal(entry.estimate), to_decimal(entry.cost)
+            paths = [Path(p) for p in entry.output_paths]
+            ids = tuple(entry.generation_ids)
+            kept = len(paths) == len(ids) and all(p.exists() for p in paths)
+            if entry.state == "succeeded" and (stem is None or kept):
                 return BulkResult(
-                    index,
-                    request,
-                    "succeeded",
-                    entry.generation_id,
-                    output=Path(entry.output) if entry.output else None,
-                    resumed=True,
-                )
+                    index, request, "succeeded", entry.generation_id,
+                    output=paths[0] if paths else None, outputs=tuple(paths),
+                    generation_ids=ids, resumed=True, estimated_cost=estimated, cost=cost,
+                )  # fmt: skip
             never_sent = entry.state == "error" and entry.generation_id is None
             if entry.state != "succeeded" and not never_sent and not self._retry_failed:
                 return BulkResult(
@@ -240,21 +318,36 @@ class BulkRun:
                     entry.state,
                     entry.generation_id,
                     error=entry.error,
+                    generation_ids=tuple(entry.generation_ids),
                     resumed=True,
+                    estimated_cost=estimated,
+                    cost=cost,
                 )
         try:
-            job = await self._enqueue(request, key, entry)
+            jobs = await self._enqueue(request, key, entry, charged)
         except AmbiguousRequestError as exc:
             # It may have been created: the row stays 'sending', and the next run looks it
             # up on the server before sending anything.
-            return BulkResult(index, request, "unknown", error=self._unknown(exc, None))
+            error = unknown_outcome(self._journal is not None, exc, None)
+            return BulkResult(index, request, "unknown", error=error, estimated_cost=charged)
         except OxeditError as exc:
+            self._spending.settle(charged, Decimal(0))  # refused: nothing created or billed
+            if isinstance(exc, InsufficientCreditsError):
+                # Every next item would be refused the same way: stop sending.
+                self._stop(
+                    index,
+                    f"the API refused item {index} ({request.image}) for lack of credits "
+                    f"({exc.message}); no new items were sent. Add credits, then run again "
+                    "to continue",
+                )
             if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
-        return await self._finish(index, request, key, job, stem)
+        return await finish(self, index, request, key, jobs, stem, charged)
 
-    async def _enqueue(self, request: EditRequest, key: str, entry: JournalEntry | None) -> Job:
+    async def _enqueue(
+        self, request: EditRequest, key: str, entry: JournalEntry | None, charged: Decimal | None
+    ) -> list[Job]:
         client = self._client
         if (
             entry is not None
@@ -262,96 +355,38 @@ class BulkRun:
             and (entry.state in ("enqueued", "succeeded"))
         ):
             # Sent by an earlier run: follow it, never send it again.
-            pending = self._adopted.pop(entry.generation_id, None)
-            if pending is not None:
-                return Job(client, pending.id, pending.future)
-            return client.job(entry.generation_id)
+            return [self._follow(generation_id) for generation_id in entry.generation_ids]
         payload = await self._payload(request)
         journal = self._journal
         on_send = None
         if journal is not None:
             encoded = request.encoded().decode()
-            journal.sending(key, encoded)
+            journal.sending(key, encoded, estimate=charged)
 
             def on_send(at: float, journal: Journal = journal) -> None:
                 # Each attempt's send time: a crash recovery adopts only a row enqueued within
                 # the last POST's deadline after it, never another batch's later identical row.
                 journal.sending(key, encoded, at)
 
-        (job,) = await client._enqueue_payload(payload, 1, on_send=on_send)
+        n = payload.get("num_generations", 1)
+        jobs = await client._enqueue_payload(payload, n, on_send=on_send)
         if journal is not None:
-            journal.enqueued(key, job.id)
-        return job
+            journal.enqueued(key, *(job.id for job in jobs))
+        return jobs
+
+    def _follow(self, generation_id: str) -> Job:
+        pending = self._adopted.pop(generation_id, None)
+        if pending is not None:  # found on the server by the crash recovery
+            return Job(self._client, pending.id, pending.future)
+        return self._client.job(generation_id)
 
     @staticmethod
     async def _payload(request: EditRequest) -> dict[str, Any]:
-        params = {k: v for k, v in request.params.items() if k != "num_generations"}
-        if "num_generations" in request.params and request.params["num_generations"] != 1:
-            raise InvalidRequestError("num_generations must be 1 in a batch: add rows instead")
-        return await build_payload(
-            prompt=request.prompt, image=request.image, model=request.model, params=params
-        )
-
-    async def _finish(
-        self,
-        index: int,
-        request: EditRequest,
-        key: str,
-        job: Job,
-        stem: Path | None,
-    ) -> BulkResult:
-        journal = self._journal
-        try:
-            generation = await job
-        except GenerationFailed as exc:
-            status, error = "failed", exc.error
-        except GenerationCancelled:
-            status, error = "cancelled", "the generation was cancelled"
-        except GenerationExpired as exc:  # the API forgot it: nothing left to follow
-            status, error = "error", str(exc)
-        except Exception as exc:
-            # Lost track of it (stream refused, client closed, an odd event...): its outcome
-            # is unknown, not failed. The row stays 'enqueued': a re-run follows it, never
-            # re-sends it.
-            return BulkResult(index, request, "unknown", job.id, error=self._unknown(exc, job.id))
-        else:
-            output = None
-            if stem is not None:
-                try:
-                    data = await self._client.read(generation)
-                    ext = _EXTENSIONS.get(sniff_mime(data) or "", ".png")
-                    output = stem.with_name(stem.name + ext)
-                    await save_atomic(output, data)
-                except Exception as exc:  # an odd body, a full disk...: this item's error
-                    self._check_disk_full(exc)
-                    # Recorded as succeeded without an output: a re-run downloads it again
-                    # (it never re-sends a succeeded generation).
-                    what = "save" if isinstance(exc, OSError) else "download"
-                    if journal is not None:
-                        journal.finished(key, "succeeded", error=f"{what} failed: {exc}")
-                    return BulkResult(
-                        index,
-                        request,
-                        "error",
-                        job.id,
-                        error=f"generation succeeded but its {what} failed: "
-                        f"{_describe(exc)}; re-run to retry the download",
-                    )
-            if journal is not None:
-                journal.finished(key, "succeeded", output=str(output) if output else None)
-            return BulkResult(index, request, "succeeded", job.id, output=output)
-        if journal is not None:
-            journal.finished(key, status, error=error)
-        return BulkResult(index, request, status, job.id, error=error)
-
-    def _unknown(self, exc: Exception, generation_id: str | None) -> str:
-        if self._journal is not None:
-            hint = "its outcome is unknown: re-run the same batch to follow it (not resent)"
-        elif generation_id is not None:
-            hint = f"its outcome is unknown: look it up with client.get({generation_id!r})"
-        else:
-            hint = "it may have been created: look at client.list() before sending it again"
-        return f"{_describe(exc)}; {hint}"
+        payload = await check_request(request)
+        generations = generations_of(request)
+        if generations > 1:  # one enqueue, several generations
+            payload["num_generations"] = generations
+        return payload
 
     def _check_disk_full(self, exc: BaseException) -> None:
         """On a full disk, stop sending new items: their results could not be kept."""
@@ -359,47 +394,5 @@ class BulkRun:
         full |= isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == (
             sqlite3.SQLITE_FULL
         )
-        if full and self.stopped is None:
-            self.stopped = f"the disk is full ({exc}); no new items were sent"
-            log.warning("stopping the batch: %s", self.stopped)
-
-    async def _recover_unrecorded(self, journal: Journal) -> None:
-        """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
-        them unsent. Runs before anything new is sent, so no new row can be mistaken for
-        theirs."""
-        stranded = [e for e in journal.entries() if e.state == "sending"]
-        if not stranded:
-            return
-        requests: list[tuple[dict[str, Any], float]] = []
-        keys: list[str] = []
-        for entry in sorted(stranded, key=lambda e: e.sent_at or 0):
-            try:
-                request = msgspec.json.decode(entry.request, type=EditRequest)
-                requests.append((await self._payload(request), entry.sent_at or 0))
-                keys.append(entry.key)
-            except (msgspec.DecodeError, OxeditError) as exc:
-                journal.rejected(entry.key, entry.request, f"cannot be resumed: {exc}")
-        assert self._client._enqueuer is not None
-        adopted = await self._client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
-        for key, pending in zip(keys, adopted, strict=True):
-            if pending is None:
-                journal.forget(key)  # surely never created: it will be sent as new
-            else:
-                journal.enqueued(key, pending.id)
-                self._adopted[pending.id] = pending
-        log.info(
-            "resumed %d item(s) caught mid-send: %d adopted, %d to send",
-            len(keys),
-            sum(g is not None for g in adopted),
-            adopted.count(None),
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    """An exception as one line; the type is named when it is not one of ours."""
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, OxeditError) else f"{type(exc).__name__}: {text}"
-
-
-def _exists(path: str | None) -> bool:
-    return path is not None and Path(path).exists()
+        if full:
+            self._stop(None, f"the disk is full ({exc}); no new items were sent")

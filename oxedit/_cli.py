@@ -82,7 +82,8 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
 
     # Real jobs take seconds; the embedded server imitates that so progress means something.
     faults = Faults(latency=(args.local_latency[0], args.local_latency[1]))
-    state = embedded_state_dir(args)  # a batch's server outlives a kill, like the real one
+    # A batch's server outlives a kill, like the real one (a dry run sends nothing to keep).
+    state = None if getattr(args, "dry_run", False) else embedded_state_dir(args)
     async with LocalServer(workers=args.local_workers, faults=faults, state_dir=state) as server:
         err.print(
             f"[yellow]No OXEN_API_KEY or OXEN_BASE_URL set: using the local Oxen server at "
@@ -262,6 +263,17 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed",
         action="store_true",
         help="re-send items that failed in an earlier run (may bill again)",
+    )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every row, print the estimated cost, send nothing",
+    )
+    batch.add_argument(
+        "--max-cost", metavar="USD", help="the most the batch may spend (earlier runs count)"
+    )
+    batch.add_argument(
+        "--unknown-cost", metavar="USD", help="price assumed per generation of unpriced models"
     )
     batch.set_defaults(run=_batch)
 

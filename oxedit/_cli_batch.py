@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from rich.console import Console
 
 from ._atomic import write_atomic
 from ._client import Client
+from ._cost import to_amount
+from ._estimate_view import print_estimate
 from ._exceptions import InvalidRequestError
 from ._progress import BatchProgress, summary_table
 from ._requests import BulkResult, EditRequest
@@ -41,11 +44,20 @@ async def run_batch(
 ) -> int:
     """Run the batch `args` describes with a client from `client()`; the exit code."""
     out_dir = Path(args.out)
-    _check_out_dir(out_dir)
+    max_cost = to_amount(args.max_cost, "--max-cost")
+    unknown_cost = to_amount(args.unknown_cost, "--unknown-cost")
+    if not args.dry_run:
+        _check_out_dir(out_dir)
     defaults = {"prompt": args.prompt, "model": args.model, "aspect_ratio": args.aspect_ratio}
     items: list[Any] = load_source(args.source, defaults=defaults)
     if not items:
         raise InvalidRequestError(f"{args.source!r} holds no images or rows to edit")
+    if args.dry_run:
+        async with client() as api:
+            if args.model:
+                await _check_model(api, args.model)
+            estimate = await api.estimate(items, unknown_cost=unknown_cost)
+        return print_estimate(err, estimate)
     journal = Path(args.journal) if args.journal else out_dir / ".oxedit-journal.sqlite"
     report_path = Path(args.report) if args.report else out_dir / "report.json"
     results: list[BulkResult] = []
@@ -62,6 +74,8 @@ async def run_batch(
                     journal=journal,
                     output_dir=out_dir,
                     retry_failed=args.retry_failed,
+                    max_cost=max_cost,
+                    unknown_cost=unknown_cost,
                 )
                 async with run:
                     async for result in run:
@@ -74,7 +88,7 @@ async def run_batch(
             _finish(err, report_path, results, progress, out_dir, _INTERRUPTED)
             raise
     stopped = run.stopped
-    reported = _finish(err, report_path, results, progress, out_dir, stopped)
+    reported = _finish(err, report_path, results, progress, out_dir, stopped, run.stopped_at)
     ok = reported and stopped is None and all(r.ok for r in results)
     return 0 if ok else 1
 
@@ -133,26 +147,47 @@ def _finish(
     progress: BatchProgress,
     out_dir: Path,
     stopped: str | None,
+    stopped_at: int | None = None,
 ) -> bool:
     """Write the report and print the summary; False if the report could not be written."""
     try:
-        write_report(path, results, progress, stopped)
+        write_report(path, results, progress, stopped, stopped_at)
     except OSError as exc:
         line(err, f"error: the report {path} could not be written: {exc}", style="red")
         written = False
     else:
         written = True
-    err.print(summary_table(progress, out_dir, path, interrupted=stopped))
+    err.print(summary_table(progress, out_dir, path, interrupted=stopped, costs=totals(results)))
     if stopped is not None:
         line(err, f"stopped early: {stopped}", style="yellow")
     return written
 
 
+def totals(results: list[BulkResult]) -> tuple[Decimal | None, Decimal | None]:
+    """The estimated and the actual cost of the items, each None when no item has one."""
+    estimates = [r.estimated_cost for r in results if r.estimated_cost is not None]
+    costs = [r.cost for r in results if r.cost is not None]
+    return (
+        sum(estimates, Decimal(0)) if estimates else None,
+        sum(costs, Decimal(0)) if costs else None,
+    )
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
 def write_report(
-    path: Path, results: list[BulkResult], progress: BatchProgress, stopped: str | None
+    path: Path,
+    results: list[BulkResult],
+    progress: BatchProgress,
+    stopped: str | None,
+    stopped_at: int | None = None,
 ) -> None:
-    """The JSON report of this run: what it did, item by item (partial when `stopped`)."""
+    """The JSON report of this run: what it did, item by item (partial when `stopped`).
+    Amounts are decimal strings in USD, null when unknown."""
     rate = progress.rate
+    estimated, cost = totals(results)
     report = {
         "summary": {
             **{key: progress.counts[key] for key in _COUNTED},
@@ -161,6 +196,10 @@ def write_report(
             "items_per_second": None if rate is None else round(rate, 3),
             "interrupted": stopped == _INTERRUPTED,
             "stopped_early": stopped,
+            "stopped_at": stopped_at,
+            "estimated_cost": _text(estimated),
+            "cost": _text(cost),
+            "cost_unknown": sum(r.generation_id is not None and r.cost is None for r in results),
         },
         "items": [
             {
@@ -172,8 +211,12 @@ def write_report(
                 "status": r.status,
                 "generation_id": r.generation_id,
                 "output": str(r.output) if r.output else None,
+                "generation_ids": list(r.generation_ids),
+                "outputs": [str(p) for p in r.outputs],
                 "error": r.error,
                 "resumed": r.resumed,
+                "estimated_cost": _text(r.estimated_cost),
+                "cost": _text(r.cost),
             }
             for r in sorted(results, key=lambda r: r.index)
         ],

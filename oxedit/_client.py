@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -13,7 +14,9 @@ from . import _constants as C
 from ._api import Api, ClientStats
 from ._atomic import save_atomic
 from ._bulk import BulkRun
+from ._client_cost import CostMethods
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._cost import to_amount
 from ._edit import blocking_edit
 from ._enqueue import Enqueuer
 from ._exceptions import (
@@ -63,7 +66,7 @@ def owner_of(obj: Generation | EditResult) -> Client:
     return client
 
 
-class Client:
+class Client(CostMethods):
     """The async client. Use it as an async context manager.
 
     Args:
@@ -279,28 +282,17 @@ class Client:
         journal: str | os.PathLike[str] | None = None,
         output_dir: str | os.PathLike[str] | None = None,
         retry_failed: bool = False,
+        max_cost: Decimal | float | str | None = None,
+        unknown_cost: Decimal | float | str | None = None,
     ) -> BulkRun:
-        """Run many edits with at most `concurrency` in flight; yields `BulkResult`s as they
-        finish. One bad item gives an "error" result; it never stops the batch.
-
-        Args:
-            requests: `EditRequest`s, or mappings with `image`, `prompt` and parameters; a
-                plain or async iterable, consumed as slots free up. An `OxeditError` item
-                stands for a row that could not be parsed and becomes that item's error.
-            concurrency: Items enqueued and not finished, at most.
-            journal: A SQLite file recording every item: a re-run with the same journal
-                sends nothing that was already sent (see `BulkRun`).
-            output_dir: Save each result there, atomically, named after the request's `name`
-                or its image's stem.
-            retry_failed: Re-send items whose earlier run failed (they may be billed again).
-
-        Example: `async with client.map(requests, journal="j.sqlite", output_dir="out") as
-        run: async for result in run: print(result.status, result.output or result.error)`
-        """
+        """Run many edits, at most `concurrency` in flight, as a `BulkRun` (its docstring has
+        the arguments): `async with client.map(reqs, journal="j.sqlite") as run: async for
+        result in run: ...`. One bad item gives an "error" result; it never stops the batch."""
         self._require_open()
         return BulkRun(
             self, requests, concurrency=concurrency, journal=journal, output_dir=output_dir,
-            retry_failed=retry_failed,
+            retry_failed=retry_failed, max_cost=to_amount(max_cost, "max_cost"),
+            unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
 
     async def _cancel(self, generation_id: str) -> Outcome:

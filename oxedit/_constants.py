@@ -29,11 +29,15 @@ REFUSED_STREAM_GRACE = 60.0
 RECONNECT_BACKOFF_INITIAL = 0.1
 RECONNECT_BACKOFF_MAX = 10.0
 
-# The adaptive enqueue rate (see _ratelimit): unpaced until the first 429/503, then half of
-# what succeeded; +RATE_INCREASE enqueues/s every second of successes, halved on a refusal.
+# The adaptive enqueue rate (see _ratelimit): unpaced until refusals (429/503) reach
+# RATE_REFUSED_SHARE of the recent answers (a moving average of weight RATE_EWMA: ~30
+# answers), then half of what succeeded; +RATE_INCREASE enqueues/s every second of successes,
+# halved again when the share of refusals climbs back.
 RATE_INCREASE = 2.0
 RATE_DECREASE = 0.5
 RATE_MIN = 1.0
+RATE_EWMA = 0.03
+RATE_REFUSED_SHARE = 0.2
 
 # Retries of requests that are safe to repeat (GETs, and POSTs answered 429/503).
 MAX_RETRIES = 5
@@ -74,3 +78,7 @@ EARLY_EVENT_LIMIT = 100_000
 UNKNOWN_MODEL_RECHECK = 60.0
 SCHEMA_RETRY_AFTER = 60.0
 SCHEMA_DISK_TTL = 600.0
+
+# The billing history (`GET /api/ai/generations`): the spec's largest page, and our default.
+MAX_HISTORY_PAGE_SIZE = 1000
+DEFAULT_HISTORY_PAGE_SIZE = 100

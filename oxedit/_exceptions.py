@@ -10,6 +10,7 @@ OxeditError
 ├── APIStatusError                the API answered with an error status
 │   ├── BadRequestError           400
 │   ├── AuthenticationError       401
+│   ├── InsufficientCreditsError  402, or an error body typed `insufficient_credits`
 │   ├── PermissionDeniedError     403
 │   ├── NotFoundError             404
 │   ├── RateLimitError            429
@@ -41,6 +42,7 @@ __all__ = [
     "GenerationError",
     "GenerationExpired",
     "GenerationFailed",
+    "InsufficientCreditsError",
     "InvalidRequestError",
     "JobTimeout",
     "NotFoundError",
@@ -107,6 +109,11 @@ class BadRequestError(APIStatusError):
 
 class AuthenticationError(APIStatusError):
     """401: the API key is missing, wrong or revoked."""
+
+
+class InsufficientCreditsError(APIStatusError):
+    """402, or an error body typed `insufficient_credits`: the account cannot pay for more
+    generations. `message` is the server's text; add credits, then run again."""
 
 
 class PermissionDeniedError(APIStatusError):

@@ -8,15 +8,25 @@ that is the trade of `synchronous=NORMAL`.
 
 States: `sending` (recorded, enqueue may be in flight) -> `enqueued` (id known) -> one of
 `succeeded`, `failed`, `cancelled`, `error` (never enqueued: bad input or a refused request).
+
+Money: `estimate` is what the item was expected to cost when it was sent, `cost` what the
+history endpoint says it cost (decimal strings, USD). The spend of the batch so far is, over
+the items that were sent, the cost where known, else the estimate (`spent()`): a later run
+counts it against its cap. Journals written before these columns existed get them added.
+
+An item with `num_generations` > 1 is one enqueue with several generations: `generation_id`
+holds the first, `more_ids` the others, `outputs` every output path (JSON lists).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Final
 
@@ -40,7 +50,11 @@ CREATE TABLE IF NOT EXISTS items (
     sent_at REAL,
     error TEXT,
     output TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    estimate TEXT,
+    cost TEXT,
+    more_ids TEXT,
+    outputs TEXT
 );
 CREATE INDEX IF NOT EXISTS items_generation ON items (generation_id);
 """
@@ -55,6 +69,48 @@ class JournalEntry:
     sent_at: float | None
     error: str | None
     output: str | None
+    estimate: str | None = None
+    cost: str | None = None
+    more_ids: str | None = None
+    outputs: str | None = None
+
+    @property
+    def generation_ids(self) -> list[str]:
+        """Every generation the item's enqueue created (one per generation asked for)."""
+        if self.generation_id is None:
+            return []
+        return [self.generation_id, *_json_list(self.more_ids)]
+
+    @property
+    def output_paths(self) -> list[str]:
+        """Every output file recorded for the item."""
+        if self.outputs is not None:
+            return _json_list(self.outputs)
+        return [self.output] if self.output is not None else []
+
+    def will_send(self, retry_failed: bool) -> bool:
+        """Whether a run would enqueue this item again, not skip or follow what an earlier
+        run did (as `BulkRun._process` decides)."""
+        if self.generation_id is not None and self.state in ("enqueued", "succeeded"):
+            return False
+        if self.state == "error" and self.generation_id is None:
+            return True
+        return retry_failed or self.state not in FINISHED
+
+    @property
+    def spent(self) -> Decimal:
+        """What this item cost the batch: its actual cost, else its estimate once sent."""
+        sent = self.generation_id is not None or self.state in ("sending", "enqueued")
+        amount = self.cost if self.cost is not None else self.estimate if sent else None
+        try:
+            return Decimal(amount) if amount is not None else Decimal(0)
+        except InvalidOperation:
+            return Decimal(0)
+
+
+_FIELDS = (
+    "key, request, state, generation_id, sent_at, error, output, estimate, cost, more_ids, outputs"
+)
 
 
 class Journal:
@@ -83,10 +139,8 @@ class Journal:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
-                self._db.execute(
-                    "SELECT key, request, state, generation_id, sent_at, error, "
-                    "output, updated_at FROM items LIMIT 1"
-                )
+                _add_cost_columns(self._db)
+                self._db.execute(f"SELECT {_FIELDS}, updated_at FROM items LIMIT 1")
             except BaseException:
                 self._db.close()
                 raise
@@ -111,45 +165,65 @@ class Journal:
         self._lock.close()  # closing the file releases the lock
 
     def get(self, key: str) -> JournalEntry | None:
-        row = self._db.execute(
-            "SELECT key, request, state, generation_id, sent_at, error, output FROM items "
-            "WHERE key = ?",
-            (key,),
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_FIELDS} FROM items WHERE key = ?", (key,)).fetchone()
         return JournalEntry(*row) if row else None
 
     def entries(self) -> list[JournalEntry]:
-        rows = self._db.execute(
-            "SELECT key, request, state, generation_id, sent_at, error, output FROM items"
-        ).fetchall()
+        rows = self._db.execute(f"SELECT {_FIELDS} FROM items").fetchall()
         return [JournalEntry(*row) for row in rows]
+
+    def spent(self) -> Decimal:
+        """The batch's spend so far (see the module docstring)."""
+        return sum((entry.spent for entry in self.entries()), Decimal(0))
 
     def claimed_ids(self) -> set[str]:
         """Every generation id this batch already owns."""
-        rows = self._db.execute("SELECT generation_id FROM items WHERE generation_id IS NOT NULL")
-        return {row[0] for row in rows}
+        rows = self._db.execute(
+            "SELECT generation_id, more_ids FROM items WHERE generation_id IS NOT NULL"
+        )
+        return {gid for first, more in rows for gid in (first, *_json_list(more))}
 
-    def sending(self, key: str, request: str, at: float | None = None) -> float:
+    def sending(
+        self, key: str, request: str, at: float | None = None, estimate: Decimal | None = None
+    ) -> float:
         """Record that the item's enqueue is about to be sent (at Unix time `at`, default now:
-        a crash recovery adopts only rows enqueued shortly after it); returns the time."""
+        a crash recovery adopts only rows enqueued shortly after it) and what it is expected
+        to cost (kept from the first attempt when None); returns the time."""
         now = time.time() if at is None else at
         self._db.execute(
-            "INSERT INTO items (key, request, state, sent_at, updated_at) "
-            "VALUES (?, ?, 'sending', ?, ?) "
+            "INSERT INTO items (key, request, state, sent_at, updated_at, estimate) "
+            "VALUES (?, ?, 'sending', ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'sending', sent_at = excluded.sent_at, "
-            "generation_id = NULL, error = NULL, output = NULL, updated_at = excluded.updated_at",
-            (key, request, now, now),
+            "generation_id = NULL, more_ids = NULL, error = NULL, output = NULL, "
+            "outputs = NULL, cost = NULL, "
+            "estimate = COALESCE(excluded.estimate, estimate), updated_at = excluded.updated_at",
+            (key, request, now, now, None if estimate is None else str(estimate)),
         )
         return now
 
-    def enqueued(self, key: str, generation_id: str) -> None:
-        self._set(key, state="enqueued", generation_id=generation_id)
+    def costed(self, key: str, cost: Decimal) -> None:
+        """Record what the item actually cost."""
+        self._set(key, cost=str(cost))
+
+    def enqueued(self, key: str, generation_id: str, *more_ids: str) -> None:
+        more = json.dumps(list(more_ids)) if more_ids else None
+        self._set(key, state="enqueued", generation_id=generation_id, more_ids=more)
 
     def finished(
-        self, key: str, state: str, *, error: str | None = None, output: str | None = None
+        self,
+        key: str,
+        state: str,
+        *,
+        error: str | None = None,
+        output: str | None = None,
+        outputs: list[str] | None = None,
     ) -> None:
+        """The item ended; `outputs` (several generations) replaces `output` when given."""
         assert state in FINISHED, state
-        self._set(key, state=state, error=error, output=output)
+        if outputs is not None:
+            output = outputs[0] if outputs else None
+        listed = json.dumps(outputs) if outputs is not None else None
+        self._set(key, state=state, error=error, output=output, outputs=listed)
 
     def rejected(self, key: str, request: str, error: str) -> None:
         """An item that was never sent (bad input)."""
@@ -172,6 +246,24 @@ class Journal:
             f"UPDATE items SET {names}, updated_at = ? WHERE key = ?",
             (*fields.values(), time.time(), key),
         )
+
+
+def _add_cost_columns(db: sqlite3.Connection) -> None:
+    """Journals from before cost tracking lack these columns: add them (both start empty)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+    for column in ("estimate", "cost", "more_ids", "outputs"):
+        if have and column not in have:
+            db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
+
+
+def _json_list(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _lock(lock_path: Path, journal: Path) -> IO[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
@@ -20,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ._cost import money
 from ._requests import BulkResult
 from ._terminal import cell
 
@@ -115,7 +117,12 @@ class BatchProgress:
 
 
 def summary_table(
-    progress: BatchProgress, out: Path, report: Path, *, interrupted: str | None
+    progress: BatchProgress,
+    out: Path,
+    report: Path,
+    *,
+    interrupted: str | None,
+    costs: tuple[Decimal | None, Decimal | None] = (None, None),
 ) -> Table:
     """The end-of-run summary; `interrupted` says why the run stopped early, if it did."""
     counts = progress.counts
@@ -133,6 +140,8 @@ def summary_table(
     table.add_row("total", str(sum(counts.values())))
     table.add_row("wall time", f"{progress.elapsed:.1f} s")
     table.add_row("rate", "-" if rate is None else f"{rate:.1f} items/s")
+    table.add_row("estimated cost", money(costs[0]))
+    table.add_row("actual cost (history)", money(costs[1]))
     table.add_row("images in", cell(out))
     table.add_row("report", cell(report))
     if interrupted is not None:

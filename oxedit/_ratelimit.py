@@ -1,15 +1,18 @@
 """One adaptive limit on the enqueue rate, shared by every submit of a client.
 
 The account's rate limit is not documented (nor are rate-limit headers), so it is learned:
-additive increase, multiplicative decrease (AIMD), as TCP does. Until the first refusal
-(429 or 503) enqueues are not paced at all, so a healthy run pays nothing; the first refusal
-sets the rate to half of what succeeded in the last second, and from then on each success adds
-`RATE_INCREASE / rate` (about +RATE_INCREASE enqueues/s every second) and each refusal of a
-request sent after the last decrease halves it. A `Retry-After` pauses every send that long.
+additive increase, multiplicative decrease (AIMD), as TCP does. Until the rate is found too high,
+enqueues are not paced at all, so a healthy run pays nothing.
+
+"Too high" is a share of refusals (429 or 503), not one refusal: a moving average of refused
+answers over the last few dozen (weight `RATE_EWMA`) reaching `RATE_REFUSED_SHARE`. A stray 429
+from a proxy, or a few percent of flaky 503s, never slow a run down; sending faster than a limit
+refuses a growing share and does. Then the rate is halved (the first time: half of what
+succeeded in the last second), every send waits out a `Retry-After`, and each success adds
+`RATE_INCREASE / rate` again (about +RATE_INCREASE enqueues/s each second).
 
 Requests that were admitted at the old rate and still wait for a connection go back in line
-when the rate drops (`ticket` changes), so a burst queued before the first 429 does not
-follow it out.
+when the rate drops (`ticket` changes), so a burst queued before the drop does not follow it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class AdaptiveRate:
         self.limited = self.rate is not None
         self.ticket = 0  # changes whenever admitted requests must queue again
         self.refusals = 0
+        self.refused_share = 0.0  # moving average of refused answers (1) among all (0)
         self._next = 0.0  # loop time at which the next send may go
         self._pause_until = 0.0
         self._last_drop = -math.inf
@@ -69,9 +73,7 @@ class AdaptiveRate:
             raise ClientStateError("the client was closed; nothing was sent")
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self.rate is None or (
-            not self._waiters and now >= max(self._next, self._pause_until)
-        ):
+        if self.rate is None or (not self._waiters and now >= max(self._next, self._pause_until)):
             if self.rate is not None:
                 self._next = now + 1.0 / self.rate
             return
@@ -97,6 +99,7 @@ class AdaptiveRate:
 
     def succeeded(self) -> None:
         """An enqueue was accepted: raise the rate a little (or count it, while unpaced)."""
+        self.refused_share -= C.RATE_EWMA * self.refused_share
         if self.rate is None:
             now = asyncio.get_running_loop().time()
             if now - self._window_start >= 1.0:
@@ -113,11 +116,11 @@ class AdaptiveRate:
         """An enqueue sent at Unix time `sent_at` was refused (429/503)."""
         now = asyncio.get_running_loop().time()
         self.refusals += 1
-        if retry_after:
+        self.refused_share += C.RATE_EWMA * (1.0 - self.refused_share)
+        if self.refused_share < C.RATE_REFUSED_SHARE or sent_at < self._last_drop:
+            return  # a stray refusal, or one sent at the old rate (answered already)
+        if retry_after:  # a floor: nothing is sent before it
             self._pause_until = max(self._pause_until, now + retry_after)
-            self.ticket += 1
-        if sent_at < self._last_drop:
-            return  # sent at the old rate: that refusal was answered already
         if self.rate is None:
             elapsed = max(now - self._window_start, 1.0)
             base = max(self._previous_ok, self._window_ok / elapsed)
@@ -126,6 +129,7 @@ class AdaptiveRate:
         self.rate = max(C.RATE_MIN, base * C.RATE_DECREASE)
         self.limited = True
         self._last_drop = time.time()
+        self.refused_share = 0.0  # the next decision on fresh evidence
         self.ticket += 1
         if self._stats is not None:
             self._stats.enqueue_rate = self.rate

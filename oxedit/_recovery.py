@@ -207,4 +207,3 @@ class Recovery:
             else:
                 found.append(None)
         return found
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -75,11 +76,16 @@ class BulkResult:
             enqueued, or its result could not be fetched or saved: see `error`), or "unknown"
             (it may exist and its outcome is not known yet: a re-run with the same journal
             follows it and sends nothing again).
-        generation_id: The generation, when one was enqueued.
+        generation_id: The generation, when one was enqueued (the first of several).
         error: What went wrong, for anything but "succeeded".
-        output: Where the image was saved, when an output folder was given.
+        output: Where the image was saved, when an output folder was given (the first).
         resumed: True when the item was skipped because an earlier run (same journal) already
             finished it; items that an earlier run sent and this run followed are not resumed.
+        estimated_cost: What it was expected to cost when it was sent, in USD (None when it
+            was not sent by this batch, or its pricing is unknown).
+        cost: What it cost, from the history endpoint (None when that did not say).
+        generation_ids: Every generation of the item: several for `num_generations` 2-4.
+        outputs: Every saved image (`NAME-1.png`, `NAME-2.png`, ... for several).
     """
 
     index: int
@@ -89,6 +95,17 @@ class BulkResult:
     error: str | None = None
     output: Path | None = None
     resumed: bool = False
+    estimated_cost: Decimal | None = None
+    cost: Decimal | None = None
+    generation_ids: tuple[str, ...] = ()
+    outputs: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        # One generation (the usual case): the tuples mirror the single fields.
+        if not self.generation_ids and self.generation_id is not None:
+            object.__setattr__(self, "generation_ids", (self.generation_id,))
+        if not self.outputs and self.output is not None:
+            object.__setattr__(self, "outputs", (self.output,))
 
     @property
     def ok(self) -> bool:

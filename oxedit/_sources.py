@@ -111,7 +111,12 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any] | InvalidRequest
                     ),
                 )
                 continue
-            yield where, {k: v for k, v in row.items() if v not in (None, "")}
+            values = {k: v for k, v in row.items() if v not in (None, "")}
+            count = values.get("num_generations")
+            if isinstance(count, str) and count.strip().isdigit():
+                # CSV has only text; the API takes a number (other params pass as text).
+                values["num_generations"] = int(count)
+            yield where, values
 
 
 def _row(

@@ -25,6 +25,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ClientStateError,
+    InsufficientCreditsError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -256,6 +257,7 @@ class Transport:
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    402: InsufficientCreditsError,
     403: PermissionDeniedError,
     404: NotFoundError,
     429: RateLimitError,
@@ -300,4 +302,7 @@ def status_error(resp: Response, *, what: str = "") -> APIStatusError:
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
         )
     cls = _STATUS_ERRORS.get(resp.status) or (ServerError if resp.status >= 500 else APIStatusError)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("type") == "insufficient_credits":  # any status
+        cls = InsufficientCreditsError
     return cls(message, status_code=resp.status, body=body)

@@ -19,8 +19,8 @@ from ._stats import ServerStats as ServerStats
 
 __all__ = [
     "DEFAULT_API_KEY",
-    "FAST_RECONCILE",
     "Duration",
+    "FAST_RECONCILE",
     "Faults",
     "LocalServer",
     "ServerStats",

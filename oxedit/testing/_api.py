@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ._billing import History, credits_refusal
 from ._edits import EditError
 from ._events import EventBroker
 from ._faults import Faults
@@ -107,6 +108,9 @@ class Api:
         r.add_post("/api/ai/images/edit", self.edit)
         r.add_get("/api/ai/models", self.list_models)
         r.add_get("/api/ai/models/{model_id}", self.get_model)
+        history = History(self)
+        r.add_get("/api/ai/generations", history.list)
+        r.add_get("/api/ai/generations/{generation_id}", history.get)
         return app
 
     async def start(self) -> None:
@@ -236,6 +240,9 @@ class Api:
         if faults.roll(faults.enqueue_5xx_rate):
             return typed_error(503, "unknown_error", title="Service temporarily unavailable")
         model, params, targets, count = queue_request(decode_json(await request.read()))
+        refusal = credits_refusal(faults, self.stats.generations_created, count)
+        if refusal is not None:
+            return refusal
         gens = [Generation(str(uuid.uuid4()), model, params, targets) for _ in range(count)]
         if self.store is not None:
             self.store.insert(gens)  # committed before the answer: a kill -9 cannot lose them

@@ -122,6 +122,9 @@ class Faults:
         enqueue_burst: That bucket's size (default: one second's worth of `enqueue_rate_limit`).
         result_gzip_bomb: When > 0, every valid result download answers 200 with
             `Content-Encoding: gzip` and a body that inflates to this many zero bytes.
+        insufficient_credits_after: When set, the credits run out after this many
+            generations: an enqueue that would create more is refused with 402
+            `insufficient_credits` (nothing created).
     """
 
     seed: int = 0
@@ -156,6 +159,7 @@ class Faults:
     result_gzip_bomb: int = 0
     enqueue_rate_limit: float | None = None
     enqueue_burst: int | None = None
+    insufficient_credits_after: int | None = None
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -246,3 +250,11 @@ def _check_new_field(name: str, value: object) -> None:
         raise ValueError(f"Faults.drip_interval must be None or seconds >= 0, got {value!r}")
     if name == "result_body" and value is not None and not isinstance(value, bytes):
         raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")
+    if (
+        name == "insufficient_credits_after"
+        and value is not None
+        and not (whole and isinstance(value, int) and value >= 0)
+    ):
+        raise ValueError(
+            f"Faults.insufficient_credits_after must be None or a count >= 0, got {value!r}"
+        )

@@ -1,0 +1,66 @@
+"""Resuming a batch after a crash: items its journal left `sending` are looked up on the
+server before anything new is sent, so no new row can be mistaken for theirs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._exceptions import OxeditError
+from ._journal import Journal
+from ._registry import Pending
+from ._requests import EditRequest
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["recover_unrecorded"]
+
+log = logging.getLogger("oxedit")
+
+
+async def recover_unrecorded(
+    client: Client,
+    journal: Journal,
+    payload: Callable[[EditRequest], Awaitable[dict[str, Any]]],
+) -> dict[str, Pending]:
+    """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
+    them unsent. Returns the adopted generations by id."""
+    adopted_by_id: dict[str, Pending] = {}
+    stranded = [e for e in journal.entries() if e.state == "sending"]
+    if not stranded:
+        return adopted_by_id
+    requests: list[tuple[dict[str, Any], float]] = []
+    keys: list[tuple[str, int]] = []
+    for entry in sorted(stranded, key=lambda e: e.sent_at or 0):
+        try:
+            request = msgspec.json.decode(entry.request, type=EditRequest)
+            body = await payload(request)
+        except (msgspec.DecodeError, OxeditError) as exc:
+            journal.rejected(entry.key, entry.request, f"cannot be resumed: {exc}")
+            continue
+        # A POST for n generations creates n rows, each matching the request.
+        n = body.get("num_generations", 1)
+        requests.extend([(body, entry.sent_at or 0)] * n)
+        keys.append((entry.key, n))
+    assert client._enqueuer is not None
+    adopted = await client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
+    start = 0
+    for key, n in keys:
+        found = [p for p in adopted[start : start + n] if p is not None]
+        start += n
+        if not found:
+            journal.forget(key)  # surely never created: it will be sent as new
+        else:
+            journal.enqueued(key, *(p.id for p in found))
+            adopted_by_id.update((p.id, p) for p in found)
+    log.info(
+        "resumed %d item(s) caught mid-send: %d adopted, %d to send",
+        len(keys),
+        sum(g is not None for g in adopted),
+        adopted.count(None),
+    )
+    return adopted_by_id
