@@ -19,8 +19,8 @@ from ._stats import ServerStats as ServerStats
 
 __all__ = [
     "DEFAULT_API_KEY",
-    "Duration",
     "FAST_RECONCILE",
+    "Duration",
     "Faults",
     "LocalServer",
     "ServerStats",
