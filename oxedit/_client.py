@@ -241,10 +241,12 @@ class Client(CostMethods):
         pendings = await enqueuer.enqueue(payload, body, n, on_send=on_send)
         return [Job(self, p.id, p.future) for p in pendings]
 
-    def _register(self, generation_id: str, epoch: int, model: str | None = None) -> Pending:
+    def _register(
+        self, generation_id: str, epoch: int, model: str | None = None, namespace: str | None = None
+    ) -> Pending:
         """Start waiting for a generation enqueued while the stream was at `epoch`."""
         registry, listener, _ = self._require_open()
-        pending = registry.add(generation_id, model)
+        pending = registry.add(generation_id, model, namespace)
         listener.vouch(generation_id, epoch)
         return pending
 
@@ -297,6 +299,7 @@ class Client(CostMethods):
 
     async def _cancel(self, generation_id: str) -> Outcome:
         registry, _, _ = self._require_open()
+        generation_id = registry.current(generation_id)  # a retried row, when followed to one
         pending = registry.get(generation_id)
         try:
             await self._api.delete(generation_id)

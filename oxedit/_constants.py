@@ -61,6 +61,7 @@ LATENCY_MULTIPLE = 3.0
 RECONCILE_INTERVAL = 20.0
 LATENCY_WINDOW = 256  # latencies kept per model for its p99
 RECONCILE_CONCURRENCY = 8  # per-id GETs in flight during one reconciliation
+MAX_RETRY_HOPS = 5  # a cancelled row re-created (kill & retry) is followed this many times
 # Rows enqueued by a POST whose response was lost carry the server's clock, in whole seconds.
 CLOCK_SLACK = 10.0
 

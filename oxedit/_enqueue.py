@@ -64,7 +64,7 @@ class Enqueuer:
         registry: Registry,
         policy: ReconcilePolicy,
         listener: Listener,
-        register: Callable[[str, int, str | None], Pending],
+        register: Callable[[str, int, str | None, str | None], Pending],
         *,
         request_deadline: float,
         pace: AdaptiveRate,
@@ -74,7 +74,7 @@ class Enqueuer:
         self._registry = registry
         self._policy = policy
         self._listener = listener
-        # Starts following an id; the int is the stream epoch when its POST was sent.
+        # Starts following an id: (id, stream epoch when its POST was sent, model, namespace).
         self._register = register
         self._deadline = request_deadline  # the latest a POST can be acted on after sending
         self._recovery = Recovery(api, registry, policy)
@@ -112,6 +112,7 @@ class Enqueuer:
         stats = self._api.stats
         retry = self._api.retry
         model = payload["model"]
+        namespace = payload.get("target_namespace")
         attempt = 0
         sent_at = 0.0
         unsure = False  # a POST of this call may have created generations nobody follows
@@ -156,7 +157,7 @@ class Enqueuer:
                                     "follow them with client.job(id) in a new client",
                                     generation_ids=tuple(ids),
                                 )
-                            return [self._register(g, epoch, model) for g in ids]
+                            return [self._register(g, epoch, model, namespace) for g in ids]
                         error = APIResponseValidationError(
                             f"enqueue: HTTP {resp.status} without the {n} generation id(s) "
                             f"asked for: {resp.body[:200]!r}",
@@ -283,7 +284,15 @@ class Enqueuer:
         for row in rows:
             gid = row["generation_id"]
             model = row.get("model_name") or row.get("model")
-            adopted.append(self._register(gid, epoch, model if isinstance(model, str) else None))
+            namespace = row.get("target_namespace")
+            adopted.append(
+                self._register(
+                    gid,
+                    epoch,
+                    model if isinstance(model, str) else None,
+                    namespace if isinstance(namespace, str) else None,
+                )
+            )
             if row.get("status") in TERMINAL_STATUSES:
                 try:
                     decoded = msgspec.convert(row, GenerationRow)

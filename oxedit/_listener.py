@@ -27,7 +27,7 @@ from ._exceptions import (
     PermissionDeniedError,
     TransportError,
 )
-from ._models import TERMINAL_STATUSES, Generation, event_decoder
+from ._models import TERMINAL_STATUSES, Generation, GenerationRow, event_decoder
 from ._registry import Registry
 from ._retry import backoff
 from ._sse import SSEDecoder
@@ -235,26 +235,33 @@ class Listener:
     async def reconcile(self, ids: set[str]) -> None:
         """Settle every id in `ids` whose row is terminal; reschedule those still active.
 
-        A failed request is logged and its ids are checked again later, never raised.
+        Many ids are checked with one list per namespace they were billed to (the list shows
+        only the user's own unless asked). A failed request is logged and its ids are checked
+        again later, never raised.
         """
         registry = self._registry
         stats = self._api.stats
         todo = ids
         if len(ids) > _LIST_THRESHOLD:
-            stats.poll_requests += 1
-            try:
-                rows = await self._api.list_rows()
-            except OxeditError as exc:
-                log.warning("could not list the queue to reconcile %d job(s): %s", len(ids), exc)
-                for generation_id in ids:
-                    registry.checked(generation_id)
-                return
-            active = {row.generation_id for row in rows}
+            namespaces = {p.namespace for p in registry if p.id in ids}
+            active: set[str] = set()
+            for namespace in namespaces:
+                stats.poll_requests += 1
+                try:
+                    rows = await self._api.list_rows(namespace=namespace)
+                except OxeditError as exc:
+                    log.warning("could not list the queue to reconcile: %s", exc)
+                    for pending in registry:
+                        if pending.namespace == namespace and pending.id in ids:
+                            registry.checked(pending.id)
+                    todo = todo - {p.id for p in registry if p.namespace == namespace}
+                    continue
+                active.update(row.generation_id for row in rows)
             # The list vouches for every pending job in it, due or not: it cost the same.
             for pending in registry:
                 if pending.id in active:
                     registry.checked(pending.id)
-            todo = ids - active
+            todo = todo - active
         queue = list(todo)
 
         async def worker() -> None:
@@ -265,6 +272,11 @@ class Listener:
                 stats.poll_requests += 1
                 try:
                     row = await self._api.get_row(generation_id)
+                    for _ in range(C.MAX_RETRY_HOPS):  # a retry may be retried in turn
+                        retried = await self._retried_as(row) if row.status == "cancelled" else None
+                        if retried is None:
+                            break
+                        row = retried
                 except NotFoundError:
                     registry.fail(generation_id, GenerationExpired(generation_id))
                     continue
@@ -272,9 +284,25 @@ class Listener:
                     log.warning("could not check generation %s: %s", generation_id, exc)
                     registry.checked(generation_id)
                     continue
+                if row.generation_id != generation_id:
+                    registry.move(generation_id, row.generation_id)
+                    log.info("generation %s was retried as %s", generation_id, row.generation_id)
                 if row.status in TERMINAL_STATUSES:
                     registry.resolve(Generation.from_row(row))
                 else:
-                    registry.checked(generation_id)
+                    registry.checked(row.generation_id)
 
         await asyncio.gather(*(worker() for _ in range(min(C.RECONCILE_CONCURRENCY, len(queue)))))
+
+    async def _retried_as(self, row: GenerationRow) -> GenerationRow | None:
+        """The row a cancelled generation was re-created as (kill & retry: a new row whose
+        `retried_from_id` names it), or None. Active rows are asked first: a retry is new."""
+        pending = self._registry.get(row.generation_id)
+        namespace = pending.namespace if pending is not None else None
+        model = row.model_name or row.model
+        for status in (None, "succeeded", "failed", "cancelled"):
+            self._api.stats.poll_requests += 1
+            for other in await self._api.list_rows(status=status, model=model, namespace=namespace):
+                if other.retried_from_id == row.generation_id:
+                    return other
+        return None

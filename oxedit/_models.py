@@ -56,6 +56,7 @@ class GenerationRow(_Wire, frozen=True, kw_only=True):
     enqueued_at: float | None = None
     started_at: float | None = None
     completed_at: float | None = None
+    retried_from_id: str | None = None  # [spec v0.257.0] kill & retry
 
 
 class QueueList(_Wire, frozen=True, kw_only=True):
@@ -112,7 +113,8 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     `await job` returns one with status "succeeded" and its `url`; `client.get(id)` returns one
     in any status. Fields the source did not carry are None: the documented event has no
     timestamps, so a generation resolved from one has `enqueued_at` etc. unset
-    (`client.get(id)` has them).
+    (`client.get(id)` has them). `retried_from` is set when the generation a job enqueued was
+    cancelled and re-created as this one (the API's kill & retry): `id` is then the new row's.
 
     Example:
         ```python
@@ -130,6 +132,7 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     enqueued_at: float | None = None
     started_at: float | None = None
     completed_at: float | None = None
+    retried_from: str | None = None
 
     @classmethod
     def from_row(cls, row: GenerationRow) -> Generation:

@@ -155,19 +155,22 @@ class Recovery:
         window = (sent_at, time.time())
         for status in _LIST_STATUSES:
             self._api.stats.poll_requests += 1
-            rows = await self._api.list_raw(status=status, model=payload["model"])
+            rows = await self._api.list_raw(
+                status=status, model=payload["model"], namespace=payload.get("target_namespace")
+            )
             for row in _matching(rows, payload, window, self._registry.knows):
                 found[row["generation_id"]] = row
             if len(found) >= n:
                 break
         return sorted(found.values(), key=_enqueue_order)
 
-    async def _rows(self, model: str) -> list[dict[str, Any]]:
-        """Every row of `model`, active or finished, sorted by enqueue time."""
+    async def _rows(self, model: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Every row of `model` billed to `namespace` (None: the user's), active or finished,
+        sorted by enqueue time."""
         rows: dict[str, dict[str, Any]] = {}
         for status in _LIST_STATUSES:
             self._api.stats.poll_requests += 1
-            for row in await self._api.list_raw(status=status, model=model):
+            for row in await self._api.list_raw(status=status, model=model, namespace=namespace):
                 if isinstance(row.get("generation_id"), str):
                     rows[row["generation_id"]] = row
         return sorted(rows.values(), key=_enqueue_order)
@@ -184,19 +187,19 @@ class Recovery:
 
         Only a row enqueued between the recorded time and the POST's deadline after it can be
         that POST's (another batch with identical requests, later, must not be adopted). The
-        queue is listed once per model, and requests are matched in the order they were sent,
-        so identical requests each get their own row.
+        queue is listed once per model and namespace, and requests are matched in the order
+        they were sent, so identical requests each get their own row.
         """
         await asyncio.sleep(self._policy.lost_response_grace)
-        by_model: dict[str, list[dict[str, Any]]] = {}
+        by_model: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         taken = set(claimed)
         found: list[dict[str, Any] | None] = []
         for payload, sent_at in requests:
-            model = payload["model"]
-            if model not in by_model:
-                by_model[model] = await self._rows(model)
+            where = (payload["model"], payload.get("target_namespace"))
+            if where not in by_model:
+                by_model[where] = await self._rows(*where)
             rows = _matching(
-                by_model[model],
+                by_model[where],
                 payload,
                 (sent_at, sent_at + deadline),
                 lambda gid: gid in taken or self._registry.knows(gid),

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Iterator
 from typing import TypeAlias
 
+import msgspec
+
 from . import _constants as C
 from ._config import ReconcilePolicy
 from ._exceptions import ClientStateError, OxeditError
@@ -28,15 +30,23 @@ Outcome: TypeAlias = Generation | OxeditError
 class Pending:
     """A generation this client is waiting for."""
 
-    __slots__ = ("born", "due", "future", "id", "model")
+    __slots__ = ("born", "due", "future", "id", "model", "namespace", "origin")
 
     def __init__(
-        self, generation_id: str, future: asyncio.Future[Outcome], born: float, model: str | None
+        self,
+        generation_id: str,
+        future: asyncio.Future[Outcome],
+        born: float,
+        model: str | None,
+        namespace: str | None,
     ) -> None:
         self.id = generation_id
         self.future = future
         self.born = born  # loop time of its registration (its enqueue response)
         self.model = model
+        self.namespace = namespace  # the one it was billed to (None: the user's own)
+        # The id it was enqueued as, once followed to a row retried from it (kill & retry).
+        self.origin: str | None = None
         # When to ask the queue endpoints about it if no event came by then; 0 until its first
         # check, which depends on the model's latency as learned meanwhile.
         self.due = 0.0
@@ -62,6 +72,7 @@ class Registry:
         self._early_ttl = early_ttl
         self._early_limit = early_limit
         self._enqueues_in_flight = 0
+        self._moved: dict[str, str] = {}  # enqueued id -> the retried row followed now
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -71,6 +82,23 @@ class Registry:
 
     def knows(self, generation_id: str) -> bool:
         return generation_id in self._known or generation_id in self._pending
+
+    def move(self, generation_id: str, successor: str) -> Pending | None:
+        """Follow a pending job to the row that re-created it (kill & retry): it settles with
+        that row's outcome, which says `retried_from`."""
+        pending = self._pending.pop(generation_id, None)
+        if pending is None:
+            return None
+        origin = pending.origin or generation_id
+        pending.id, pending.origin, pending.due = successor, origin, 0.0
+        self._moved[origin] = successor
+        self._pending[successor] = pending
+        self._remember(successor, self._loop.time())
+        return pending
+
+    def current(self, generation_id: str) -> str:
+        """The id a job enqueued as `generation_id` is followed under now."""
+        return self._moved.get(generation_id, generation_id)
 
     def claim(self, generation_id: str) -> None:
         """Mark an id as this client's without following it (no recovery may adopt it)."""
@@ -87,14 +115,16 @@ class Registry:
         if not self._enqueues_in_flight:
             self._early.clear()  # nothing can claim them any more
 
-    def add(self, generation_id: str, model: str | None = None) -> Pending:
+    def add(
+        self, generation_id: str, model: str | None = None, namespace: str | None = None
+    ) -> Pending:
         """Start waiting for `generation_id`; resolves at once if its event came first."""
         pending = self._pending.get(generation_id)
         if pending is not None:
             return pending
         now = self._loop.time()
         self._remember(generation_id, now)
-        pending = Pending(generation_id, self._loop.create_future(), now, model)
+        pending = Pending(generation_id, self._loop.create_future(), now, model, namespace)
         self._pending[generation_id] = pending
         early = self._early.pop(generation_id, None)
         if early is not None:
@@ -117,6 +147,9 @@ class Registry:
             return False
         if event:
             self.schedule.observe(pending.model, self._loop.time() - pending.born)
+        if pending.origin is not None:  # settled by the row it was retried as
+            self._moved.pop(pending.origin, None)
+            outcome = msgspec.structs.replace(outcome, retried_from=pending.origin)
         if not pending.future.done():
             pending.future.set_result(outcome)
         return True

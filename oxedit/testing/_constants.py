@@ -15,3 +15,7 @@ GZIP_BOMB_CHUNK = 1024 * 1024
 
 # `Faults.get_redirect_rate`: where the redirect points, like a proxy's login page.
 LOGIN_PATH = "/login"
+
+# The user the API key belongs to: `GET /api/ai/queue` lists this namespace unless `namespace=`
+# names another [doc: async_queue, "Corrections and additions" of oxen-api.md].
+USER_NAMESPACE = "ox"

@@ -135,6 +135,16 @@ class LocalServer:
             raise KeyError(f"no generation {generation_id!r} on this server")
         return api.row(gen)
 
+    def kill_and_retry(self, generation_id: str) -> str:
+        """Cancel an active generation and re-create it as a new row with `retried_from_id`
+        (the spec's kill & retry, v0.257.0); returns the new row's id. No event is sent for
+        the cancelled one; the new one runs and sends its own."""
+        api = self._require_running()
+        gen = api.generations.get(generation_id)
+        if gen is None:
+            raise KeyError(f"no generation {generation_id!r} on this server")
+        return api.kill_and_retry(gen).id
+
     def generations(self) -> list[dict[str, Any]]:
         """Every row ever created, in enqueue order, whatever its status."""
         api = self._require_running()
