@@ -149,9 +149,12 @@ async def test_unknown_model_answered_404_is_a_model_not_found_error_too() -> No
             return web.json_response({"error": {"message": "Model not found: gone"}}, status=404)
         return models_down(request)
 
-    async with LocalServer() as server, front(server, not_found) as url:
-        async with oxedit.Client(api_key=server.api_key, base_url=url, retry=NO_RETRY) as client:
-            with pytest.raises(oxedit.ModelNotFoundError) as info:
-                await client.submit(prompt="invert", image=png(), model="gone")
+    async with (
+        LocalServer() as server,
+        front(server, not_found) as url,
+        oxedit.Client(api_key=server.api_key, base_url=url, retry=NO_RETRY) as client,
+    ):
+        with pytest.raises(oxedit.ModelNotFoundError) as info:
+            await client.submit(prompt="invert", image=png(), model="gone")
     assert (info.value.status_code, info.value.model) == (404, "gone")
     assert isinstance(info.value, oxedit.NotFoundError)

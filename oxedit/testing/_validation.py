@@ -45,9 +45,9 @@ def split_body(body: Any, queue_params: frozenset[str]) -> tuple[Model, dict[str
         raise invalid_params(f"model must be a string, got {name!r}")
     model = MODELS.get(name)
     if model is None:
-        # The docs give this body for an unknown model, without its status code; 404 is what
-        # they give for every other missing resource (resource_not_found).
-        raise ApiError(message_error(404, f"Model not found: {name}"))
+        # [doc] this message-shaped body; [spec] 400, the only error POST /api/ai/queue lists.
+        # The edit endpoint answers the same [guess].
+        raise ApiError(message_error(400, f"Model not found: {name}"))
     if not model.outputs_media:
         raise invalid_params(f"Model {name} does not output images or video; choose an image model")
     props = model.properties
