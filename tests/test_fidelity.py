@@ -17,7 +17,7 @@ from aiohttp import web
 
 import oxedit
 from oxedit._transport import Response, status_error
-from oxedit.testing import LocalServer
+from oxedit.testing import Faults, LocalServer
 
 from .helpers import png
 
@@ -136,6 +136,8 @@ async def test_unknown_model_refused_by_the_enqueue_is_a_model_not_found_error()
                 await client.edit(prompt="invert", image=png(), model="no-such-model")
         assert server.stats.requests_by_route["POST /api/ai/queue"] == 1
         assert server.stats.generations_created == 0
+        # Not about the image field: the edit is not sent again in the other form.
+        assert server.stats.requests_by_route["POST /api/ai/images/edit"] == 1
     for error in (info.value, edit.value):
         assert error.status_code == 400 and error.model == "no-such-model"
         assert isinstance(error, oxedit.InvalidRequestError)
@@ -158,3 +160,65 @@ async def test_unknown_model_answered_404_is_a_model_not_found_error_too() -> No
             await client.submit(prompt="invert", image=png(), model="gone")
     assert (info.value.status_code, info.value.model) == (404, "gone")
     assert isinstance(info.value, oxedit.NotFoundError)
+
+
+# -- item 8: the edit endpoint's image field -----------------------------------------------------
+
+EDITS = "POST /api/ai/images/edit"
+
+
+async def test_edit_sends_the_documented_field_first() -> None:
+    async with LocalServer() as server, server.client(retry=NO_RETRY) as client:
+        result = await client.edit(prompt="invert", image=png())
+        assert await result.read()
+    assert server.stats.requests_by_route[EDITS] == 1
+
+
+async def test_edit_falls_back_to_the_spec_field_once_and_remembers_it() -> None:
+    # A service that follows the spec (`image`) answers 400 naming `image`: one retry in that
+    # form, and the client's later edits use it from the start.
+    async with LocalServer(faults=Faults(edit_field="image")) as server:
+        async with server.client(retry=NO_RETRY) as client:
+            first = await client.edit(prompt="invert", image=png())
+            assert server.stats.requests_by_route[EDITS] == 2
+            second = await client.edit(prompt="mirror", image=png(), response_format="b64_json")
+            assert server.stats.requests_by_route[EDITS] == 3
+            assert await first.read() != await second.read()
+            # The service goes back to the documented form: one more switch, back again.
+            server.faults.edit_field = "input_image"
+            await client.edit(prompt="blur", image=png())
+            assert server.stats.requests_by_route[EDITS] == 5
+            await client.edit(prompt="blur", image=png())
+            assert server.stats.requests_by_route[EDITS] == 6
+        server.faults.edit_field = "image"
+        async with server.client(retry=NO_RETRY) as fresh:  # remembered per client, not globally
+            await fresh.edit(prompt="invert", image=png())
+        assert server.stats.requests_by_route[EDITS] == 8
+
+
+async def test_edit_400_that_is_not_about_the_field_is_not_sent_again() -> None:
+    # The first answer names `image` in passing; the other form is refused too (the server
+    # wants `input_image`): the first error is raised, and the documented form kept.
+    sent: list[str] = []
+
+    def bad_image(request: web.Request) -> web.StreamResponse | None:
+        if request.path == "/api/ai/images/edit":
+            sent.append("edit")
+            if len(sent) == 1:
+                return web.json_response(
+                    {"error": {"type": "invalid_params", "title": "Invalid image data"}},
+                    status=400,
+                )
+        return None
+
+    async with (
+        LocalServer() as server,
+        front(server, bad_image) as url,
+        oxedit.Client(api_key=server.api_key, base_url=url, retry=NO_RETRY) as client,
+    ):
+        with pytest.raises(oxedit.BadRequestError, match="Invalid image data"):
+            await client.edit(prompt="invert", image=png())
+        assert len(sent) == 2  # one retry in the other form, refused as an unknown field
+        await client.edit(prompt="invert", image=png())  # the documented form, at once
+        assert len(sent) == 3
+        assert server.stats.requests_by_route[EDITS] == 2
