@@ -222,3 +222,24 @@ async def test_edit_400_that_is_not_about_the_field_is_not_sent_again() -> None:
         await client.edit(prompt="invert", image=png())  # the documented form, at once
         assert len(sent) == 3
         assert server.stats.requests_by_route[EDITS] == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "text", "named"),
+    [
+        (400, "image is required", True),
+        (400, "Json deserialize error: missing field `image` at line 1 column 80", True),
+        (400, "'image' is a required property", True),
+        (400, "input_image is required", False),  # names the other field, not `image`
+        (400, "input_image must be jpeg, png, gif, or webp", False),
+        (400, "mask image-url is invalid", False),
+        (400, "Invalid parameters", False),  # the path in the prefix is no word of its own
+        (422, "image is required", False),  # only a 400 says what the request lacks
+    ],
+)
+def test_names_field_edges(status: int, text: str, named: bool) -> None:
+    from oxedit._edit import names_field
+
+    body = f'{{"error": {{"message": "{text}"}}}}'.encode()
+    error = status_error(Response(status, {}, body), what="POST /api/ai/images/edit")
+    assert names_field(error, "image") is named
