@@ -243,3 +243,61 @@ def test_names_field_edges(status: int, text: str, named: bool) -> None:
     body = f'{{"error": {{"message": "{text}"}}}}'.encode()
     error = status_error(Response(status, {}, body), what="POST /api/ai/images/edit")
     assert names_field(error, "image") is named
+
+
+# -- item 9: result URLs on the API's own host ---------------------------------------------------
+
+# Where the local server serves results on its API host (a hub repo file route, as the docs'
+# result URLs are); it answers 401 without the Bearer key, like every `/api` route.
+API_RESULTS = "GET /api/repos/oxedit/results/file/main/{name}"
+
+
+def _is_png(data: bytes) -> bool:
+    return data.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_results_on_the_api_host_are_downloaded_with_the_key() -> None:
+    async with LocalServer(results_on_api_host=True) as server:
+        async with server.client(retry=NO_RETRY) as client:
+            gen = await (await client.submit(prompt="invert", image=png()))
+            assert gen.url is not None and gen.url.startswith(server.url + "/api/")
+            assert _is_png(await gen.read())
+            edit = await client.edit(prompt="mirror", image=png())
+            assert (edit.images[0].url or "").startswith(server.url + "/api/")
+            assert _is_png(await edit.read())
+        # Both answered 200 by a route that refuses requests without the key.
+        assert server.stats.requests_by_route[API_RESULTS] == 2
+        assert server.stats.file_requests == 0
+
+
+async def test_results_on_the_file_host_never_see_the_key() -> None:
+    async with LocalServer() as server:
+        async with server.client(retry=NO_RETRY) as client:
+            gen = await (await client.submit(prompt="invert", image=png()))
+            assert gen.url is not None and gen.url.startswith(server.files_url + "/")
+            assert _is_png(await gen.read())
+        assert server.stats.file_requests == 1
+        assert server.stats.file_requests_with_auth == 0
+        assert server.stats.requests_by_route[API_RESULTS] == 0
+
+
+async def test_a_redirect_from_the_api_host_to_another_host_drops_the_key() -> None:
+    async with LocalServer(results_on_api_host="redirect") as server:
+        async with server.client(retry=NO_RETRY) as client:
+            gen = await (await client.submit(prompt="invert", image=png()))
+            assert gen.url is not None and gen.url.startswith(server.url + "/api/")
+            assert _is_png(await gen.read())
+        assert server.stats.requests_by_route[API_RESULTS] == 1  # with the key: else 401
+        assert server.stats.file_requests == 1  # the hop the redirect pointed at
+        assert server.stats.file_requests_with_auth == 0
+
+
+async def test_an_expired_result_url_on_the_api_host_is_refreshed_once() -> None:
+    async with LocalServer(results_on_api_host=True) as server:
+        async with server.client(retry=NO_RETRY) as client:
+            gen = await (await client.submit(prompt="invert", image=png()))
+            server.faults.url_ttl = -10  # every URL, the fresh one too, is already expired
+            with pytest.raises(oxedit.DownloadError) as info:
+                await client.read(gen)
+            assert info.value.status_code == 403
+        assert server.stats.requests_by_route[API_RESULTS] == 2

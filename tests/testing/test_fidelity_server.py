@@ -10,7 +10,7 @@ import pytest
 
 from oxedit.testing import Faults, LocalServer
 
-from ._helpers import assert_typed_error, edit_body
+from ._helpers import assert_typed_error, edit_body, enqueue, get_row, session_for
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +71,64 @@ async def test_edit_field_image_behaves_like_the_spec(
 def test_edit_field_takes_only_the_two_published_names() -> None:
     with pytest.raises(ValueError, match="edit_field"):
         Faults(edit_field="images")
+
+
+# -- item 9: result URLs on the API's own host ---------------------------------------------------
+
+
+async def _result_url(server: LocalServer, http: aiohttp.ClientSession) -> str:
+    (gen_id,) = await enqueue(http, edit_body())
+    await server.wait_idle()
+    url = (await get_row(http, gen_id))["result_url"]
+    assert isinstance(url, str)
+    return url
+
+
+async def test_results_on_the_api_host_need_the_key() -> None:
+    # [doc] the docs' result URLs are on hub.oxen.ai; [guess] served there with the key.
+    async with LocalServer(results_on_api_host=True) as server, session_for(server) as http:
+        url = await _result_url(server, http)
+        assert url.startswith(server.url + "/api/repos/")
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as resp:
+            await assert_typed_error(resp, 401, "unauthenticated")
+        async with http.get(url) as resp:
+            assert resp.status == 200 and resp.content_type == "image/png"
+            assert (await resp.read()).startswith(b"\x89PNG")
+        async with http.get(url.replace("sig=", "sig=0")) as resp:
+            assert resp.status == 403
+            assert await resp.json() == {"error": {"message": "Signature does not match"}}
+        async with http.post("/api/ai/images/edit", json=edit_body()) as resp:
+            (image,) = (await resp.json())["images"]
+        assert image["url"].startswith(server.url + "/api/repos/")
+    assert server.stats.file_requests == 0
+
+
+async def test_results_on_the_api_host_can_redirect_to_the_file_host() -> None:
+    # [guess] a hub keeping files in object storage answers with a presigned redirect.
+    async with LocalServer(results_on_api_host="redirect") as server, session_for(server) as http:
+        url = await _result_url(server, http)
+        assert url.startswith(server.url + "/api/repos/")
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as resp:
+            await assert_typed_error(resp, 401, "unauthenticated")
+        async with http.get(url, allow_redirects=False) as resp:
+            assert resp.status == 302
+            target = resp.headers["Location"]
+        assert target.startswith(server.files_url + "/files/")
+        assert target.partition("?")[2] == url.partition("?")[2]
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(target) as resp:
+            assert resp.status == 200
+    assert (server.stats.file_requests, server.stats.file_requests_with_auth) == (1, 0)
+
+
+async def test_results_stay_on_the_file_host_by_default(
+    server: LocalServer, http: aiohttp.ClientSession
+) -> None:
+    url = await _result_url(server, http)
+    assert url.startswith(server.files_url + "/files/")
+    async with http.get(f"/api/repos/oxedit/results/file/main/{url.rpartition('/')[2]}") as resp:
+        await assert_typed_error(resp, 404, "resource_not_found")
+
+
+def test_results_on_api_host_takes_only_its_documented_values() -> None:
+    with pytest.raises(ValueError, match="results_on_api_host"):
+        LocalServer(results_on_api_host="yes")  # type: ignore[arg-type]
