@@ -26,6 +26,7 @@ from ._exceptions import GenerationFailed as GenerationFailed
 from ._exceptions import InsufficientCreditsError as InsufficientCreditsError
 from ._exceptions import InvalidRequestError as InvalidRequestError
 from ._exceptions import JobTimeout as JobTimeout
+from ._exceptions import ModelNotFoundError as ModelNotFoundError
 from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OxeditError as OxeditError
 from ._exceptions import PermissionDeniedError as PermissionDeniedError
@@ -75,6 +76,7 @@ __all__ = [
     "Limits",
     "Model",
     "ModelEstimate",
+    "ModelNotFoundError",
     "NotFoundError",
     "OxeditError",
     "PermissionDeniedError",

@@ -100,6 +100,9 @@ class Api:
         self.transport = transport
         self.retry = retry
         self.stats = stats
+        # The image field `POST /api/ai/images/edit` takes, learned for this client's life
+        # (`_edit`): the docs' `input_image` until the service asks for the spec's `image`.
+        self.edit_image_field = "input_image"
 
     async def call(
         self,

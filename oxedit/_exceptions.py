@@ -9,6 +9,8 @@ OxeditError
 │   └── AmbiguousRequestError     a POST was sent but its response was lost
 ├── APIStatusError                the API answered with an error status
 │   ├── BadRequestError           400
+│   │   └── ModelNotFoundError    400 or 404 "Model not found: X" (also a NotFoundError and
+│   │                             an InvalidRequestError, like the check before sending)
 │   ├── AuthenticationError       401
 │   ├── InsufficientCreditsError  402, or an error body typed `insufficient_credits`
 │   ├── PermissionDeniedError     403
@@ -45,6 +47,7 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JobTimeout",
+    "ModelNotFoundError",
     "NotFoundError",
     "OxeditError",
     "PermissionDeniedError",
@@ -63,7 +66,8 @@ class ConfigurationError(OxeditError):
 
 
 class InvalidRequestError(OxeditError, ValueError):
-    """A request was rejected before anything was sent."""
+    """A request was rejected before anything was sent (or, as `ModelNotFoundError`, refused
+    by the API for its input, creating nothing)."""
 
 
 class ClientStateError(OxeditError, RuntimeError):
@@ -122,6 +126,21 @@ class PermissionDeniedError(APIStatusError):
 
 class NotFoundError(APIStatusError):
     """404: unknown model or generation id."""
+
+
+class ModelNotFoundError(BadRequestError, NotFoundError, InvalidRequestError):
+    """The API refused a request because its model does not exist (`.model`).
+
+    The spec answers 400 for an unknown model on enqueue, earlier services 404; both carry
+    `{"error": {"message": "Model not found: X"}}`. It is all three of `BadRequestError`,
+    `NotFoundError` and `InvalidRequestError`, so that it is caught like either status and
+    like the check oxedit makes before sending when the models endpoint knows the model is
+    missing. Nothing was created.
+    """
+
+    def __init__(self, message: str, *, status_code: int, body: Any = None, model: str) -> None:
+        super().__init__(message, status_code=status_code, body=body)
+        self.model = model
 
 
 class RateLimitError(APIStatusError):

@@ -12,6 +12,7 @@ Three sessions, each with one job:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, Protocol
@@ -26,6 +27,7 @@ from ._exceptions import (
     BadRequestError,
     ClientStateError,
     InsufficientCreditsError,
+    ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -264,6 +266,10 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 
+# "Model not found: X", the docs' body for an unknown model [doc]; the name is what follows.
+_MODEL_NOT_FOUND = re.compile(r"model not found:\s*['\"`]?([^\s'\"`,;]+)", re.IGNORECASE)
+
+
 def _message(body: Any, fallback: str) -> str:
     """The server's message from either documented error body shape."""
     if isinstance(body, dict):
@@ -300,6 +306,18 @@ def status_error(resp: Response, *, what: str = "") -> APIStatusError:
             status_code=429,
             body=body,
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        )
+    unknown = _MODEL_NOT_FOUND.search(message) if resp.status in (400, 404) else None
+    if unknown is not None:
+        # The spec answers an unknown model with 400, older services with 404: the same error
+        # either way, worded like the check made before sending.
+        model = unknown.group(1).rstrip(".")  # a sentence's full stop is not part of the id
+        return ModelNotFoundError(
+            f"{message}; model {model!r} does not exist: see client.models() "
+            "(or `oxedit models`) for the model ids",
+            status_code=resp.status,
+            body=body,
+            model=model,
         )
     cls = _STATUS_ERRORS.get(resp.status) or (ServerError if resp.status >= 500 else APIStatusError)
     error = body.get("error") if isinstance(body, dict) else None

@@ -42,7 +42,7 @@ from ._responses import (
 from ._schemas import MODELS
 from ._stats import ServerStats
 from ._store import StateStore
-from ._validation import EDIT_PARAMS, queue_request, split_body
+from ._validation import edit_request, queue_request
 
 __all__ = ["Api"]
 
@@ -350,7 +350,7 @@ class Api:
 
     async def edit(self, request: web.Request) -> web.StreamResponse:
         body = decode_json(await request.read())
-        model, params = split_body(body, EDIT_PARAMS)
+        model, params = edit_request(body, self.faults.edit_field)
         response_format = body.get("response_format", "url")
         if response_format not in ("url", "b64_json"):
             raise invalid_params(

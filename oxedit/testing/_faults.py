@@ -43,6 +43,9 @@ _COUNT_FIELDS = frozenset({"refuse_streams", "oversized_event_bytes", "result_gz
 #: What `enqueue_bad_body` may name: the broken bodies a 200 enqueue answer can carry.
 BAD_ENQUEUE_BODIES = ("html", "empty_object", "empty_generations", "extra_ids")
 
+#: What `edit_field` may name: the edit endpoint's image field in the docs, and in the spec.
+EDIT_FIELDS = ("input_image", "image")
+
 # Realistic texts for injected failures: what a GPU backend says, not "injected fault".
 FAILURE_MESSAGES = (
     "Inference backend error: CUDA out of memory",
@@ -125,6 +128,9 @@ class Faults:
         insufficient_credits_after: When set, the credits run out after this many
             generations: an enqueue that would create more is refused with 402
             `insufficient_credits` (nothing created).
+        edit_field: The image field `POST /api/ai/images/edit` takes: `"input_image"`, as the
+            docs send it, or `"image"`, as the spec's `ImageEditRequest` requires it (then a
+            body without it is answered 400 `invalid_params` "image is required").
     """
 
     seed: int = 0
@@ -160,6 +166,7 @@ class Faults:
     enqueue_rate_limit: float | None = None
     enqueue_burst: int | None = None
     insufficient_credits_after: int | None = None
+    edit_field: str = "input_image"
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -248,6 +255,10 @@ def _check_new_field(name: str, value: object) -> None:
         and not (isinstance(value, int | float) and 0 <= value < math.inf)
     ):
         raise ValueError(f"Faults.drip_interval must be None or seconds >= 0, got {value!r}")
+    if name == "edit_field" and value not in EDIT_FIELDS:
+        raise ValueError(
+            f"Faults.edit_field must be one of {', '.join(EDIT_FIELDS)}, got {value!r}"
+        )
     if name == "result_body" and value is not None and not isinstance(value, bytes):
         raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")
     if (

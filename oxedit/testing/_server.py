@@ -16,6 +16,7 @@ from .._config import ReconcilePolicy
 from ._api import Api
 from ._constants import DEFAULT_WORKERS
 from ._faults import Faults
+from ._files import ResultsHost
 from ._stats import ServerStats
 from ._store import StateStore
 
@@ -42,7 +43,8 @@ class LocalServer:
     """An Oxen-compatible inference API with real (simple) image edits, for tests and demos.
 
     Serves the `/api` routes on `url` and result files on a second socket with a different
-    host name (`files_url`), like the real service's presigned storage links. Every generation
+    host name (`files_url`), like the real service's presigned storage links (or on the API
+    host itself: `results_on_api_host`). Every generation
     runs a deterministic Pillow edit chosen by the prompt (see `oxedit.testing._edits`).
 
     Example:
@@ -67,6 +69,11 @@ class LocalServer:
             runs again, once, the ones the earlier process left queued or processing. One
             server at a time: a second one on the same folder fails to start with
             `oxedit.ConfigurationError`. None: all state is in memory, gone at `stop()`.
+        results_on_api_host: Where result URLs point. False: the file host (`files_url`),
+            which needs no key. True: the API's own origin (as the docs' hub.oxen.ai result
+            URLs are [doc]), served there behind the Bearer key like every `/api` route
+            [guess]. `"redirect"`: the API's origin too, answering (with the key) a 302 to the
+            file host's URL for the file [guess].
     """
 
     def __init__(
@@ -79,9 +86,16 @@ class LocalServer:
         port: int = 0,
         file_port: int = 0,
         state_dir: str | os.PathLike[str] | None = None,
+        results_on_api_host: ResultsHost = False,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if not (isinstance(results_on_api_host, bool) or results_on_api_host == "redirect"):
+            raise ValueError(
+                "results_on_api_host must be False, True or 'redirect', "
+                f"got {results_on_api_host!r}"
+            )
+        self._results_on_api_host = results_on_api_host
         self._api_key = api_key or DEFAULT_API_KEY
         self._faults = faults if faults is not None else Faults()
         self._stats = ServerStats()
@@ -203,7 +217,11 @@ class LocalServer:
             )
             self._files_url = f"http://{files_host}:{files_sock.getsockname()[1]}"
             api.files.base_url = self._files_url
-            for app, sock in ((api.app(), api_sock), (api.files.app(), files_sock)):
+            api.files.api_url = self._url
+            api.files.on_api_host = self._results_on_api_host
+            api_app = api.app()
+            api.files.add_api_routes(api_app)
+            for app, sock in ((api_app, api_sock), (api.files.app(), files_sock)):
                 runner = web.AppRunner(
                     app,
                     access_log=None,

@@ -175,7 +175,7 @@ async def test_enqueue_unknown_model_uses_the_message_body_shape(
     http: aiohttp.ClientSession,
 ) -> None:
     async with http.post("/api/ai/queue", json=edit_body(model="bad-model-name")) as resp:
-        assert resp.status == 404
+        assert resp.status == 400  # [spec] only 400 (issue 14 item 7)
         assert await resp.json() == {"error": {"message": "Model not found: bad-model-name"}}
 
 
