@@ -65,7 +65,7 @@ async def run_batch(
         if args.model:
             await _check_model(api, args.model)
         items = await _check_row_models(api, items)
-        progress = BatchProgress(err, total=len(items))
+        progress = BatchProgress(err, total=len(items), pace=lambda: api.stats.enqueue_rate)
         try:
             with progress:
                 run = api.map(

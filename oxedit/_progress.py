@@ -58,9 +58,15 @@ class BatchProgress:
     """
 
     def __init__(
-        self, console: Console, total: int, *, clock: Callable[[], float] = time.perf_counter
+        self,
+        console: Console,
+        total: int,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        pace: Callable[[], float | None] | None = None,
     ) -> None:
         self.counts: Counter[str] = Counter()
+        self._pace = pace  # the client's adaptive enqueue rate, shown once it paces
         self._clock = clock
         self.started = clock()
         self._ended: float | None = None
@@ -99,7 +105,9 @@ class BatchProgress:
 
     def rate_text(self) -> str:
         rate = self.rate
-        return "-/s" if rate is None else f"{rate:.1f}/s"
+        text = "-/s" if rate is None else f"{rate:.1f}/s"
+        pace = self._pace() if self._pace is not None else None
+        return text if pace is None else f"{text} (enqueues paced at {pace:.0f}/s)"
 
     def add(self, result: BulkResult, in_flight: int) -> None:
         key = "resumed" if result.resumed and result.ok else result.status

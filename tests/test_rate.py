@@ -102,3 +102,18 @@ async def test_max_rate_paces_from_the_start(oxen_server: LocalServer) -> None:
         await asyncio.gather(*(client.submit(prompt=f"{i}", image=png()) for i in range(20)))
         assert client.stats.enqueue_rate == 50.0
         assert client.stats.enqueue_refusals == 0
+
+
+def test_the_progress_bar_shows_the_pace_once_enqueues_are_paced() -> None:
+    import io
+
+    from rich.console import Console
+
+    from oxedit._progress import BatchProgress
+
+    pace: list[float | None] = [None]
+    console = Console(file=io.StringIO(), width=200)
+    progress = BatchProgress(console, total=2, clock=lambda: 100.0, pace=lambda: pace[0])
+    assert "paced" not in progress.rate_text()  # a healthy run: nothing to say
+    pace[0] = 42.4
+    assert progress.rate_text() == "-/s (enqueues paced at 42/s)"
