@@ -25,6 +25,7 @@ from ._exceptions import GenerationExpired as GenerationExpired
 from ._exceptions import GenerationFailed as GenerationFailed
 from ._exceptions import InsufficientCreditsError as InsufficientCreditsError
 from ._exceptions import InvalidRequestError as InvalidRequestError
+from ._exceptions import JobPendingError as JobPendingError
 from ._exceptions import JobTimeout as JobTimeout
 from ._exceptions import ModelNotFoundError as ModelNotFoundError
 from ._exceptions import NotFoundError as NotFoundError
@@ -72,6 +73,7 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidRequestError",
     "Job",
+    "JobPendingError",
     "JobTimeout",
     "Limits",
     "Model",

@@ -83,7 +83,7 @@ class BulkRun:
         unknown_cost: Decimal | None = None,
     ) -> None:
         if concurrency < 1:
-            raise ValueError(f"concurrency={concurrency!r} must be at least 1")
+            raise InvalidRequestError(f"concurrency={concurrency!r} must be at least 1")
         self._client = client
         self._requests = requests
         self._concurrency = concurrency

@@ -23,12 +23,14 @@ OxeditError
 │   ├── GenerationCancelled       the generation was cancelled
 │   └── GenerationExpired         the API no longer knows the generation (404 on its row)
 ├── JobTimeout                    `job.wait(timeout=...)` expired (also a TimeoutError)
+├── JobPendingError               `job.result()` before the job finished
 └── DownloadError                 the result file could not be downloaded
 ```
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "GenerationFailed",
     "InsufficientCreditsError",
     "InvalidRequestError",
+    "JobPendingError",
     "JobTimeout",
     "ModelNotFoundError",
     "NotFoundError",
@@ -217,6 +220,10 @@ class JobTimeout(OxeditError, TimeoutError):
         self.generation_id = generation_id
         self.timeout = timeout
         self.cancelled = cancelled
+
+
+class JobPendingError(OxeditError, asyncio.InvalidStateError):
+    """`job.result()` was called before the job finished; await it first."""
 
 
 class DownloadError(OxeditError):

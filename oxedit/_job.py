@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ._exceptions import (
     GenerationCancelled,
     GenerationFailed,
+    JobPendingError,
     JobTimeout,
     OxeditError,
 )
@@ -67,7 +68,7 @@ class Job:
     def result(self) -> Generation:
         """The outcome of a finished job, as `await job` gives it; raises if not done yet."""
         if not self._future.done():
-            raise asyncio.InvalidStateError(f"job {self.id} is still pending; await it first")
+            raise JobPendingError(f"job {self.id} is still pending; await it first")
         return self._client._bound(_unwrap(self._future.result()))
 
     def __await__(self) -> Generator[Any, None, Generation]:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from . import _constants as C
+from ._exceptions import InvalidRequestError
 
 __all__ = ["Outcome", "RetryPolicy", "backoff", "classify", "parse_retry_after"]
 
@@ -103,9 +104,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
-            raise ValueError(f"max_retries={self.max_retries!r} must be 0 or more")
+            raise InvalidRequestError(f"max_retries={self.max_retries!r} must be 0 or more")
         if not 0 < self.initial <= self.maximum:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"initial={self.initial!r} must be positive and at most maximum={self.maximum!r}"
             )
 

@@ -314,3 +314,16 @@ async def test_the_fixture_client_settles_lost_events_in_seconds(
         with contextlib.suppress(oxedit.GenerationCancelled):
             await job.wait(timeout=8)
     assert oxen_client.stats.events == 0
+
+
+async def test_misuse_raises_oxedit_errors(oxen_server: LocalServer) -> None:
+    # Only OxeditError subclasses reach a caller (each also the builtin it used to be).
+    with pytest.raises(oxedit.InvalidRequestError, match="max_retries=-1"):
+        oxedit.RetryPolicy(max_retries=-1)
+    oxen_server.faults.latency = 30.0
+    async with oxen_server.client() as client:
+        job = await client.submit(prompt="p", image=png())
+        with pytest.raises(oxedit.JobPendingError, match="still pending"):
+            job.result()
+        with pytest.raises(oxedit.InvalidRequestError, match="concurrency=0"):
+            client.map([], concurrency=0)
