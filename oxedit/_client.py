@@ -210,10 +210,13 @@ class Client(CostMethods):
                 (`target_namespace`), checked against the model's schema before sending.
         """
         drop_single_generation(params)
-        self._require_open()
+        _, _, enqueuer = self._require_open()
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        (job,) = await self._enqueue_payload(payload, 1)
-        return job
+        # Flat on purpose (no helper awaited): 10,000 parked submits, 10,000 fewer frames.
+        if not self._schemas.cached(payload):
+            await self._schemas.check(payload)  # the first of a model fetches its schema
+        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1)
+        return Job(self, pending.id, pending.future)
 
     async def submit_generations(
         self,

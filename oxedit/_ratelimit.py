@@ -101,7 +101,7 @@ class AdaptiveRate:
         """An enqueue was accepted: raise the rate a little (or count it, while unpaced)."""
         self.refused_share -= C.RATE_EWMA * self.refused_share
         if self.rate is None:
-            now = asyncio.get_running_loop().time()
+            now = time.monotonic()
             if now - self._window_start >= 1.0:
                 self._previous_ok = self._window_ok if now - self._window_start < 2.0 else 0
                 self._window_start = now
@@ -122,7 +122,7 @@ class AdaptiveRate:
         if retry_after:  # a floor: nothing is sent before it
             self._pause_until = max(self._pause_until, now + retry_after)
         if self.rate is None:
-            elapsed = max(now - self._window_start, 1.0)
+            elapsed = max(time.monotonic() - self._window_start, 1.0)
             base = max(self._previous_ok, self._window_ok / elapsed)
         else:
             base = self.rate

@@ -187,6 +187,17 @@ class _Entry:
     expires: float  # time.monotonic(); inf: for the client's lifetime
 
 
+class _Loading:
+    """A fetch of one model's schema in progress, and its outcome for those who waited."""
+
+    __slots__ = ("done", "entry", "error")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.entry: _Entry | None = None
+        self.error: BaseException | None = None
+
+
 def _compile(model: str, raw: Mapping[str, Any] | None) -> Schema | None:
     """The model's schema; the offline table's when the API gave none."""
     if not raw or not raw.get("properties"):
@@ -208,35 +219,61 @@ class Schemas:
         self._fetch = fetch
         self.disk = disk
         self._entries: dict[str, _Entry] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._loading: dict[str, _Loading] = {}
+
+    def cached(self, payload: dict[str, Any]) -> bool:
+        """Check `payload` with its model's cached schema, without awaiting (the hot path of
+        10,000 submits); False when the schema must be loaded first: then `await check()`."""
+        entry = self._entries.get(payload["model"])
+        if entry is None or entry.expires <= time.monotonic():
+            return False
+        self._apply(entry, payload)
+        return True
 
     async def check(self, payload: dict[str, Any]) -> None:
         """Check `payload` (a request body) against its model's schema, fetching it once."""
-        model = payload["model"]
-        entry = self._entries.get(model)
-        if entry is None or entry.expires <= time.monotonic():
-            entry = await self._load(model)
+        if not self.cached(payload):
+            self._apply(await self._load(payload["model"]), payload)
+
+    @staticmethod
+    def _apply(entry: _Entry, payload: dict[str, Any]) -> None:
         if entry.missing:
             raise InvalidRequestError(
-                f"model {model!r} does not exist; see client.models() (or `oxedit models`) "
-                "for the model ids"
+                f"model {payload['model']!r} does not exist; see client.models() (or `oxedit "
+                "models`) for the model ids"
             )
         if entry.schema is not None:
             entry.schema.check(payload)
 
     async def exists(self, model: str) -> bool:
         """False only when the models endpoint said the model does not exist."""
-        return not (await self._load(model)).missing
+        entry = self._entries.get(model)
+        if entry is None or entry.expires <= time.monotonic():
+            entry = await self._load(model)
+        return not entry.missing
 
     async def _load(self, model: str) -> _Entry:
-        lock = self._locks.get(model)
-        if lock is None:
-            lock = self._locks[model] = asyncio.Lock()
-        async with lock:  # concurrent first requests wait for the first one's fetch
-            entry = self._entries.get(model)
-            if entry is None or entry.expires <= time.monotonic():
-                entry = self._entries[model] = await self._fetch_entry(model)
-            return entry
+        """One fetch per model however many ask at once: the others wait for its outcome."""
+        while True:
+            loading = self._loading.get(model)
+            if loading is None:
+                break
+            await loading.done.wait()
+            if loading.entry is not None:
+                return loading.entry
+            if loading.error is not None and not isinstance(loading.error, asyncio.CancelledError):
+                raise loading.error
+            # The fetching caller was cancelled: the next one in line fetches.
+        loading = self._loading[model] = _Loading()
+        try:
+            loading.entry = self._entries[model] = await self._fetch_entry(model)
+            return loading.entry
+        except BaseException as exc:
+            loading.error = exc
+            raise
+        finally:
+            del self._loading[model]
+            loading.done.set()
 
     async def _fetch_entry(self, model: str) -> _Entry:
         disk = self.disk
