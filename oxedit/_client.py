@@ -268,14 +268,8 @@ class Client(CostMethods):
     def as_completed(self, jobs: Iterable[Job]) -> AsCompleted:
         """Iterate over `jobs` in the order they finish (each yielded job is done).
 
-        Example:
-            ```python
-            async for job in client.as_completed(jobs):
-                try:
-                    gen = await job
-                except oxedit.GenerationError as exc:
-                    ...
-            ```
+        Example: `async for job in client.as_completed(jobs): gen = await job` (in a `try`
+        for `oxedit.GenerationError`).
         """
         return AsCompleted(jobs)
 
