@@ -97,3 +97,18 @@ def _following(client: oxedit.Client, generation_id: str) -> str:
     registry = client._registry  # private on purpose: which row the job follows now
     assert registry is not None
     return registry.current(generation_id)
+
+
+@pytest.mark.parametrize("status", [201, 202])
+async def test_success_is_any_2xx(oxen_server: LocalServer, status: int) -> None:
+    # Issue 14 item 3: the spec says 200; a 201 used to be taken for an error (or decoded as
+    # one). Enqueue, list, get and cancel all answer `status` here.
+    oxen_server.faults.success_status = status
+    async with oxen_server.client() as client:
+        job = await client.submit(prompt="p", image=png())
+        generation = await job
+        assert (await client.get(generation.id)).status == "succeeded"
+        assert await client.list() == []
+        assert (await client.cancel(generation.id)).status == "succeeded"
+    with pytest.raises(ValueError, match="2xx"):
+        oxen_server.faults.success_status = 302

@@ -196,6 +196,9 @@ class Api:
         route = f"{request.method} {resource.canonical if resource is not None else request.path}"
         self.stats.requests_by_route[route] += 1
         resp = await self._answer(request, handler)
+        success = self.faults.success_status
+        if success != 200 and resp.status == 200 and isinstance(resp, web.Response):
+            resp.set_status(success)  # [spec] says 200; a client must take any 2xx
         interval = self.faults.drip_interval
         if interval is not None and route in _DRIP_ROUTES and isinstance(resp, web.Response):
             return await drip(request, resp, interval)

@@ -120,6 +120,8 @@ class Faults:
         result_body: When set, every valid result download answers 200 with these bytes,
             under the result's image `Content-Type` (so only a client that checks the bytes
             notices).
+        success_status: The status of every `/api` answer that would be 200 (the spec's
+            status; an API may answer 201 or 202 as well, and a client must take any 2xx).
         enqueue_rate_limit: The account's enqueue limit, per second, as a token bucket: an
             enqueue without a token is answered 429 (with `retry_after`), creating nothing.
         enqueue_burst: That bucket's size (default: one second's worth of `enqueue_rate_limit`).
@@ -163,6 +165,7 @@ class Faults:
     oversized_event_bytes: int = 0
     result_body: bytes | None = None
     result_gzip_bomb: int = 0
+    success_status: int = 200
     enqueue_rate_limit: float | None = None
     enqueue_burst: int | None = None
     insufficient_credits_after: int | None = None
@@ -191,6 +194,10 @@ class Faults:
             and (isinstance(value, bool) or not (isinstance(value, int | float) and value > 0))
         ):
             raise ValueError(f"Faults.{name} must be a positive number or None, got {value!r}")
+        if name == "success_status" and not (
+            isinstance(value, int) and not isinstance(value, bool) and 200 <= value < 300
+        ):
+            raise ValueError(f"Faults.success_status must be a 2xx status, got {value!r}")
         if name == "cut_stream_after_events" and value is not None and value < 1:
             raise ValueError(f"Faults.cut_stream_after_events must be >= 1, got {value!r}")
         _check_new_field(name, value)
