@@ -12,6 +12,7 @@ Three sessions, each with one job:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -109,6 +110,11 @@ class Transport:
         # (`python -m benchmarks.end_to_end`, strategies raw vs raw-connector).
         self._slots = asyncio.Semaphore(limits.max_connections)
         self._closing = False
+        # Answers being read, by key: (loop time of their deadline, the response). One
+        # watchdog enforces `Timeouts.total` for all of them: a timer per request (aiohttp's
+        # `total`) measured 7% of the client's CPU at 10,000 jobs.
+        self._reading: dict[int, tuple[float, aiohttp.ClientResponse]] = {}
+        self._watchdog: asyncio.Task[None] | None = None
         self._api: aiohttp.ClientSession | None = None
         self._stream: aiohttp.ClientSession | None = None
         self._files: aiohttp.ClientSession | None = None
@@ -122,7 +128,7 @@ class Transport:
         self._api = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._limits.max_connections, limit_per_host=0),
             timeout=aiohttp.ClientTimeout(
-                total=self._timeouts.total,
+                total=None,  # `Timeouts.total` is enforced by `_enforce_deadlines`
                 connect=None,
                 sock_connect=self._timeouts.connect,
                 sock_read=self._timeouts.read,
@@ -149,6 +155,20 @@ class Transport:
             ),
             headers=headers,
         )
+        self._watchdog = asyncio.create_task(self._enforce_deadlines(), name="oxedit-deadlines")
+
+    async def _enforce_deadlines(self) -> None:
+        """Abort answers still being read after `Timeouts.total` (a server dribbling a byte
+        now and then never trips the read timeout)."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self._timeouts.total / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for key, (deadline, resp) in list(self._reading.items()):
+                if deadline <= now:
+                    del self._reading[key]
+                    resp.close()  # the read in progress fails at once
 
     def begin_close(self) -> None:
         """From now on, requests not yet sent fail with `ClientStateError`; those on the wire
@@ -160,6 +180,11 @@ class Transport:
 
     async def close(self) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         sessions = [s for s in (self._api, self._stream, self._files) if s is not None]
         self._api = self._stream = self._files = None
         for session in sessions:
@@ -184,6 +209,8 @@ class Transport:
                 raise self._closed_error(f"{method} {path}")
             if gate is not None and gate.ticket != ticket:
                 raise NotAdmitted
+            started = asyncio.get_running_loop().time()
+            expired = False
             try:
                 async with self._api.request(
                     method,
@@ -193,11 +220,22 @@ class Transport:
                     headers=headers,
                     allow_redirects=False,
                 ) as resp:
-                    data = await resp.read()
+                    key = id(resp)
+                    self._reading[key] = (started + self._timeouts.total, resp)
+                    try:
+                        data = await resp.read()
+                    finally:
+                        expired = self._reading.pop(key, None) is None
                     return Response(resp.status, resp.headers, data)
             except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
                 if isinstance(exc, RuntimeError) and not self._closing:
                     raise
+                if expired:
+                    raise ConnectionFailed(
+                        f"{method} {path}: no complete answer within {self._timeouts.total:g} s "
+                        "(Timeouts.total)",
+                        sent=True,
+                    ) from exc
                 raise _translate(exc, f"{method} {path}") from exc
 
     @asynccontextmanager
