@@ -263,6 +263,7 @@ class Listener:
                     registry.checked(pending.id)
             todo = todo - active
         queue = list(todo)
+        cancelled: list[GenerationRow] = []
 
         async def worker() -> None:
             while queue:
@@ -272,11 +273,6 @@ class Listener:
                 stats.poll_requests += 1
                 try:
                     row = await self._api.get_row(generation_id)
-                    for _ in range(C.MAX_RETRY_HOPS):  # a retry may be retried in turn
-                        retried = await self._retried_as(row) if row.status == "cancelled" else None
-                        if retried is None:
-                            break
-                        row = retried
                 except NotFoundError:
                     registry.fail(generation_id, GenerationExpired(generation_id))
                     continue
@@ -284,25 +280,67 @@ class Listener:
                     log.warning("could not check generation %s: %s", generation_id, exc)
                     registry.checked(generation_id)
                     continue
-                if row.generation_id != generation_id:
-                    registry.move(generation_id, row.generation_id)
-                    log.info("generation %s was retried as %s", generation_id, row.generation_id)
-                if row.status in TERMINAL_STATUSES:
+                if row.status == "cancelled":
+                    cancelled.append(row)  # it may have been re-created: see below
+                elif row.status in TERMINAL_STATUSES:
                     registry.resolve(Generation.from_row(row))
                 else:
-                    registry.checked(row.generation_id)
+                    registry.checked(generation_id)
 
         await asyncio.gather(*(worker() for _ in range(min(C.RECONCILE_CONCURRENCY, len(queue)))))
+        if cancelled:
+            await self._follow_retries(cancelled)
 
-    async def _retried_as(self, row: GenerationRow) -> GenerationRow | None:
-        """The row a cancelled generation was re-created as (kill & retry: a new row whose
-        `retried_from_id` names it), or None. Active rows are asked first: a retry is new."""
-        pending = self._registry.get(row.generation_id)
-        namespace = pending.namespace if pending is not None else None
-        model = row.model_name or row.model
-        for status in (None, "succeeded", "failed", "cancelled"):
-            self._api.stats.poll_requests += 1
-            for other in await self._api.list_rows(status=status, model=model, namespace=namespace):
-                if other.retried_from_id == row.generation_id:
-                    return other
-        return None
+    async def _follow_retries(self, cancelled: list[GenerationRow]) -> None:
+        """Settle cancelled rows, unless a row was re-created from one (kill & retry: its
+        `retried_from_id` names it): then follow that row. One set of lists serves every
+        cancelled row of a (model, namespace): active rows first, since a retry is new."""
+        registry = self._registry
+        for _ in range(C.MAX_RETRY_HOPS):  # a retry may be retried in turn
+            successors: dict[str, GenerationRow] = {}
+            groups: dict[tuple[str | None, str | None], set[str]] = {}
+            for row in cancelled:
+                pending = registry.get(row.generation_id)
+                namespace = pending.namespace if pending is not None else None
+                groups.setdefault((row.model_name or row.model, namespace), set()).add(
+                    row.generation_id
+                )
+            for (model, namespace), wanted in groups.items():
+                for status in (None, "succeeded", "failed", "cancelled"):
+                    self._api.stats.poll_requests += 1
+                    try:
+                        rows = await self._api.list_rows(
+                            status=status, model=model, namespace=namespace
+                        )
+                    except OxeditError as exc:
+                        log.warning("could not look for retried generations: %s", exc)
+                        for generation_id in wanted:
+                            registry.checked(generation_id)  # asked again at its next check
+                        cancelled = [r for r in cancelled if r.generation_id not in wanted]
+                        break
+                    for other in rows:
+                        if other.retried_from_id in wanted:
+                            successors[other.retried_from_id] = other
+                    if wanted <= successors.keys():
+                        break
+            again = []
+            for row in cancelled:
+                successor = successors.get(row.generation_id)
+                if successor is None:
+                    registry.resolve(Generation.from_row(row))
+                    continue
+                registry.move(row.generation_id, successor.generation_id)
+                log.info(
+                    "generation %s was retried as %s", row.generation_id, successor.generation_id
+                )
+                if successor.status == "cancelled":
+                    again.append(successor)
+                elif successor.status in TERMINAL_STATUSES:
+                    registry.resolve(Generation.from_row(successor))
+                else:
+                    registry.checked(successor.generation_id)
+            if not again:
+                return
+            cancelled = again
+        for row in cancelled:
+            registry.resolve(Generation.from_row(row))
