@@ -318,21 +318,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     """The command, with SIGTERM handled like Ctrl-C: both cancel it, so that it cleans up
-    (a batch writes its partial report) and `main` exits 130."""
+    (a batch writes its partial report) and `main` exits 130. SIGINT explicitly too: a process
+    started in the background by a script inherits SIGINT ignored, and then Python would not
+    react to it at all."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    handled = False
+    handled: list[signal.Signals] = []
     if task is not None and threading.current_thread() is threading.main_thread():
-        try:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-            handled = True
-        except (NotImplementedError, RuntimeError):  # no loop signal handlers (Windows)
-            pass
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, task.cancel)
+                handled.append(signum)
+            except (NotImplementedError, RuntimeError):  # no loop signal handlers (Windows)
+                pass
     try:
         return int(await args.run(args))
     finally:
-        if handled:
-            loop.remove_signal_handler(signal.SIGTERM)
+        for signum in handled:
+            loop.remove_signal_handler(signum)
 
 
 def _exit_code(exc: OxeditError) -> int:

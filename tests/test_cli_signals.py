@@ -34,9 +34,14 @@ def succeeded_in_journal(path: Path) -> int:
         db.close()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("signum", "ignored"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    # SIGINT inherited as ignored: how a script's background job starts (`cmd &`)
+    ids=["SIGINT", "SIGTERM", "SIGINT-started-ignored"],
+)
 async def test_interrupted_batch_writes_a_partial_report_and_resumes(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signum: signal.Signals, ignored: bool
 ) -> None:
     n = 60  # at 4 workers and 0.05-0.15 s a job, ~1.5 s of work: the signal lands mid-run
     images = tmp_path / "in"
@@ -49,8 +54,15 @@ async def test_interrupted_batch_writes_a_partial_report_and_resumes(
         env = {**os.environ, "OXEN_BASE_URL": server.url, "OXEN_API_KEY": server.api_key}
         command = [sys.executable, "-m", "oxedit", "batch", str(images), "--prompt", "blur"]
         command += ["--out", str(out), "--concurrency", "8"]
+        started = command
+        if ignored:  # exec keeps an ignored disposition, as a shell's `&` leaves SIGINT
+            exec_ignoring = (
+                "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execv(sys.argv[1], sys.argv[1:])"
+            )
+            started = [sys.executable, "-c", exec_ignoring, *command]
         process = await asyncio.create_subprocess_exec(
-            *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            *started, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
         try:
             async with asyncio.timeout(60):

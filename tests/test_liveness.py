@@ -300,7 +300,10 @@ async def test_two_thousand_jobs_through_the_full_fault_mix_settle_soon() -> Non
     assert result["created"] == 2000 and result["mismatched"] == 0
     assert result["statuses"]["cancelled"] > 0 and result["lost_responses"] > 0
     assert result["reconnects"] >= 3
-    assert result["polls_per_job"] <= 0.5
+    # The 0.5 a job is for the default schedule (benchmarks.liveness: 0.17); this one
+    # checks ten times as often, and a loaded machine makes more jobs due: a guard, not the
+    # target (checking every job by itself at every round would cost several a job).
+    assert result["polls_per_job"] <= 1.0
     # Bound here: max(2 s, L + 1 s) + a tick + the check's requests; generous.
     assert result["max_lateness_s"] < 15
 
