@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
+from oxedit.testing import LocalServer
 
 
 @pytest.fixture
@@ -19,3 +23,21 @@ def _no_ambient_oxen_config(
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(tmp_path_factory.mktemp("oxen-config")))
     # The CLI's schema cache: never the developer's ~/.cache, never shared between tests.
     monkeypatch.setenv("OXEDIT_CACHE_DIR", str(tmp_path_factory.mktemp("oxedit-cache")))
+
+
+@pytest.fixture
+def use_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalServer], None]:
+    """Point the CLI (and any `Client()` with no arguments) at a local server."""
+
+    def point_at(server: LocalServer) -> None:
+        monkeypatch.setenv("OXEN_BASE_URL", server.url)
+        monkeypatch.setenv("OXEN_API_KEY", server.api_key)
+
+    return point_at
+
+
+@pytest.fixture(params=["40", "300"])
+def columns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Output must not depend on the terminal's width (nor on the temp path's length)."""
+    monkeypatch.setenv("COLUMNS", request.param)
+    return str(request.param)

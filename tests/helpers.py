@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from PIL import Image
 
 import oxedit
@@ -51,3 +52,11 @@ async def eventually(predicate: Callable[[], bool], *, within: float = 30.0) -> 
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110 - these counters have no event to await
             await asyncio.sleep(0.005)
+
+
+async def cli(*argv: str) -> int:
+    """Run the `oxedit` command in-process; `main()` runs its own event loop, so it gets a
+    thread while the test's server runs in this one."""
+    from oxedit._cli import main
+
+    return await anyio.to_thread.run_sync(main, list(argv))

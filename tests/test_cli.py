@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import anyio
 import pytest
 from PIL import Image
 
@@ -18,25 +17,11 @@ from oxedit._cli import main
 from oxedit._sse import SSEDecoder
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import png, run_process
+from .helpers import cli, png, run_process
 
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-@pytest.fixture
-def use_server(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    def point_at(server: LocalServer) -> None:
-        monkeypatch.setenv("OXEN_BASE_URL", server.url)
-        monkeypatch.setenv("OXEN_API_KEY", server.api_key)
-
-    return point_at
-
-
-async def cli(*argv: str) -> int:
-    # main() runs its own event loop: give it a thread, while the server runs in ours.
-    return await anyio.to_thread.run_sync(main, list(argv))
 
 
 async def test_batch_manifest_against_embedded_server(

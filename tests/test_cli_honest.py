@@ -10,39 +10,17 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 from PIL import Image
 
-from oxedit._cli import main
 from oxedit.testing import LocalServer
 
-from .helpers import png
+from .helpers import cli, png
 
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 QUEUE = "POST /api/ai/queue"
-
-
-@pytest.fixture
-def use_server(monkeypatch: pytest.MonkeyPatch) -> Callable[[LocalServer], None]:
-    def point_at(server: LocalServer) -> None:
-        monkeypatch.setenv("OXEN_BASE_URL", server.url)
-        monkeypatch.setenv("OXEN_API_KEY", server.api_key)
-
-    return point_at
-
-
-@pytest.fixture(params=["40", "300"])
-def columns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Output must not depend on the terminal's width (nor on the temp path's length)."""
-    monkeypatch.setenv("COLUMNS", request.param)
-    return str(request.param)
-
-
-async def cli(*argv: str) -> int:
-    return await anyio.to_thread.run_sync(main, list(argv))
 
 
 def error_lines(stderr: str) -> list[str]:

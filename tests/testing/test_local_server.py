@@ -21,6 +21,7 @@ def test_all_is_sorted_and_complete() -> None:
     # (Names that are not identifiers come from pytest rewriting the plugin's package.)
     public = {n for n in dir(oxedit.testing) if n.isidentifier() and not n.startswith("_")}
     public -= {"pytest_plugin"}  # the submodule, once pytest has loaded it
+
     # Sorted as ruff's RUF022 sorts (isort style): CONSTANTS, then Classes, then functions.
     def kind(name: str) -> tuple[int, str]:
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
