@@ -60,3 +60,9 @@ async def cli(*argv: str) -> int:
     from oxedit._cli import main
 
     return await anyio.to_thread.run_sync(main, list(argv))
+
+
+async def run_all(run: oxedit.BulkRun) -> list[oxedit.BulkResult]:
+    """Every result of a bulk run, in input order."""
+    async with run:
+        return sorted([result async for result in run], key=lambda r: r.index)

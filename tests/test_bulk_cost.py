@@ -11,7 +11,7 @@ import pytest
 import oxedit
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import client_for, png
+from .helpers import client_for, png, run_all
 
 pytestmark = pytest.mark.anyio
 
@@ -31,11 +31,6 @@ def rows(folder: Path, n: int) -> list[dict[str, str]]:
 def lazily(items: list[dict[str, str]]) -> Iterator[dict[str, str]]:
     """A source of unknown size: no estimate can be made up front."""
     yield from items
-
-
-async def run_all(run: oxedit.BulkRun) -> list[oxedit.BulkResult]:
-    async with run:
-        return sorted([result async for result in run], key=lambda r: r.index)
 
 
 async def test_the_cap_stops_sending_at_the_right_item_and_a_rerun_continues(

@@ -15,16 +15,11 @@ from oxedit._cli import main
 from oxedit._sources import load_source
 from oxedit.testing import LocalServer
 
-from .helpers import client_for, png
+from .helpers import client_for, png, run_all
 
 pytestmark = pytest.mark.anyio
 
 PRICE = Decimal("0.03")
-
-
-async def run_all(run: oxedit.BulkRun) -> list[oxedit.BulkResult]:
-    async with run:
-        return sorted([result async for result in run], key=lambda r: r.index)
 
 
 async def test_a_row_with_three_generations_gives_three_outputs_and_resumes(

@@ -15,7 +15,7 @@ import pytest
 
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import png, run_process
+from .helpers import eventually, png, run_process
 
 pytestmark = pytest.mark.anyio
 
@@ -65,10 +65,8 @@ async def test_interrupted_batch_writes_a_partial_report_and_resumes(
             *started, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
         try:
-            async with asyncio.timeout(60):
-                # The journal is written by another process: poll it (the count ends the wait).
-                while succeeded_in_journal(journal) < n * 3 // 10:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+            # The journal is written by another process: polled (the count ends the wait).
+            await eventually(lambda: succeeded_in_journal(journal) >= n * 3 // 10, within=60)
             process.send_signal(signum)
             async with asyncio.timeout(60):
                 _, stderr = await process.communicate()

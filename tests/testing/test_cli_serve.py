@@ -18,7 +18,7 @@ from oxedit._cli import _parser
 from oxedit._cli_serve import embedded_state_dir, faults_from_args
 from oxedit.testing import DEFAULT_API_KEY, LocalServer
 
-from ..helpers import png, run_process
+from ..helpers import eventually, png, run_process
 from ._helpers import EventReader, edit_body, enqueue, get_row
 
 pytestmark = pytest.mark.anyio
@@ -153,10 +153,8 @@ async def test_embedded_batch_killed_with_sigkill_resumes_on_the_rerun(tmp_path:
         *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     try:
-        async with asyncio.timeout(60):
-            # A count, not a time: polled, because another process's folder cannot be awaited.
-            while len(list(out.glob("*.png"))) < n * 3 // 10:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+        # A count, not a time: polled, because another process's folder cannot be awaited.
+        await eventually(lambda: len(list(out.glob("*.png"))) >= n * 3 // 10, within=60)
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
     finally:
