@@ -92,7 +92,7 @@ async def enqueue_transport(url: str, api_key: str, n: int, png: bytes) -> dict[
     async with oxedit.Client(
         api_key=api_key, base_url=url, limits=oxedit.Limits(max_connections=MAX_CONNECTIONS)
     ) as client:
-        transport = client._transport  # private on purpose: the HTTP layer alone
+        transport = client._tracker.api.transport  # private on purpose: the HTTP layer alone
 
         async def call() -> str:
             resp = await transport.request("POST", "/api/ai/queue", body=request_body(png))

@@ -30,7 +30,7 @@ async def run(n: int, rate: float, *, adaptive: bool, retries: int) -> dict[str,
         retry = oxedit.RetryPolicy(max_retries=retries)
         async with server.client(retry=retry) as client:
             if not adaptive:  # private on purpose: the pacing off, as before it existed
-                pace = client._enqueuer.pace  # type: ignore[union-attr]
+                pace = client._tracker.require_open().enqueuer.pace
                 pace.refused = lambda sent_at, retry_after: None  # type: ignore[method-assign]
             started = time.perf_counter()
             results = await asyncio.gather(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from ._atomic import remove_own_temps
-from ._bulk_finish import describe, finish, unknown_outcome
+from ._bulk_finish import RunContext, describe, finish, unknown_outcome
 from ._bulk_resume import recover_unrecorded
 from ._cost import Spending, check_request, generations_of
 from ._exceptions import (
@@ -37,7 +37,7 @@ from ._registry import Pending
 from ._requests import BulkItem, BulkResult, EditRequest, check_name, coerce, default_name
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._tracker import Tracker
 
 __all__ = ["BulkRun"]
 
@@ -72,7 +72,7 @@ class BulkRun:
 
     def __init__(
         self,
-        client: Client,
+        tracker: Tracker,
         requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
         *,
         concurrency: int,
@@ -84,7 +84,7 @@ class BulkRun:
     ) -> None:
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency={concurrency!r} must be at least 1")
-        self._client = client
+        self._tracker = tracker
         self._requests = requests
         self._concurrency = concurrency
         self._journal_path = journal
@@ -97,7 +97,9 @@ class BulkRun:
         self._names: Counter[str] = Counter()
         self._keys: Counter[bytes] = Counter()
         self._adopted: dict[str, Pending] = {}  # found on the server by `recover_unrecorded`
-        self._spending = Spending(client, max_cost=max_cost, unknown_cost=unknown_cost)
+        self._spending = Spending(
+            tracker, tracker.api, max_cost=max_cost, unknown_cost=unknown_cost
+        )
         self.in_flight = 0
         #: Why the run stopped sending new items before the end of its input (a full disk,
         #: the cap, a 402), or None. Items in flight then were finished; the rest not started.
@@ -150,7 +152,7 @@ class BulkRun:
         if self._closed:
             raise OxeditError("this batch run is closed; call client.map(...) again to resume")
         if self._task is None:
-            self._client._require_open()
+            self._tracker.require_open()
             if self._journal_path is not None:
                 self._journal = Journal(self._journal_path)
             self._task = asyncio.create_task(self._run(), name="oxedit-map")
@@ -163,7 +165,7 @@ class BulkRun:
                 remove_own_temps(self._output_dir)
             journal = self._journal
             if journal is not None:
-                self._adopted = await recover_unrecorded(self._client, journal, self._payload)
+                self._adopted = await recover_unrecorded(self._tracker, journal, self._payload)
             self._spending.start(journal.spent() if journal is not None else Decimal(0))
             source = self._requests
             if self._spending.budget is not None and isinstance(source, Collection):
@@ -343,12 +345,12 @@ class BulkRun:
             if journal is not None:
                 journal.rejected(key, request.encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
-        return await finish(self, index, request, key, jobs, stem, charged)
+        run = RunContext(self._journal, self._tracker, self._spending, self._check_disk_full)
+        return await finish(run, index, request, key, jobs, stem, charged)
 
     async def _enqueue(
         self, request: EditRequest, key: str, entry: JournalEntry | None, charged: Decimal | None
     ) -> list[Job]:
-        client = self._client
         if (
             entry is not None
             and entry.generation_id is not None
@@ -369,7 +371,7 @@ class BulkRun:
                 journal.sending(key, encoded, at)
 
         n = payload.get("num_generations", 1)
-        jobs = await client._enqueue_payload(payload, n, on_send=on_send)
+        jobs = await self._tracker.enqueue(payload, n, on_send=on_send)
         if journal is not None:
             journal.enqueued(key, *(job.id for job in jobs))
         return jobs
@@ -377,8 +379,8 @@ class BulkRun:
     def _follow(self, generation_id: str) -> Job:
         pending = self._adopted.pop(generation_id, None)
         if pending is not None:  # found on the server by the crash recovery
-            return Job(self._client, pending.id, pending.future)
-        return self._client.job(generation_id)
+            return self._tracker.job(pending)
+        return self._tracker.follow(generation_id)
 
     @staticmethod
     async def _payload(request: EditRequest) -> dict[str, Any]:

@@ -4,9 +4,10 @@ the result, record the outcome in the journal."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._atomic import save_atomic
 from ._exceptions import GenerationCancelled, GenerationExpired, GenerationFailed, OxeditError
@@ -15,7 +16,18 @@ from ._job import Job
 from ._requests import BulkResult, EditRequest
 
 if TYPE_CHECKING:
-    from ._bulk import BulkRun
+    from ._cost import Spending
+    from ._journal import Journal
+    from ._models import ResultReader
+
+
+class RunContext(NamedTuple):
+    """What finishing an item needs of its `BulkRun`."""
+
+    journal: Journal | None
+    reader: ResultReader
+    spending: Spending
+    check_disk_full: Callable[[BaseException], None]
 
 __all__ = ["describe", "finish", "unknown_outcome"]
 
@@ -43,7 +55,7 @@ async def _outcome(job: Job) -> tuple[str, Any]:
 
 
 async def finish(
-    run: BulkRun,
+    run: RunContext,
     index: int,
     request: EditRequest,
     key: str,
@@ -53,7 +65,7 @@ async def finish(
 ) -> BulkResult:
     """Await the item's generations (one per `num_generations`), save each result (`NAME`, or
     `NAME-1`, `NAME-2`, ... for several), record the outcome; the item's result."""
-    journal = run._journal
+    journal = run.journal
     ids = tuple(job.id for job in jobs)
     outcomes = await asyncio.gather(*(_outcome(job) for job in jobs))
     for job, (status, value) in zip(jobs, outcomes, strict=True):
@@ -77,12 +89,12 @@ async def finish(
         elif stem is not None:
             name = f"{stem.name}-{number}" if several else stem.name
             try:
-                data = await run._client.read(value)
+                data = await run.reader.read(value)
                 output = stem.with_name(name + _EXTENSIONS.get(sniff_mime(data) or "", ".png"))
                 await save_atomic(output, data)
                 outputs.append(output)
             except Exception as exc:  # an odd body, a full disk...: this item's error
-                run._check_disk_full(exc)
+                run.check_disk_full(exc)
                 unsaved = unsaved or ("save" if isinstance(exc, OSError) else "download", exc)
     saved = [str(p) for p in outputs] if several else None
     first = str(outputs[0]) if outputs else None
@@ -114,14 +126,16 @@ async def finish(
     )  # fmt: skip
 
 
-async def _cost(run: BulkRun, key: str, ids: list[str], charged: Decimal | None) -> Decimal | None:
+async def _cost(
+    run: RunContext, key: str, ids: list[str], charged: Decimal | None
+) -> Decimal | None:
     """What the ended generations cost, from the history (None: not known); recorded, and
     it replaces the item's charge against the cap."""
-    cost = await run._spending.actual(ids)
+    cost = await run.spending.actual(ids)
     if cost is not None:
-        if run._journal is not None:
-            run._journal.costed(key, cost)
-        run._spending.settle(charged, cost)
+        if run.journal is not None:
+            run.journal.costed(key, cost)
+        run.spending.settle(charged, cost)
     return cost
 
 

@@ -15,7 +15,7 @@ from ._registry import Pending
 from ._requests import EditRequest
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._tracker import Tracker
 
 __all__ = ["recover_unrecorded"]
 
@@ -23,7 +23,7 @@ log = logging.getLogger("oxedit")
 
 
 async def recover_unrecorded(
-    client: Client,
+    tracker: Tracker,
     journal: Journal,
     payload: Callable[[EditRequest], Awaitable[dict[str, Any]]],
 ) -> dict[str, Pending]:
@@ -46,8 +46,7 @@ async def recover_unrecorded(
         n = body.get("num_generations", 1)
         requests.extend([(body, entry.sent_at or 0)] * n)
         keys.append((entry.key, n))
-    assert client._enqueuer is not None
-    adopted = await client._enqueuer.adopt_unrecorded(requests, journal.claimed_ids())
+    adopted = await tracker.adopt_unrecorded(requests, journal.claimed_ids())
     start = 0
     for key, n in keys:
         found = [p for p in adopted[start : start + n] if p is not None]

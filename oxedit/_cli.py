@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import os
 import signal
@@ -74,7 +75,7 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
     if _configured():
         async with Client() as client:
             # Model schemas are kept on disk a few minutes: short commands need not refetch.
-            client._schemas.disk = DiskCache.for_base_url(client.base_url)
+            client._tracker.schemas.disk = DiskCache.for_base_url(client.base_url)
             yield client
         return
     from ._cli_serve import embedded_state_dir
@@ -143,7 +144,7 @@ async def _status(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         generation = await client.get(args.id)
     table = Table(show_header=False)
-    for field in generation.__struct_fields__:
+    for field in (f.name for f in dataclasses.fields(generation)):
         value = getattr(generation, field)
         if field.endswith("_at") and value is not None:
             value = f"{value:.0f} ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(value))} UTC)"

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 from . import _constants as C
 from ._cost import Estimate, estimate, to_amount
 from ._history import HistoryEntry, HistoryPage, history_entry, history_page
+from ._models import bind
 from ._requests import BulkItem
 
 if TYPE_CHECKING:
-    from ._api import Api
-    from ._models import Generation, Model
+    from ._models import Model
+    from ._tracker import Tracker
 
 __all__ = ["CostMethods"]
 
@@ -26,10 +27,8 @@ class CostMethods:
     """`Client.estimate`, `Client.history` and `Client.history_entry`."""
 
     if TYPE_CHECKING:  # provided by `Client`
-        _api: Api
+        _tracker: Tracker
 
-        def _require_open(self) -> object: ...
-        def _bound(self, obj: Generation) -> Generation: ...
         async def model(self, model_id: str) -> Model: ...
 
     async def estimate(
@@ -52,7 +51,7 @@ class CostMethods:
             print(estimate.items, estimate.generations, estimate.cost, estimate.errors)
             ```
         """
-        self._require_open()
+        self._tracker.require_open()
         return await estimate(self, requests, to_amount(unknown_cost, "unknown_cost"))
 
     async def history(
@@ -60,11 +59,15 @@ class CostMethods:
     ) -> HistoryPage:
         """One page (from 1; `page_size` up to 1000) of the billing history,
         `GET /api/ai/generations`: generations with what each cost, and the `total_cost`."""
-        self._require_open()
-        return await history_page(self._api, page=page, page_size=page_size, bind=self._bound)
+        tracker = self._tracker
+        tracker.require_open()
+        return await history_page(
+            tracker.api, page=page, page_size=page_size, bind=lambda g: bind(g, tracker)
+        )
 
     async def history_entry(self, generation_id: str) -> HistoryEntry:
         """One generation's billing history row (`GET /api/ai/generations/{id}`);
         `NotFoundError` when the history does not have it."""
-        self._require_open()
-        return await history_entry(self._api, generation_id, bind=self._bound)
+        tracker = self._tracker
+        tracker.require_open()
+        return await history_entry(tracker.api, generation_id, bind=lambda g: bind(g, tracker))

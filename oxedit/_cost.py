@@ -23,7 +23,7 @@ from ._models import Model
 from ._requests import BulkItem, EditRequest, check_name, coerce
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._api import Api
 
 log = logging.getLogger("oxedit")
 
@@ -238,10 +238,15 @@ class Spending:
     actual costs read from the history as items end."""
 
     def __init__(
-        self, client: Client, *, max_cost: Decimal | None, unknown_cost: Decimal | None
+        self,
+        models: ModelSource,
+        api: Api,
+        *,
+        max_cost: Decimal | None,
+        unknown_cost: Decimal | None,
     ) -> None:
-        self._client = client
-        self.prices = Prices(client)
+        self._api = api
+        self.prices = Prices(models)
         self.max_cost = max_cost
         self.unknown_cost = unknown_cost
         self.budget: Budget | None = None
@@ -332,7 +337,7 @@ class Spending:
         total = Decimal(0)
         for generation_id in generation_ids:
             try:
-                entry = await history_entry(self._client._api, generation_id)
+                entry = await history_entry(self._api, generation_id)
             except NotFoundError:
                 # Ids we enqueued ourselves: the history is not there, or not for them.
                 log.info("the history has no row for %s: actual costs not read", generation_id)

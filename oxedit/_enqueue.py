@@ -64,7 +64,6 @@ class Enqueuer:
         registry: Registry,
         policy: ReconcilePolicy,
         listener: Listener,
-        register: Callable[[str, int, str | None, str | None], Pending],
         *,
         request_deadline: float,
         pace: AdaptiveRate,
@@ -74,8 +73,6 @@ class Enqueuer:
         self._registry = registry
         self._policy = policy
         self._listener = listener
-        # Starts following an id: (id, stream epoch when its POST was sent, model, namespace).
-        self._register = register
         self._deadline = request_deadline  # the latest a POST can be acted on after sending
         self._recovery = Recovery(api, registry, policy)
         self.pace = pace  # the adaptive enqueue rate, shared by every submit
@@ -157,7 +154,7 @@ class Enqueuer:
                                     "follow them with client.job(id) in a new client",
                                     generation_ids=tuple(ids),
                                 )
-                            return [self._register(g, epoch, model, namespace) for g in ids]
+                            return [listener.follow(g, epoch, model, namespace) for g in ids]
                         error = APIResponseValidationError(
                             f"enqueue: HTTP {resp.status} without the {n} generation id(s) "
                             f"asked for: {resp.body[:200]!r}",
@@ -286,7 +283,7 @@ class Enqueuer:
             model = row.get("model_name") or row.get("model")
             namespace = row.get("target_namespace")
             adopted.append(
-                self._register(
+                self._listener.follow(
                     gid,
                     epoch,
                     model if isinstance(model, str) else None,
@@ -299,6 +296,6 @@ class Enqueuer:
                 except msgspec.ValidationError:
                     pass  # the reconciler will read the row again
                 else:
-                    self._registry.resolve(Generation.from_row(decoded))
+                    self._registry.resolve(Generation.from_row(decoded, self._registry.reader))
         log.info("adopted %d generation(s) created by a POST whose response was lost", len(rows))
         return adopted

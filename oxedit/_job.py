@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 from ._exceptions import (
     GenerationCancelled,
@@ -16,10 +16,13 @@ from ._exceptions import (
 from ._models import Generation
 from ._registry import Outcome
 
-if TYPE_CHECKING:
-    from ._client import Client
+__all__ = ["AsCompleted", "Job", "JobOwner"]
 
-__all__ = ["AsCompleted", "Job"]
+
+class JobOwner(Protocol):
+    """What follows a job for it: the client's lifecycle owner (`_tracker.Tracker`)."""
+
+    async def cancel(self, generation_id: str) -> Outcome: ...
 
 
 def _unwrap(outcome: Outcome) -> Generation:
@@ -46,10 +49,10 @@ class Job:
         ```
     """
 
-    __slots__ = ("_client", "_future", "id")
+    __slots__ = ("_future", "_owner", "id")
 
-    def __init__(self, client: Client, generation_id: str, future: asyncio.Future[Outcome]):
-        self._client = client
+    def __init__(self, owner: JobOwner, generation_id: str, future: asyncio.Future[Outcome]):
+        self._owner = owner
         self._future = future
         self.id = generation_id
 
@@ -69,7 +72,7 @@ class Job:
         """The outcome of a finished job, as `await job` gives it; raises if not done yet."""
         if not self._future.done():
             raise JobPendingError(f"job {self.id} is still pending; await it first")
-        return self._client._bound(_unwrap(self._future.result()))
+        return _unwrap(self._future.result())
 
     def __await__(self) -> Generator[Any, None, Generation]:
         # The common `await job`, without the frames and timeout scope of `wait()`.
@@ -77,7 +80,7 @@ class Job:
         if not future.done():
             # shield: a caller giving up must not cancel the job's shared future
             yield from asyncio.shield(future).__await__()
-        return self._client._bound(_unwrap(future.result()))
+        return _unwrap(future.result())
 
     async def wait(
         self,
@@ -99,7 +102,7 @@ class Job:
         """
         future = self._future
         if future.done():
-            return self._client._bound(_unwrap(future.result()))
+            return _unwrap(future.result())
         try:
             # shield: a caller giving up must not cancel the job's shared future
             if timeout is None:
@@ -110,10 +113,10 @@ class Job:
         except TimeoutError:
             if not cancel_on_timeout:
                 raise JobTimeout(self.id, timeout or 0.0, cancelled=False) from None
-            outcome = await self._client._cancel(self.id)
+            outcome = await self._owner.cancel(self.id)
             if isinstance(outcome, Generation) and outcome.status == "cancelled":
                 raise JobTimeout(self.id, timeout or 0.0, cancelled=True) from None
-        return self._client._bound(_unwrap(outcome))
+        return _unwrap(outcome)
 
     async def cancel(self) -> Generation:
         """Cancel the generation remotely and settle the job with the server's truth.
@@ -121,7 +124,7 @@ class Job:
         Returns the generation as the API has it afterwards: status "cancelled", or the
         terminal status it reached before the cancellation arrived.
         """
-        outcome = await self._client._cancel(self.id)
+        outcome = await self._owner.cancel(self.id)
         if isinstance(outcome, OxeditError):
             raise outcome
         return outcome

@@ -28,7 +28,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, event_decoder
-from ._registry import Registry
+from ._registry import Pending, Registry
 from ._retry import backoff
 from ._sse import SSEDecoder
 
@@ -93,6 +93,19 @@ class Listener:
             if self._connected.is_set():
                 return self.epoch
             await self._changed.wait()
+
+    def follow(
+        self,
+        generation_id: str,
+        sent_epoch: int,
+        model: str | None = None,
+        namespace: str | None = None,
+    ) -> Pending:
+        """Start waiting for a generation whose POST was sent while the stream was at
+        `sent_epoch` (-1: unknown, so it is reconciled at once)."""
+        pending = self._registry.add(generation_id, model, namespace)
+        self.vouch(generation_id, sent_epoch)
+        return pending
 
     def vouch(self, generation_id: str, sent_epoch: int) -> None:
         """Called when a job is registered: if the stream was down at any moment since its
@@ -208,7 +221,7 @@ class Listener:
             log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
             return
         self._api.stats.events += 1
-        self._registry.resolve(Generation.from_event(event), event=True)
+        self._registry.resolve(Generation.from_event(event, self._registry.reader), event=True)
 
     async def _reconcile_forever(self) -> None:
         registry = self._registry
@@ -283,7 +296,7 @@ class Listener:
                 if row.status == "cancelled":
                     cancelled.append(row)  # it may have been re-created: see below
                 elif row.status in TERMINAL_STATUSES:
-                    registry.resolve(Generation.from_row(row))
+                    registry.resolve(Generation.from_row(row, registry.reader))
                 else:
                     registry.checked(generation_id)
 
@@ -327,7 +340,7 @@ class Listener:
             for row in cancelled:
                 successor = successors.get(row.generation_id)
                 if successor is None:
-                    registry.resolve(Generation.from_row(row))
+                    registry.resolve(Generation.from_row(row, registry.reader))
                     continue
                 registry.move(row.generation_id, successor.generation_id)
                 log.info(
@@ -336,11 +349,11 @@ class Listener:
                 if successor.status == "cancelled":
                     again.append(successor)
                 elif successor.status in TERMINAL_STATUSES:
-                    registry.resolve(Generation.from_row(successor))
+                    registry.resolve(Generation.from_row(successor, registry.reader))
                 else:
                     registry.checked(successor.generation_id)
             if not again:
                 return
             cancelled = again
         for row in cancelled:
-            registry.resolve(Generation.from_row(row))
+            registry.resolve(Generation.from_row(row, registry.reader))

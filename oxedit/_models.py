@@ -7,9 +7,14 @@ Decoders are built once, here.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
+
+from ._exceptions import ClientStateError
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -20,11 +25,13 @@ __all__ = [
     "GenerationRow",
     "Model",
     "QueueList",
+    "ResultReader",
     "Status",
 ]
 
 Status = Literal["queued", "processing", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES: Final = frozenset({"succeeded", "failed", "cancelled"})
+_B = TypeVar("_B", "Generation", "EditResult")
 
 
 class _Wire(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +114,43 @@ class ModelList(_Wire, frozen=True, kw_only=True):
     data: list[Model] = []
 
 
-class Generation(msgspec.Struct, frozen=True, kw_only=True, dict=True):
+class ResultReader(Protocol):
+    """What downloads a result: the client that produced it (`Client.read` / `Client.save`)."""
+
+    async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes: ...
+
+    async def save(
+        self, result: Generation | EditResult, path: str | os.PathLike[str], *, index: int = 0
+    ) -> Path: ...
+
+
+class _Bound:
+    """The reader of a result, held in a slot outside the fields: never encoded or compared."""
+
+    __slots__ = ("_reader",)
+
+    def _owner(self) -> ResultReader:
+        reader: ResultReader | None = getattr(self, "_reader", None)
+        if reader is None:
+            raise ClientStateError(
+                f"this {type(self).__name__} was not made by an oxedit.Client; call "
+                "client.read(result) or client.save(result, path) instead"
+            )
+        return reader
+
+
+def bind(result: _B, reader: ResultReader | None) -> _B:
+    """Attach `reader` to a result (`object.__setattr__`: the dataclass is frozen)."""
+    _set(result, "_reader", reader)
+    return result
+
+
+_set = object.__setattr__
+_new = object.__new__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Generation(_Bound):
     """A generation as oxedit hands it back.
 
     `await job` returns one with status "succeeded" and its `url`; `client.get(id)` returns one
@@ -124,7 +167,7 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     """
 
     id: str
-    status: str
+    status: Status
     url: str | None = None
     error: str | None = None
     model: str | None = None
@@ -135,41 +178,76 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     retried_from: str | None = None
 
     @classmethod
-    def from_row(cls, row: GenerationRow) -> Generation:
-        return cls(
-            id=row.generation_id,
-            status=row.status,
-            url=row.result_url or row.url,
-            error=row.error_message or row.error,
-            model=row.model_name or row.model,
-            prompt=row.prompt,
-            enqueued_at=row.enqueued_at,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
+    def from_row(cls, row: GenerationRow, reader: ResultReader | None = None) -> Generation:
+        return _generation(
+            reader,
+            row.generation_id,
+            row.status,
+            row.result_url or row.url,
+            row.error_message or row.error,
+            row.model_name or row.model,
+            row.prompt,
+            row.enqueued_at,
+            row.started_at,
+            row.completed_at,
         )
 
     @classmethod
-    def from_event(cls, event: CompletionEvent) -> Generation:
-        return cls(
-            id=event.generation_id,
-            status=event.status,
-            url=event.url,
-            error=event.error,
-            model=event.model,
-            completed_at=event.completed_at,
+    def from_event(cls, event: CompletionEvent, reader: ResultReader | None = None) -> Generation:
+        return _generation(
+            reader,
+            event.generation_id,
+            event.status,
+            event.url,
+            event.error,
+            event.model,
+            None,
+            None,
+            None,
+            event.completed_at,
         )
+
+    def retried(self, original: str) -> Generation:
+        """This generation, as the successor of `original` (kill & retry)."""
+        copy = replace(self, retried_from=original)
+        return bind(copy, getattr(self, "_reader", None))
 
     async def read(self) -> bytes:
         """Download the result image (see `Client.read`)."""
-        from ._client import owner_of
+        return await self._owner().read(self)
 
-        return await owner_of(self).read(self)
-
-    async def save(self, path: Any) -> Any:
+    async def save(self, path: str | os.PathLike[str]) -> Path:
         """Download the result image to `path`, atomically (see `Client.save`)."""
-        from ._client import owner_of
+        return await self._owner().save(self, path)
 
-        return await owner_of(self).save(self, path)
+
+def _generation(
+    reader: ResultReader | None,
+    generation_id: str,
+    status: str,
+    url: str | None,
+    error: str | None,
+    model: str | None,
+    prompt: str | None,
+    enqueued_at: float | None,
+    started_at: float | None,
+    completed_at: float | None,
+) -> Generation:
+    # Built slot by slot, not through the frozen dataclass's keyword `__init__`: a third of
+    # the cost, paid once for every job that settles.
+    gen = _new(Generation)
+    _set(gen, "id", generation_id)
+    _set(gen, "status", status)
+    _set(gen, "url", url)
+    _set(gen, "error", error)
+    _set(gen, "model", model)
+    _set(gen, "prompt", prompt)
+    _set(gen, "enqueued_at", enqueued_at)
+    _set(gen, "started_at", started_at)
+    _set(gen, "completed_at", completed_at)
+    _set(gen, "retried_from", None)
+    _set(gen, "_reader", reader)
+    return gen
 
 
 enqueue_decoder: Final = msgspec.json.Decoder(EnqueueResponse)
@@ -183,7 +261,8 @@ model_list_decoder: Final = msgspec.json.Decoder(ModelList)
 json_encoder: Final = msgspec.json.Encoder()
 
 
-class EditResult(msgspec.Struct, frozen=True, kw_only=True, dict=True):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EditResult(_Bound):
     """The answer of the synchronous edit endpoint (`Client.edit`).
 
     Example:
@@ -195,12 +274,12 @@ class EditResult(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
     model: str | None = None
     created: float | None = None
-    images: list[ImageResult] = []
+    images: list[ImageResult] = field(default_factory=list)
     image_url: str | None = None  # older example pages read this instead of images[0].url
 
     def __post_init__(self) -> None:
         if not self.images and self.image_url:
-            msgspec.structs.force_setattr(self, "images", [ImageResult(url=self.image_url)])
+            _set(self, "images", [ImageResult(url=self.image_url)])
 
     @property
     def url(self) -> str | None:
@@ -209,15 +288,11 @@ class EditResult(msgspec.Struct, frozen=True, kw_only=True, dict=True):
 
     async def read(self, index: int = 0) -> bytes:
         """The bytes of image `index`, decoded locally or downloaded."""
-        from ._client import owner_of
+        return await self._owner().read(self, index=index)
 
-        return await owner_of(self).read(self, index=index)
-
-    async def save(self, path: Any, index: int = 0) -> Any:
+    async def save(self, path: str | os.PathLike[str], index: int = 0) -> Path:
         """Write image `index` to `path`, atomically."""
-        from ._client import owner_of
-
-        return await owner_of(self).save(self, path, index=index)
+        return await self._owner().save(self, path, index=index)
 
 
 edit_decoder: Final = msgspec.json.Decoder(EditResult)

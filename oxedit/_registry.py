@@ -12,12 +12,10 @@ import asyncio
 from collections.abc import Iterator
 from typing import TypeAlias
 
-import msgspec
-
 from . import _constants as C
 from ._config import ReconcilePolicy
 from ._exceptions import ClientStateError, OxeditError
-from ._models import TERMINAL_STATUSES, Generation
+from ._models import TERMINAL_STATUSES, Generation, ResultReader
 from ._schedule import CheckSchedule
 
 __all__ = ["Outcome", "Pending", "Registry"]
@@ -60,7 +58,9 @@ class Registry:
         schedule: CheckSchedule | None = None,
         early_limit: int = C.EARLY_EVENT_LIMIT,
         known_ttl: float = C.KNOWN_ID_TTL,
+        reader: ResultReader | None = None,
     ) -> None:
+        self.reader = reader  # what downloads the generations settled here (the client)
         self._loop = asyncio.get_running_loop()
         self._pending: dict[str, Pending] = {}
         # Ids this client enqueued lately (pending or not), so that a lost enqueue's recovery
@@ -149,7 +149,7 @@ class Registry:
             self.schedule.observe(pending.model, self._loop.time() - pending.born)
         if pending.origin is not None:  # settled by the row it was retried as
             self._moved.pop(pending.origin, None)
-            outcome = msgspec.structs.replace(outcome, retried_from=pending.origin)
+            outcome = outcome.retried(pending.origin)
         if not pending.future.done():
             pending.future.set_result(outcome)
         return True

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import oxedit
+from oxedit._tracker import Tracker
 from oxedit.testing import LocalServer
 
 from .helpers import FAST, client_for, png
@@ -202,17 +203,17 @@ async def test_an_enqueue_that_may_have_created_stays_sending_and_is_adopted(
     paths = images(tmp_path / "in", 3)
     journal = tmp_path / "j.sqlite"
     requests = [{"image": p, "prompt": "invert"} for p in paths]
-    original = oxedit.Client._enqueue_payload
+    original = Tracker.enqueue
 
     async def created_but_unknown(
-        self: oxedit.Client, payload: dict[str, object], n: int, on_send: object = None
+        self: Tracker, payload: dict[str, object], n: int, on_send: object = None
     ):  # type: ignore[no-untyped-def]
         await original(self, payload, n, on_send)  # type: ignore[arg-type] # the server did create it...
         raise oxedit.AmbiguousRequestError("enqueue response was lost")  # ...we cannot tell
 
     async with LocalServer() as server:
         async with client_for(server) as client:
-            monkeypatch.setattr(oxedit.Client, "_enqueue_payload", created_but_unknown)
+            monkeypatch.setattr(Tracker, "enqueue", created_but_unknown)
             first = [r async for r in client.map(requests, journal=journal)]
             monkeypatch.undo()
         assert [r.status for r in first] == ["unknown"] * 3

@@ -257,7 +257,7 @@ async def test_lifecycle_errors_and_clean_close(oxen_server: LocalServer) -> Non
     with pytest.raises(oxedit.ClientStateError, match="create a new"):
         async with client:
             pass
-    with pytest.raises(oxedit.ClientStateError, match="not bound to an open"):
+    with pytest.raises(oxedit.ClientStateError, match="not made by an oxedit.Client"):
         await oxedit.Generation(id="x", status="succeeded", url="http://x").read()
 
 
@@ -282,4 +282,11 @@ async def test_unreachable_api_is_a_transport_error() -> None:
 
 
 async def test_faults_fixture_default_is_healthy(oxen_faults: Faults) -> None:
-    assert oxen_faults.failure_rate == 0
+    """The fixture's default injects nothing: every one of 50 edits succeeds, each with one
+    enqueue, one event and no reconciliation."""
+    async with LocalServer(faults=oxen_faults) as server, client_for(server) as client:
+        jobs = [await client.submit(prompt=f"p{i}", image=png()) for i in range(50)]
+        generations = [await job.wait(10) for job in jobs]
+        stats = client.stats
+    assert {g.status for g in generations} == {"succeeded"}
+    assert (stats.enqueue_requests, stats.events, stats.poll_requests) == (50, 50, 0)

@@ -94,13 +94,13 @@ class _Models:
 async def test_the_cap_refuses_unpriced_models_unless_a_price_is_assumed() -> None:
     timed = oxedit.EditRequest(image="a.png", prompt="p", model="timed")
     priced = oxedit.EditRequest(image="a.png", prompt="p", params={"num_generations": 2})
-    spending = Spending(_Models(), max_cost=Decimal(1), unknown_cost=None)  # type: ignore[arg-type]
+    spending = Spending(_Models(), None, max_cost=Decimal(1), unknown_cost=None)  # type: ignore[arg-type]
     spending.start(Decimal(0))
     with pytest.raises(oxedit.InvalidRequestError, match="'timed'.*unknown_cost"):
         await spending.check_all([priced, timed])
     assert spending.admit(0, timed, (await spending.estimate(timed))[0]) is not None
 
-    assumed = Spending(_Models(), max_cost=Decimal(1), unknown_cost=Decimal("0.2"))  # type: ignore[arg-type]
+    assumed = Spending(_Models(), None, max_cost=Decimal(1), unknown_cost=Decimal("0.2"))  # type: ignore[arg-type]
     assumed.start(Decimal("0.3"))
     assert await assumed.estimate(timed) == (Decimal("0.2"), False)
     assert await assumed.estimate(priced) == (Decimal("0.06"), True)
@@ -162,12 +162,12 @@ class _Flaky:
 @pytest.mark.anyio
 async def test_pricing_that_cannot_be_read_is_said_so_not_called_unknown() -> None:
     request = oxedit.EditRequest(image="a.png", prompt="p")
-    capped = Spending(_Flaky(), max_cost=Decimal(1), unknown_cost=None)  # type: ignore[arg-type]
+    capped = Spending(_Flaky(), None, max_cost=Decimal(1), unknown_cost=None)  # type: ignore[arg-type]
     capped.start(Decimal(0))
     with pytest.raises(oxedit.ServerError, match="Service unavailable"):
         await capped.check_all([request])
     amount, reason = await capped.charge(3, request)
     assert amount is None and reason is not None
     assert "item 3" in reason and "could not be read" in reason and "HTTP 503" in reason
-    uncapped = Spending(_Flaky(), max_cost=None, unknown_cost=None)  # type: ignore[arg-type]
+    uncapped = Spending(_Flaky(), None, max_cost=None, unknown_cost=None)  # type: ignore[arg-type]
     assert await uncapped.charge(0, request) == (None, None)  # no cap: just no estimate

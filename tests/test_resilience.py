@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 import oxedit
-from oxedit.testing import Faults, LocalServer
+from oxedit.testing import LocalServer
 
 from .helpers import FAST, FAST_RETRY, client_for, eventually, png
 
@@ -187,4 +187,12 @@ async def test_two_thousand_jobs_through_every_fault(oxen_server: LocalServer) -
 
 
 async def test_faults_object_is_live(oxen_server: LocalServer) -> None:
-    assert isinstance(oxen_server.faults, Faults)
+    """Changing the running server's `faults` changes what the next request meets."""
+    async with client_for(oxen_server, retry=oxedit.RetryPolicy(max_retries=0)) as client:
+        oxen_server.faults.enqueue_429_rate = 1.0
+        with pytest.raises(oxedit.RateLimitError):
+            await client.submit(prompt="p", image=png())
+        oxen_server.faults.enqueue_429_rate = 0.0
+        assert (await (await client.submit(prompt="p", image=png())).wait(10)).status == (
+            "succeeded"
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
@@ -25,8 +25,13 @@ from ._faults import Faults
 from ._jobs import ACTIVE, Generation
 from ._responses import invalid_params, json_response, not_found, typed_error
 
-if TYPE_CHECKING:
-    from ._api import Api
+
+class Rows(Protocol):
+    """The generations of the server's API (`_api.Api`), and how each is shown as a row."""
+
+    generations: dict[str, Generation]
+
+    def row(self, gen: Generation) -> dict[str, Any]: ...
 
 __all__ = ["History", "cost_of", "credits_refusal"]
 
@@ -68,7 +73,7 @@ def credits_refusal(faults: Faults, created: int, count: int) -> web.Response | 
 class History:
     """Handlers of the history routes, over the generations of an `Api`."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Rows) -> None:
         self._api = api
 
     def _row(self, gen: Generation) -> dict[str, Any]:

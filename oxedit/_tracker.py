@@ -1,0 +1,208 @@
+"""`Tracker`: the one owner of a job's life, from its enqueue to its outcome.
+
+It wires the registry, the listener and the enqueuer when the client opens, and owns what
+happens to a generation id afterwards: following it, cancelling it, adopting what a lost
+response created, downloading its result, and failing what is still pending on close. `Job`,
+`BulkRun` and the results depend on it (through small protocols), never on `Client`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ._api import Api, ClientStats
+from ._atomic import save_atomic
+from ._config import Limits, ReconcilePolicy, Timeouts
+from ._enqueue import Enqueuer
+from ._exceptions import ClientStateError, GenerationExpired, NotFoundError
+from ._job import Job
+from ._listener import Listener
+from ._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
+from ._ratelimit import AdaptiveRate
+from ._registry import Outcome, Pending, Registry
+from ._results import Downloader
+from ._schedule import CheckSchedule
+from ._transport import Transport
+from ._validate import Schemas
+
+__all__ = ["State", "Tracker"]
+
+
+class State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class _Parts(NamedTuple):
+    registry: Registry
+    listener: Listener
+    enqueuer: Enqueuer
+
+
+class Tracker:
+    """Follows every generation of one client; see the module docstring."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        api: Api,
+        timeouts: Timeouts,
+        limits: Limits,
+        reconcile: ReconcilePolicy,
+    ) -> None:
+        self.api = api
+        self.stats: ClientStats = api.stats
+        self.state = State.UNOPENED
+        self._transport = transport
+        self._timeouts = timeouts
+        self._limits = limits
+        self._reconcile = reconcile
+        self._downloader = Downloader(transport, api, api.retry, api.stats)
+        self.schemas = Schemas(api.model)  # checks every request against its model
+        self._parts: _Parts | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.state is not State.UNOPENED:
+            raise ClientStateError(
+                f"this Client is {self.state.value}; a Client can be opened only once, "
+                "create a new one"
+            )
+        registry = Registry(
+            early_ttl=2 * self._timeouts.read,
+            schedule=CheckSchedule(self._reconcile),
+            reader=self,
+        )
+        listener = Listener(
+            self.api, registry, self._reconcile, max_event_bytes=self._limits.max_event_bytes
+        )
+        pace = AdaptiveRate(
+            initial=self._limits.initial_rate, maximum=self._limits.max_rate, stats=self.stats
+        )
+        enqueuer = Enqueuer(
+            self.api,
+            registry,
+            self._reconcile,
+            listener,
+            request_deadline=self._timeouts.total,
+            pace=pace,
+        )
+        await self._transport.open()
+        self._parts = _Parts(registry, listener, enqueuer)
+        self.state = State.OPENED
+
+    async def close(self) -> None:
+        """Stop the stream, let sent enqueues be answered, fail what is pending; every
+        session is closed, whatever happens."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        try:
+            self._transport.begin_close()
+            if self._parts is not None:
+                registry, listener, enqueuer = self._parts
+                await listener.close()
+                await enqueuer.close(self._timeouts.total)
+                registry.fail_closed()
+        finally:
+            await self._transport.close()
+
+    def require_open(self) -> _Parts:
+        """The open client's parts; `ClientStateError` before opening and after closing."""
+        parts = self._parts
+        if self.state is not State.OPENED or parts is None:
+            hint = (
+                "use `async with oxedit.Client() as client:`"
+                if self.state is State.UNOPENED
+                else "it was closed: create a new Client"
+            )
+            raise ClientStateError(f"the client is {self.state.value}; {hint}")
+        return parts
+
+    # -- enqueue and follow ------------------------------------------------------------------
+
+    async def submit(self, payload: dict[str, Any]) -> Job:
+        """Enqueue one generation. Flat on purpose (no helper awaited): with 10,000 submits
+        parked, each frame in the chain is 10,000 more objects for the garbage collector."""
+        enqueuer = self.require_open().enqueuer
+        if not self.schemas.cached(payload):
+            await self.schemas.check(payload)  # the first of a model fetches its schema
+        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1)
+        return Job(self, pending.id, pending.future)
+
+    async def enqueue(
+        self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
+    ) -> list[Job]:
+        """Enqueue `n` generations in one request; `on_send(unix_time)` before each POST."""
+        enqueuer = self.require_open().enqueuer
+        await self.schemas.check(payload)  # the model's schema, fetched once per client
+        pendings = await enqueuer.enqueue(payload, json_encoder.encode(payload), n, on_send=on_send)
+        return [Job(self, p.id, p.future) for p in pendings]
+
+    def follow(self, generation_id: str) -> Job:
+        """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
+        _, listener, _ = self.require_open()
+        listener.start()
+        pending = listener.follow(generation_id, -1)
+        return Job(self, generation_id, pending.future)
+
+    def job(self, pending: Pending) -> Job:
+        """The job of a generation already followed (adopted by a crash recovery)."""
+        return Job(self, pending.id, pending.future)
+
+    async def adopt_unrecorded(
+        self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
+    ) -> list[Pending | None]:
+        """See `Enqueuer.adopt_unrecorded`."""
+        return await self.require_open().enqueuer.adopt_unrecorded(requests, claimed)
+
+    async def cancel(self, generation_id: str) -> Outcome:
+        """Cancel remotely and settle the job with the server's truth (see `Job.cancel`)."""
+        registry = self.require_open().registry
+        generation_id = registry.current(generation_id)  # a retried row, when followed to one
+        pending = registry.get(generation_id)
+        try:
+            await self.api.delete(generation_id)
+            row = await self.api.get_row(generation_id)
+        except NotFoundError:
+            registry.fail(generation_id, GenerationExpired(generation_id))
+            raise GenerationExpired(generation_id) from None
+        generation = Generation.from_row(row, self)
+        if row.status in TERMINAL_STATUSES:
+            registry.resolve(generation)
+        if pending is not None and pending.future.done():
+            return pending.future.result()
+        return generation
+
+    # -- lookups and results -----------------------------------------------------------------
+
+    async def get(self, generation_id: str) -> Generation:
+        self.require_open()
+        return Generation.from_row(await self.api.get_row(generation_id), self)
+
+    async def list(self, status: str | None, model: str | None, **filters: str) -> list[Generation]:
+        self.require_open()
+        rows = await self.api.list_rows(status=status, model=model, **filters)
+        return [Generation.from_row(row, self) for row in rows]
+
+    async def model(self, model_id: str) -> Model:
+        self.require_open()
+        return await self.api.model(model_id)
+
+    async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
+        self.require_open()
+        return await self._downloader.read(result, index=index)
+
+    async def save(
+        self, result: Generation | EditResult, path: str | os.PathLike[str], *, index: int = 0
+    ) -> Path:
+        data = await self.read(result, index=index)
+        target = Path(path)
+        await save_atomic(target, data)
+        return target
