@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (8,
     return buffer.getvalue()
 
 
-def client_for(server: LocalServer, **kwargs: Any) -> AbstractAsyncContextManager[oxedit.Client]:
+def client_for(server: LocalServer, **kwargs: Any) -> oxedit.Client:
     return oxedit.Client(api_key=server.api_key, base_url=server.url, **kwargs)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,7 @@ async def test_bad_items_do_not_stop_the_batch(tmp_path: Path) -> None:
 async def test_async_iterable_source(tmp_path: Path) -> None:
     paths = make_images(tmp_path / "in", 5)
 
-    async def source():  # type: ignore[no-untyped-def]
+    async def source() -> AsyncIterator[oxedit.EditRequest]:
         for p in paths:
             yield oxedit.EditRequest(image=str(p), prompt="sepia", name=f"out-{p.stem}")
 

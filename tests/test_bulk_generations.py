@@ -26,7 +26,7 @@ async def test_a_row_with_three_generations_gives_three_outputs_and_resumes(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "cat.png").write_bytes(png())
-    items = [
+    items: list[dict[str, object]] = [
         {"image": str(tmp_path / "cat.png"), "prompt": "mirror", "num_generations": 3},
         {"image": str(tmp_path / "cat.png"), "prompt": "invert", "name": "one"},
     ]

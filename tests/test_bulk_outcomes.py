@@ -8,7 +8,9 @@ import errno
 import os
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,9 +208,9 @@ async def test_an_enqueue_that_may_have_created_stays_sending_and_is_adopted(
     original = Tracker.enqueue
 
     async def created_but_unknown(
-        self: Tracker, payload: dict[str, object], n: int, on_send: object = None
-    ):  # type: ignore[no-untyped-def]
-        await original(self, payload, n, on_send)  # type: ignore[arg-type] # the server did create it...
+        self: Tracker, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None
+    ) -> list[oxedit.Job]:
+        await original(self, payload, n, on_send)  # the server did create it...
         raise oxedit.AmbiguousRequestError("enqueue response was lost")  # ...we cannot tell
 
     async with LocalServer() as server:

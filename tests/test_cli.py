@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -48,8 +49,8 @@ async def test_batch_manifest_against_embedded_server(
 
 async def test_batch_folder_and_rerun_resumes(
     tmp_path: Path,
-    use_server,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    use_server: Callable[[LocalServer], None],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with LocalServer() as server:
         use_server(server)
@@ -64,8 +65,8 @@ async def test_batch_folder_and_rerun_resumes(
 
 async def test_batch_bad_rows_are_named_and_the_rest_go_on(
     tmp_path: Path,
-    use_server,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    use_server: Callable[[LocalServer], None],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "ok.png").write_bytes(png())
     (tmp_path / "junk.png").write_bytes(b"garbage")
@@ -117,8 +118,8 @@ async def test_batch_csv_manifest_with_default_prompt(tmp_path: Path, use_server
 
 async def test_edit_status_cancel_models(
     tmp_path: Path,
-    use_server,
-    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+    use_server: Callable[[LocalServer], None],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "in.png").write_bytes(png())
     async with LocalServer() as server:

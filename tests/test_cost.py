@@ -82,7 +82,7 @@ async def test_estimate_counts_items_generations_and_cost_and_names_bad_rows(
 ) -> None:
     (tmp_path / "a.png").write_bytes(png())
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    rows = [
+    rows: list[dict[str, object]] = [
         {"image": str(tmp_path / "a.png"), "prompt": "mirror"},
         {"image": str(tmp_path / "a.png"), "prompt": "mirror", "num_generations": 3},
         {"image": str(tmp_path / "a.png"), "prompt": "x", "model": "flux-kontext-dev"},

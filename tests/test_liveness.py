@@ -40,8 +40,8 @@ async def test_reconnects_do_not_postpone_a_jobs_checks(oxen_server: LocalServer
         for connections in range(2, 7):
             polls = client.stats.poll_requests
             await oxen_server.drop_event_streams()
-            await eventually(lambda n=connections: client.stats.event_connections >= n)
-            await eventually(lambda p=polls: client.stats.poll_requests > p)  # reconciled
+            await eventually(lambda: client.stats.event_connections >= connections)  # noqa: B023
+            await eventually(lambda: client.stats.poll_requests > polls)  # noqa: B023 reconciled
         oxen_server.faults.drop_event_rate = 1.0  # its completion event is lost
         generation = await job.wait(timeout=8)  # bound: 2 s + interval + tick
     assert generation.status == "succeeded"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from oxedit import Generation, GenerationExpired, ReconcilePolicy
+from oxedit._models import Status
 from oxedit._registry import Registry
 from oxedit._schedule import CheckSchedule
 
 pytestmark = pytest.mark.anyio
 
 
-def done(generation_id: str, status: str = "succeeded") -> Generation:
+def done(generation_id: str, status: Status = "succeeded") -> Generation:
     return Generation(id=generation_id, status=status, url=f"http://x/{generation_id}")
 
 
@@ -37,7 +38,9 @@ async def test_event_before_its_enqueue_response_is_kept() -> None:
     assert not registry.resolve(done("early"))  # nobody waits for it yet
     pending = registry.add("early")
     registry.enqueue_finished()
-    assert pending.future.done() and pending.future.result().id == "early"
+    assert pending.future.done()
+    outcome = pending.future.result()
+    assert isinstance(outcome, Generation) and outcome.id == "early"
 
 
 async def test_unknown_events_are_dropped_when_no_enqueue_is_in_flight() -> None:

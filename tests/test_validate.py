@@ -184,7 +184,7 @@ async def test_an_unavailable_schema_falls_back_and_never_fails_a_submit(
 async def test_the_cli_keeps_schemas_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oxen_server: LocalServer
 ) -> None:
-    from .test_cli import cli
+    from .helpers import cli
 
     monkeypatch.setenv("OXEN_BASE_URL", oxen_server.url)
     monkeypatch.setenv("OXEN_API_KEY", oxen_server.api_key)
@@ -200,7 +200,7 @@ async def test_the_cli_keeps_schemas_on_disk(
 async def test_the_cli_takes_each_models_own_aspect_ratios(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, oxen_server: LocalServer
 ) -> None:
-    from .test_cli import cli
+    from .helpers import cli
 
     monkeypatch.setenv("OXEN_BASE_URL", oxen_server.url)
     monkeypatch.setenv("OXEN_API_KEY", oxen_server.api_key)

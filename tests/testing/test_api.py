@@ -193,7 +193,7 @@ async def test_enqueue_unknown_model_uses_the_message_body_shape(
         ),
         (edit_body(input_image="data:image/png;base64,%%%"), "input_image data URI is not valid"),
         (edit_body(input_image="not a uri"), "input_image must be a URI"),
-        (edit_body(prompt=["x"]), "prompt must be a string"),
+        (edit_body(prompt=["x"]), "prompt must be a string"),  # type: ignore[arg-type]
     ],
 )
 async def test_model_specific_problems_fail_the_generation_not_the_enqueue(

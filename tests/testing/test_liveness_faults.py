@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -98,7 +99,7 @@ async def test_enqueue_bad_body_creates_and_runs_the_generations(
         assert content_type == "text/html" and raw.startswith(b"<!DOCTYPE html>")
     else:
         body = msgspec.json.decode(raw)
-        expected: dict[str, object] = {
+        expected: dict[str, Any] = {
             "empty_object": {},
             "empty_generations": {"generations": []},
         }.get(kind, {})

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -70,7 +71,7 @@ async def gate() -> AsyncIterator[Gate]:
     await runner.cleanup()
 
 
-def gated_body(gate: Gate, **extra: object) -> dict[str, object]:
+def gated_body(gate: Gate, **extra: Any) -> dict[str, object]:
     return edit_body(input_image=gate.url, **extra)
 
 
