@@ -76,6 +76,9 @@ class ClientStats:
         enqueue_rate: The adaptive pace of enqueues now, per second (None: not paced; it is
             learned from the first refusal, see `Limits.max_rate`).
         adopted: Generations found on the server after a lost response, instead of re-sending.
+        bytes_sent: Bytes of the API request bodies sent (headers not counted).
+        bytes_received: Bytes of the API response bodies received (event stream and result
+            downloads not counted).
     """
 
     requests: dict[str, int] = field(default_factory=dict)
@@ -88,6 +91,8 @@ class ClientStats:
     enqueue_refusals: int = 0
     enqueue_rate: float | None = None
     adopted: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
     def count(self, route: str) -> None:
         self.requests[route] = self.requests.get(route, 0) + 1
@@ -128,6 +133,7 @@ class Api:
             error: Exception
             try:
                 resp = await self.transport.request(method, path, params=params)
+                self.stats.bytes_received += len(resp.body)
             except ClientStateError:
                 raise
             except ConnectionFailed as exc:
@@ -203,4 +209,7 @@ class Api:
     async def post(self, path: str, body: bytes, *, route: str) -> Response:
         """One POST, not retried: the caller decides, since a POST may not be repeatable."""
         self.stats.count(f"POST {route}")
-        return await self.transport.request("POST", path, body=body)
+        self.stats.bytes_sent += len(body)
+        resp = await self.transport.request("POST", path, body=body)
+        self.stats.bytes_received += len(resp.body)
+        return resp

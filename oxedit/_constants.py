@@ -61,6 +61,13 @@ LATENCY_MULTIPLE = 3.0
 RECONCILE_INTERVAL = 20.0
 LATENCY_WINDOW = 256  # latencies kept per model for its p99
 RECONCILE_CONCURRENCY = 8  # per-id GETs in flight during one reconciliation
+# Reconciliation picks per-id GETs or one list by the bytes each would cost (`_reconcile_cost`):
+# rows echo their request, input images included, so a row is 1 KB or 2 MB. A request costs
+# its headers both ways on top of its body; a row is guessed at ROW_BYTES_GUESS until one is
+# seen, and the share of checked ids found still active at ACTIVE_SHARE_GUESS.
+REQUEST_OVERHEAD_BYTES = 1024
+ROW_BYTES_GUESS = 2048
+ACTIVE_SHARE_GUESS = 1.0
 MAX_RETRY_HOPS = 5  # a cancelled row re-created (kill & retry) is followed this many times
 # Rows enqueued by a POST whose response was lost carry the server's clock, in whole seconds.
 CLOCK_SLACK = 10.0

@@ -142,6 +142,8 @@ class Enqueuer:
                     error: OxeditError = exc
                     outcome = classify("POST", None, sent=exc.sent)
                 else:
+                    stats.bytes_sent += len(body)
+                    stats.bytes_received += len(resp.body)
                     if is_success(resp.status):
                         pace.succeeded()
                         ids = _ids(resp, n)

@@ -28,6 +28,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, event_decoder
+from ._reconcile_cost import ReconcileCost
 from ._registry import Pending, Registry
 from ._retry import backoff
 from ._sse import SSEDecoder
@@ -37,9 +38,6 @@ __all__ = ["Listener"]
 log = logging.getLogger("oxedit")
 
 COMPLETED = "media_generation_completed"
-# Below this many ids, per-id GETs are cheaper than listing every active row (rows echo their
-# input images, which can be large data URIs).
-_LIST_THRESHOLD = 16
 
 
 class Listener:
@@ -50,6 +48,7 @@ class Listener:
         self._registry = registry
         self._policy = policy
         self._max_event_bytes = max_event_bytes
+        self._cost = ReconcileCost()  # per-id GETs or a list, by the bytes each costs
         self.epoch = 0  # increments on every confirmed (re)connection
         self._connected = asyncio.Event()
         self._changed = asyncio.Event()
@@ -254,27 +253,33 @@ class Listener:
         """
         registry = self._registry
         stats = self._api.stats
-        todo = ids
-        if len(ids) > _LIST_THRESHOLD:
-            namespaces = {p.namespace for p in registry if p.id in ids}
-            active: set[str] = set()
-            for namespace in namespaces:
-                stats.poll_requests += 1
-                try:
-                    rows = await self._api.list_rows(namespace=namespace)
-                except OxeditError as exc:
-                    log.warning("could not list the queue to reconcile: %s", exc)
-                    for pending in registry:
-                        if pending.namespace == namespace and pending.id in ids:
-                            registry.checked(pending.id)
-                    todo = todo - {p.id for p in registry if p.namespace == namespace}
-                    continue
-                active.update(row.generation_id for row in rows)
+        cost = self._cost
+        todo = set(ids)
+        by_namespace: dict[str | None, list[Pending]] = {}
+        for pending in registry:
+            by_namespace.setdefault(pending.namespace, []).append(pending)
+        for namespace, pendings in by_namespace.items():
+            here = todo.intersection(p.id for p in pendings)
+            if not cost.use_list(namespace, len(here), len(pendings)):
+                continue
+            stats.poll_requests += 1
+            before = stats.bytes_received
+            try:
+                rows = await self._api.list_rows(namespace=namespace)
+            except OxeditError as exc:
+                log.warning("could not list the queue to reconcile: %s", exc)
+                for generation_id in here:
+                    registry.checked(generation_id)
+                todo -= here
+                continue
+            cost.listed(namespace, len(rows), stats.bytes_received - before)
+            active = {row.generation_id for row in rows}
+            cost.found_active(len(here), len(here & active))
             # The list vouches for every pending job in it, due or not: it cost the same.
-            for pending in registry:
+            for pending in pendings:
                 if pending.id in active:
                     registry.checked(pending.id)
-            todo = todo - active
+            todo -= active
         queue = list(todo)
         cancelled: list[GenerationRow] = []
 
@@ -300,7 +305,11 @@ class Listener:
                 else:
                     registry.checked(generation_id)
 
+        fetched, before, settled = len(queue), stats.bytes_received, len(registry)
         await asyncio.gather(*(worker() for _ in range(min(C.RECONCILE_CONCURRENCY, len(queue)))))
+        if fetched:
+            cost.fetched(fetched, stats.bytes_received - before)
+            cost.found_active(fetched, fetched - (settled - len(registry)) - len(cancelled))
         if cancelled:
             await self._follow_retries(cancelled)
 
