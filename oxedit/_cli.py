@@ -139,7 +139,7 @@ async def _batch(args: argparse.Namespace) -> int:
     return await run_batch(args, lambda: _client(args), err)
 
 
-async def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace) -> int:
     from ._report import write_html_report  # only this command needs it at import time
 
     page = write_html_report(Path(args.dir), journal=Path(args.journal) if args.journal else None)

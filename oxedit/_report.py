@@ -283,7 +283,7 @@ def _page_data(
         cards.append(
             {
                 "i": item.index,
-                "n": name or (default_name(item.image) if item.image else "(bad row)"),
+                "n": name or (default_name(item.image) if item.image else f"item {item.index}"),
                 "s": item.status,
                 "p": item.prompt,
                 "m": item.model,
