@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -160,14 +161,20 @@ async def _shoot(uri: str, target: str) -> None:
 
 
 def screenshot(target: Path) -> None:
-    """The README's sample batch, then a picture of its page."""
+    """The README's sample batch, run from a copy of `examples/` (so the page shows the
+    paths a user sees), then a picture of its page, in 256 colours (a smaller file)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "edited"
+        shutil.copytree(EXAMPLES, Path(tmp) / "examples")
         env = {k: v for k, v in os.environ.items() if k not in ("OXEN_API_KEY", "OXEN_BASE_URL")}
         env["OXEN_CONFIG_DIR"] = tmp  # no key from the `oxen` CLI: the embedded server
-        command = [sys.executable, "-m", "oxedit", "batch", str(EXAMPLES / "manifest.jsonl")]
-        subprocess.run([*command, "--out", str(out)], env=env, check=True, capture_output=True)
-        asyncio.run(_shoot((out / "report.html").as_uri(), str(target)))
+        command = [sys.executable, "-m", "oxedit", "batch", "examples/manifest.jsonl"]
+        subprocess.run(
+            [*command, "--out", "edited"], cwd=tmp, env=env, check=True, capture_output=True
+        )
+        shot = Path(tmp) / "shot.png"
+        asyncio.run(_shoot((Path(tmp) / "edited" / "report.html").as_uri(), str(shot)))
+        with Image.open(shot) as image:
+            image.convert("RGB").quantize(256).save(target, optimize=True)
     print(f"wrote {target}")
 
 

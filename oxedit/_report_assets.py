@@ -58,8 +58,7 @@ fieldset .n { color: var(--dim); }
 figure { margin: 0; }
 figcaption { font-size: 11px; color: var(--dim); }
 figure img, .ph { display: block; width: 160px; height: 160px; object-fit: contain;
-  border-radius: 4px; background: repeating-conic-gradient(#8882 0 25%, transparent 0 50%)
-  50% / 16px 16px; }
+  border-radius: 4px; background: var(--bg); }
 .ph { display: flex; align-items: center; justify-content: center; text-align: center;
   color: var(--dim); font-size: 12px; padding: 8px; border: 1px dashed var(--line); }
 .prompt { margin: 4px 0; white-space: pre-wrap; overflow-wrap: anywhere; }
