@@ -5,6 +5,7 @@ failed, cancelled and error items, against the local server), escaped, rebuilt b
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from urllib.parse import unquote
 import pytest
 from aiohttp import web
 
+from oxedit._journal import Journal
 from oxedit._report import write_html_report
 from oxedit._report_page import embed_json
 from oxedit._report_thumbs import THUMBS_DIR
@@ -228,6 +230,11 @@ async def test_batch_writes_the_page_and_report_rebuilds_and_opens_it(
         {"image": "in/a.png", "prompt": "mirror"},
         {"image": "in/a.png", "prompt": "blur", "name": "../escape"},  # refused, never sent
         {"image": "in/missing.png", "prompt": "blur"},  # a bad row
+        {
+            "image": "data:image/png;base64," + base64.b64encode(png()).decode(),
+            "prompt": "mirror",
+            "name": "inline #1 100%?",
+        },
     ]
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "out"
@@ -237,7 +244,13 @@ async def test_batch_writes_the_page_and_report_rebuilds_and_opens_it(
     assert f"report page: {out / 'report.html'}" in capsys.readouterr().err
     shown = cards((out / "report.html").read_text(encoding="utf-8"))
     statuses = sorted((card["i"], card["s"]) for card in shown.values())
-    assert statuses == [(0, "succeeded"), (1, "error"), (2, "error")]  # from report.json
+    assert statuses == [(0, "succeeded"), (1, "error"), (2, "error"), (3, "succeeded")]
+    # A data URI's image has a thumbnail (no link: the page does not embed the full image);
+    # a file name with '#', '%' and '?' is linked percent-encoded.
+    inline = shown["inline #1 100%?"]
+    assert (out / unquote(inline["in"]["t"])).is_file() and inline["in"]["h"] is None
+    (output,) = inline["out"]
+    assert "#" not in output["h"] and (out / unquote(output["h"])).name == "inline #1 100%?.png"
     (out / "report.html").unlink()
     opened: list[str] = []
     monkeypatch.setattr("webbrowser.open", opened.append)
@@ -287,3 +300,13 @@ async def test_an_interrupted_batch_writes_the_page_too(tmp_path: Path) -> None:
     shown = cards((out / "report.html").read_text(encoding="utf-8"))
     assert len(shown) == 20
     assert {card["s"] for card in shown.values()} <= {"unknown", "error", "cancelled"}
+
+
+async def test_report_on_a_journal_a_batch_is_using_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Journal(tmp_path / ".oxedit-journal.sqlite"):  # held, as a running batch holds it
+        assert await cli("report", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is in use by process" in err
+    assert not (tmp_path / "report.html").exists()
