@@ -140,6 +140,18 @@ async def _batch(args: argparse.Namespace) -> int:
     return await run_batch(args, lambda: _client(args), err)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from ._report import write_html_report  # only this command needs it at import time
+
+    page = write_html_report(Path(args.dir), journal=Path(args.journal) if args.journal else None)
+    line(out, f"wrote {page}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
 async def _status(args: argparse.Namespace) -> int:
     async with _client(args) as client:
         generation = await client.get(args.id)
@@ -277,6 +289,14 @@ def _parser() -> argparse.ArgumentParser:
         "--unknown-cost", metavar="USD", help="price assumed per generation of unpriced models"
     )
     batch.set_defaults(run=_batch)
+
+    report = sub.add_parser(
+        "report", help="rebuild DIR/report.html (the contact sheet) from a batch's journal"
+    )
+    report.add_argument("dir", metavar="DIR", help="the --out folder of an `oxedit batch` run")
+    report.add_argument("--journal", help="journal file (default: DIR/.oxedit-journal.sqlite)")
+    report.add_argument("--open", action="store_true", help="open the page in the browser")
+    report.set_defaults(run=_report, sync=True)
 
     status = sub.add_parser("status", help="show a generation")
     status.add_argument("id")

@@ -24,8 +24,9 @@ from ._atomic import write_atomic
 from ._client import Client
 from ._cost import to_amount
 from ._estimate_view import print_estimate
-from ._exceptions import InvalidRequestError
+from ._exceptions import InvalidRequestError, OxeditError
 from ._progress import BatchProgress, summary_table
+from ._report import write_html_report
 from ._requests import BulkResult, EditRequest
 from ._sources import load_source
 from ._terminal import line
@@ -86,9 +87,11 @@ async def run_batch(
         except asyncio.CancelledError:
             # Interrupted: what finished is in the journal; say so in a (partial) report.
             _finish(err, report_path, results, progress, out_dir, _INTERRUPTED)
+            _page(err, out_dir, journal, report_path)
             raise
     stopped = run.stopped
     reported = _finish(err, report_path, results, progress, out_dir, stopped, run.stopped_at)
+    _page(err, out_dir, journal, report_path)
     ok = reported and stopped is None and all(r.ok for r in results)
     return 0 if ok else 1
 
@@ -161,6 +164,18 @@ def _finish(
     if stopped is not None:
         line(err, f"stopped early: {stopped}", style="yellow")
     return written
+
+
+def _page(err: Console, out_dir: Path, journal: Path, report: Path) -> None:
+    """The HTML report beside the JSON one, from the journal (none without a journal)."""
+    if not journal.is_file():
+        return
+    try:
+        page = write_html_report(out_dir, journal=journal, report_json=report)
+    except (OxeditError, OSError) as exc:
+        line(err, f"error: the report page could not be written: {exc}", style="red")
+    else:
+        line(err, f"report page: {page}")
 
 
 def totals(results: list[BulkResult]) -> tuple[Decimal | None, Decimal | None]:

@@ -90,3 +90,12 @@ SCHEMA_DISK_TTL = 600.0
 # The billing history (`GET /api/ai/generations`): the spec's largest page, and our default.
 MAX_HISTORY_PAGE_SIZE = 1000
 DEFAULT_HISTORY_PAGE_SIZE = 100
+
+# The HTML report (`oxedit report`, `report.html`): thumbnails at most this many pixels on a
+# side, WebP at this quality (a few KB each), made by this many threads; the page renders this
+# many cards at once (the first at load, the next as the reader scrolls), so a 10,000-item run
+# opens as fast as a 100-item one.
+REPORT_THUMB_PIXELS = 192
+REPORT_THUMB_QUALITY = 60
+REPORT_THUMB_WORKERS = 4
+REPORT_CARDS_PER_CHUNK = 120
