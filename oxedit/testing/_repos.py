@@ -51,7 +51,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ._faults import Faults
-from ._responses import decode_json, json_response
+from ._responses import decode_json, json_response, typed_error
 from ._stats import ServerStats
 
 __all__ = ["DEFAULT_BRANCH", "Repos"]
@@ -73,8 +73,19 @@ class _Entry:
 
 
 def _error(status: int, message: str) -> web.Response:
-    """oxen-server's error body [spec: `StatusMessage::error`]."""
-    return json_response({"status": "error", "status_message": message}, status=status)
+    """The 409 as oxen-server writes it [spec: `StatusMessage::error`]; other refusals in the
+    typed shape of the rest of this server, whose `status`/`status_message` keys are the same
+    as oxen-server's."""
+    if status == 409:
+        return json_response({"status": "error", "status_message": message}, status=status)
+    return _typed(status, message)
+
+
+def _typed(status: int, message: str) -> web.Response:
+    type_ = {404: "resource_not_found"}.get(
+        status, "unknown_error" if status >= 500 else "invalid_params"
+    )
+    return typed_error(status, type_, title=message)
 
 
 class _Refused(Exception):
