@@ -83,3 +83,19 @@ SCHEMA_DISK_TTL = 600.0
 # The billing history (`GET /api/ai/generations`): the spec's largest page, and our default.
 MAX_HISTORY_PAGE_SIZE = 1000
 DEFAULT_HISTORY_PAGE_SIZE = 100
+
+# Hosted inputs (`upload_repo`, see `oxedit._upload`): uploads in flight per client (each a
+# few MB, sharing the API connections with everything else), and where in the repository
+# they go: `<UPLOAD_DIRECTORY>/<sha256>.<ext>` on UPLOAD_BRANCH (the branch a new repository
+# has [doc: File Upload Example]).
+UPLOAD_CONCURRENCY = 4
+UPLOAD_DIRECTORY = "oxedit-inputs"
+UPLOAD_BRANCH = "main"
+UPLOAD_AUTHOR = ("oxedit", "oxedit@localhost")  # the commit's author (name, email) [doc]
+# An image sent inline as a data URI above this many bytes warns once per process that
+# `upload_repo` sends it once instead (the API echoes it in every row of every list).
+LARGE_INLINE_IMAGE_BYTES = 1_000_000
+
+# Lost-enqueue recovery reads the history newest first, this many rows a page, until the
+# rows are older than the window in which the lost POST could have created its row.
+RECOVERY_PAGE_SIZE = 100
