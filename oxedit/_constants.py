@@ -96,6 +96,10 @@ UPLOAD_AUTHOR = ("oxedit", "oxedit@localhost")  # the commit's author (name, ema
 # `upload_repo` sends it once instead (the API echoes it in every row of every list).
 LARGE_INLINE_IMAGE_BYTES = 1_000_000
 
-# Lost-enqueue recovery reads the history newest first, this many rows a page, until the
-# rows are older than the window in which the lost POST could have created its row.
-RECOVERY_PAGE_SIZE = 100
+# Lost-enqueue recovery reads the history newest first until its rows are older than the
+# window in which the lost POST could have created its row. The first page is this small (a
+# lost POST's row is usually the newest), each next one twice the size, up to
+# RECOVERY_MAX_PAGE_SIZE (a power of two times the first, at most the spec's 1000): the rows
+# read stay within ~2x of those in the window, whatever the account's history holds.
+RECOVERY_FIRST_PAGE_SIZE = 8
+RECOVERY_MAX_PAGE_SIZE = 512
