@@ -252,9 +252,13 @@ class Uploader:
         except OxeditError as exc:
             # The first PUT may have landed with its answer lost, or another process stored
             # the same bytes meanwhile; then a refusal of this one does not matter.
-            if getattr(exc, "status_code", None) in (401, 403) or not await self._exists(
-                path, len(data)
-            ):
+            if getattr(exc, "status_code", None) in (401, 403, None):
+                raise  # no answer at all: the check would fail the same way
+            try:
+                landed = await self._exists(path, len(data))
+            except OxeditError:
+                landed = False
+            if not landed:
                 raise
 
     async def _ensure_repo(self) -> None:

@@ -185,3 +185,16 @@ def test_multipart_bodies_are_well_formed() -> None:
     assert body.endswith(f"--{boundary}--\r\n".encode())
     assert b'name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n\x00\x01\r\n' in body
     assert b'name="message"\r\n\r\nhi\r\n' in body
+
+
+async def test_bad_input_is_refused_before_anything_is_sent(
+    server: LocalServer, client: oxedit.Client
+) -> None:
+    uploader = uploader_of(client)
+    with pytest.raises(oxedit.InvalidRequestError, match="not a jpeg, png, gif or webp"):
+        await uploader.url_for(b"%PDF-1.7 not an image")
+    with pytest.raises(oxedit.InvalidRequestError, match="concurrency=0"):
+        Uploader(client._api, "ox/inputs", concurrency=0)
+    with pytest.raises(oxedit.InvalidRequestError, match="upload_repo='inputs'"):
+        Uploader(client._api, "inputs")
+    assert not any(route.startswith(("PUT", CREATE, META)) for route in server.stats.requests_by_route)
