@@ -197,4 +197,5 @@ async def test_bad_input_is_refused_before_anything_is_sent(
         Uploader(client._api, "ox/inputs", concurrency=0)
     with pytest.raises(oxedit.InvalidRequestError, match="upload_repo='inputs'"):
         Uploader(client._api, "inputs")
-    assert not any(route.startswith(("PUT", CREATE, META)) for route in server.stats.requests_by_route)
+    routes = server.stats.requests_by_route
+    assert not any(route.startswith(("PUT", CREATE, META)) for route in routes)
