@@ -9,19 +9,19 @@ and items caught mid-send by a crash are looked up on the server before anything
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import os
-import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
+import msgspec
+
 from ._atomic import remove_own_temps
-from ._bulk_finish import RunContext, describe, finish, unknown_outcome
+from ._bulk_finish import RunContext, describe, disk_full, finish, unknown_outcome
 from ._bulk_resume import recover_unrecorded
 from ._cost import Spending, check_request, generations_of
 from ._exceptions import (
@@ -382,8 +382,10 @@ class BulkRun:
             return self._tracker.job(pending)
         return self._tracker.follow(generation_id)
 
-    @staticmethod
-    async def _payload(request: EditRequest) -> dict[str, Any]:
+    async def _payload(self, request: EditRequest) -> dict[str, Any]:
+        if self._tracker.uploader is not None:  # the hosted URL goes in the request sent
+            image = await self._tracker.hosted(request.image)
+            request = msgspec.structs.replace(request, image=str(image))
         payload = await check_request(request)
         generations = generations_of(request)
         if generations > 1:  # one enqueue, several generations
@@ -392,9 +394,5 @@ class BulkRun:
 
     def _check_disk_full(self, exc: BaseException) -> None:
         """On a full disk, stop sending new items: their results could not be kept."""
-        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        full |= isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == (
-            sqlite3.SQLITE_FULL
-        )
-        if full:
+        if disk_full(exc):
             self._stop(None, f"the disk is full ({exc}); no new items were sent")

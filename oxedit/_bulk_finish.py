@@ -4,6 +4,8 @@ the result, record the outcome in the journal."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -137,6 +139,15 @@ async def _cost(
             run.journal.costed(key, cost)
         run.spending.settle(charged, cost)
     return cost
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
 
 
 def describe(exc: BaseException) -> str:

@@ -72,8 +72,9 @@ def _configured() -> bool:
 
 @asynccontextmanager
 async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
+    upload_repo = getattr(args, "upload_to", None)
     if _configured():
-        async with Client() as client:
+        async with Client(upload_repo=upload_repo) as client:
             # Model schemas are kept on disk a few minutes: short commands need not refetch.
             client._tracker.schemas.disk = DiskCache.for_base_url(client.base_url)
             yield client
@@ -91,7 +92,9 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
             f"{server.url} (real edits, no credits spent). Set OXEN_API_KEY to use "
             "hub.oxen.ai.[/]"
         )
-        async with Client(api_key=server.api_key, base_url=server.url) as client:
+        async with Client(
+            api_key=server.api_key, base_url=server.url, upload_repo=upload_repo
+        ) as client:
             yield client
 
 
@@ -271,6 +274,12 @@ def _parser() -> argparse.ArgumentParser:
         "--aspect-ratio", type=_aspect_ratio, help="aspect ratio for rows that give none"
     )
     batch.add_argument("--journal", help="journal file (default: OUT/.oxedit-journal.sqlite)")
+    batch.add_argument(
+        "--upload-to",
+        metavar="NAMESPACE/REPO",
+        help="upload local inputs to this Oxen repository once each and send their URLs "
+        "(default: OXEN_UPLOAD_REPO; else inline data URIs)",
+    )
     batch.add_argument("--report", help="report file (default: OUT/report.json)")
     batch.add_argument(
         "--retry-failed",

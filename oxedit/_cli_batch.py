@@ -66,7 +66,12 @@ async def run_batch(
         if args.model:
             await _check_model(api, args.model)
         items = await _check_row_models(api, items)
-        progress = BatchProgress(err, total=len(items), pace=lambda: api.stats.enqueue_rate)
+        progress = BatchProgress(
+            err,
+            total=len(items),
+            pace=lambda: api.stats.enqueue_rate,
+            uploads=lambda: api.upload_stats,
+        )
         try:
             with progress:
                 run = api.map(

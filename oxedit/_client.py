@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterable, Iterable, Sequence
 from decimal import Decimal
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,30 +15,32 @@ from . import _constants as C
 from ._api import Api, ClientStats
 from ._bulk import BulkRun
 from ._client_cost import CostMethods
+from ._client_queries import QueryMethods
 from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
 from ._cost import to_amount
-from ._edit import blocking_edit
-from ._exceptions import InvalidRequestError, OxeditError
 from ._inputs import ImageInput, build_payload, check_num_generations, drop_single_generation
 from ._job import AsCompleted, Job
-from ._models import EditResult, Generation, Model, bind
 from ._requests import BulkItem
 from ._retry import RetryPolicy
 from ._tracker import Tracker
 from ._transport import Transport
+from ._upload import UploadStats, resolve_upload_repo
 
 __all__ = ["Client"]
 
 _list = list  # `Client.list` shadows the builtin inside the class body
 
 
-class Client(CostMethods):
+class Client(QueryMethods, CostMethods):
     """The async client. Use it as an async context manager.
 
     Args:
         api_key: Defaults to `OXEN_API_KEY`, then the `oxen` CLI's `auth_config.toml`.
         base_url: Defaults to `OXEN_BASE_URL`, then https://hub.oxen.ai.
         timeouts, limits, retry, reconcile: Settings objects; see their docs.
+        upload_repo: "namespace/repo" (default `OXEN_UPLOAD_REPO`): local inputs are uploaded
+            there once each (named by their hash) and jobs send their URLs, instead of data
+            URIs that the API echoes in every row; the repository is created if missing.
 
     Example:
         ```python
@@ -59,6 +60,7 @@ class Client(CostMethods):
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         reconcile: ReconcilePolicy | None = None,
+        upload_repo: str | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         api_key = resolve_api_key(api_key, self.base_url)
@@ -71,7 +73,16 @@ class Client(CostMethods):
             base_url=self.base_url, api_key=api_key, timeouts=self.timeouts, limits=self.limits
         )
         api = Api(transport, self.retry, self.stats)
-        self._tracker = Tracker(transport, api, self.timeouts, self.limits, self.reconcile_policy)
+        self._tracker = Tracker(
+            transport, api, self.timeouts, self.limits, self.reconcile_policy,
+            resolve_upload_repo(upload_repo),
+        )  # fmt: skip
+
+    @property
+    def upload_stats(self) -> UploadStats | None:
+        """What the input uploads did so far (None without `upload_repo`)."""
+        uploader = self._tracker.uploader
+        return uploader.stats if uploader is not None else None
 
     def __repr__(self) -> str:
         return f"<oxedit.Client {self.base_url} {self._tracker.state.value}>"
@@ -118,7 +129,7 @@ class Client(CostMethods):
                 (`target_namespace`), checked against the model's schema before sending.
         """
         drop_single_generation(params)
-        self._tracker.require_open()
+        image = await self._tracker.hosted(image)
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
         return await self._tracker.submit(payload)
 
@@ -135,7 +146,7 @@ class Client(CostMethods):
         n = check_num_generations(num_generations)
         if n > 1:
             params["num_generations"] = n
-        self._tracker.require_open()
+        image = await self._tracker.hosted(image)
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
         return await self._tracker.enqueue(payload, n)
 
@@ -177,73 +188,3 @@ class Client(CostMethods):
             max_cost=to_amount(max_cost, "max_cost"),
             unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
-
-    async def cancel(self, generation_id: str) -> Generation:
-        """Cancel a generation by id; returns its row afterwards (see `Job.cancel`)."""
-        outcome = await self._tracker.cancel(generation_id)
-        if isinstance(outcome, OxeditError):
-            raise outcome
-        return outcome
-
-    # -- queries -----------------------------------------------------------------------------
-
-    async def get(self, generation_id: str) -> Generation:
-        """The generation's row as the API has it now (`GET /api/ai/queue/{id}`)."""
-        return await self._tracker.get(generation_id)
-
-    async def list(
-        self, *, status: str | None = None, model: str | None = None, **filters: str
-    ) -> _list[Generation]:
-        """Rows of `GET /api/ai/queue`: the active ones by default, or filtered by `status`,
-        `model`, `media_type`, `namespace`, `repo`, `folder`."""
-        return await self._tracker.list(status, model, **filters)
-
-    async def models(self) -> _list[Model]:
-        """Every model of `GET /api/ai/models`."""
-        self._tracker.require_open()
-        return await self._tracker.api.models()
-
-    async def model(self, model_id: str) -> Model:
-        """One model with its request schema; `NotFoundError` for an unknown id."""
-        return await self._tracker.model(model_id)
-
-    # -- synchronous edit --------------------------------------------------------------------
-
-    async def edit(
-        self,
-        *,
-        prompt: str,
-        image: ImageInput | Sequence[ImageInput],
-        model: str = C.DEFAULT_MODEL,
-        response_format: str = "url",
-        **params: Any,
-    ) -> EditResult:
-        """One blocking edit (`POST /api/ai/images/edit`): no queue, no event stream.
-
-        Refusals (429/503) are retried; a lost response is not (it may have been billed) and
-        raises `AmbiguousRequestError`.
-        """
-        self._tracker.require_open()
-        if response_format not in ("url", "b64_json"):
-            raise InvalidRequestError(f"response_format={response_format!r} is not url/b64_json")
-        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        await self._tracker.schemas.check(payload)
-        payload["response_format"] = response_format
-        return bind(await blocking_edit(self._tracker.api, payload), self._tracker)
-
-    # -- results -----------------------------------------------------------------------------
-
-    async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
-        """Download a result's image (image `index` of an `EditResult`).
-
-        Presigned URLs expire: on 403/404/410 from the file host, the generation's row is read
-        again for a fresh URL, once. The API key is sent only to the API's own host.
-        """
-        return await self._tracker.read(result, index=index)
-
-    async def save(
-        self, result: Generation | EditResult, path: str | os.PathLike[str], *, index: int = 0
-    ) -> Path:
-        """Download a result and write it to `path` atomically (a crash leaves no partial file).
-        Parent folders are created. Returns the path."""
-        return await self._tracker.save(result, path, index=index)

@@ -99,3 +99,23 @@ REPORT_THUMB_PIXELS = 192
 REPORT_THUMB_QUALITY = 60
 REPORT_THUMB_WORKERS = 4
 REPORT_CARDS_PER_CHUNK = 120
+
+# Hosted inputs (`upload_repo`, see `oxedit._upload`): uploads in flight per client (each a
+# few MB, sharing the API connections with everything else), and where in the repository
+# they go: `<UPLOAD_DIRECTORY>/<sha256>.<ext>` on UPLOAD_BRANCH (the branch a new repository
+# has [doc: File Upload Example]).
+UPLOAD_CONCURRENCY = 4
+UPLOAD_DIRECTORY = "oxedit-inputs"
+UPLOAD_BRANCH = "main"
+UPLOAD_AUTHOR = ("oxedit", "oxedit@localhost")  # the commit's author (name, email) [doc]
+# An image sent inline as a data URI above this many bytes warns once per process that
+# `upload_repo` sends it once instead (the API echoes it in every row of every list).
+LARGE_INLINE_IMAGE_BYTES = 1_000_000
+
+# Lost-enqueue recovery reads the history newest first until its rows are older than the
+# window in which the lost POST could have created its row. The first page is this small (a
+# lost POST's row is usually the newest), each next one twice the size, up to
+# RECOVERY_MAX_PAGE_SIZE (a power of two times the first, at most the spec's 1000): the rows
+# read stay within ~2x of those in the window, whatever the account's history holds.
+RECOVERY_FIRST_PAGE_SIZE = 8
+RECOVERY_MAX_PAGE_SIZE = 512

@@ -22,7 +22,14 @@ from ._api import Api
 from ._exceptions import InvalidRequestError
 from ._models import Generation, GenerationRow
 
-__all__ = ["HistoryEntry", "HistoryPage", "history_entry", "history_page", "to_decimal"]
+__all__ = [
+    "HistoryEntry",
+    "HistoryPage",
+    "history_entry",
+    "history_page",
+    "raw_history_page",
+    "to_decimal",
+]
 
 
 class HistoryRow(GenerationRow, frozen=True, kw_only=True):
@@ -41,7 +48,13 @@ class _Wrapped(msgspec.Struct, frozen=True, kw_only=True):
     generation: HistoryRow
 
 
+class _RawPage(msgspec.Struct, frozen=True, kw_only=True):
+    generations: list[Any] | None = None
+    data: list[Any] | None = None
+
+
 _page_decoder: Final = msgspec.json.Decoder(_Page)
+_raw_page_decoder: Final = msgspec.json.Decoder(_RawPage)
 _wrapped_decoder: Final = msgspec.json.Decoder(_Wrapped)
 
 
@@ -139,3 +152,18 @@ async def history_entry(api: Api, generation_id: str, *, bind: Bind = _unbound) 
         decoder=_wrapped_decoder,
     )
     return _entry(wrapped.generation, bind)
+
+
+async def raw_history_page(api: Api, *, page: int, page_size: int) -> list[dict[str, Any]]:
+    """One page of the history, rows as plain dicts with the request parameters they echo
+    (lost-enqueue recovery matches them against a request body)."""
+    listed = await api.call(
+        "GET",
+        "/api/ai/generations",
+        route="/api/ai/generations",
+        params={"page": str(page), "page_size": str(page_size)},
+        what="history",
+        decoder=_raw_page_decoder,
+    )
+    rows = listed.generations if listed.generations is not None else listed.data or []
+    return [row for row in rows if isinstance(row, dict)]

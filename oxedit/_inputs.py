@@ -6,19 +6,30 @@ Everything here runs before a request is sent, so bad input costs nothing and lo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 import anyio
 
+from . import _constants as C
 from ._exceptions import InvalidRequestError
 
-__all__ = ["ImageInput", "build_payload", "image_to_uri", "sniff_mime"]
+__all__ = [
+    "ImageInput",
+    "LargeInlineImageWarning",
+    "Resolver",
+    "build_payload",
+    "hosted",
+    "image_to_uri",
+    "sniff_mime",
+]
 
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
@@ -44,14 +55,26 @@ def sniff_mime(data: bytes) -> str | None:
     return None
 
 
-def _bytes_to_uri(data: bytes, what: str) -> str:
+def _mime_of(data: bytes, what: str) -> str:
     mime = sniff_mime(data)
     if mime is None:
         raise InvalidRequestError(
             f"{what} is not a jpeg, png, gif or webp image (starts with {data[:8]!r}); "
             "convert it to one of those formats"
         )
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return mime
+
+
+def _bytes_to_uri(data: bytes, what: str) -> str:
+    return f"data:{_mime_of(data, what)};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _what(image: ImageInput) -> str:
+    if isinstance(image, bytes | bytearray | memoryview):
+        return "image bytes"
+    if isinstance(image, str) and image.startswith("data:"):
+        return "image data URI"
+    return f"image={str(image)!r}"
 
 
 def _check_data_uri(uri: str) -> str:
@@ -75,10 +98,82 @@ def _check_data_uri(uri: str) -> str:
     return uri
 
 
+class LargeInlineImageWarning(UserWarning):
+    """An image over `LARGE_INLINE_IMAGE_BYTES` goes inline, as a data URI, in the request."""
+
+
+# One text, one place: the warnings registry then shows it once per process ("once per run").
+_LARGE_INLINE = (
+    "an image input over 1 MB is sent inline as a data URI, and the API echoes it in every "
+    "queue row it returns, so each reconciliation downloads it again; pass "
+    "upload_repo='namespace/repo' (or set OXEN_UPLOAD_REPO) to upload each image once and "
+    "send its URL instead"
+)
+
+
+def _warn_if_large(uri: str) -> str:
+    base64_chars = len(uri) - uri.find(",") - 1
+    if base64_chars * 3 // 4 > C.LARGE_INLINE_IMAGE_BYTES:
+        warnings.warn(_LARGE_INLINE, LargeInlineImageWarning, stacklevel=1)
+    return uri
+
+
 async def image_to_uri(image: ImageInput) -> str:
-    """A URL or data URI for `image`: URL, data URI, path (str or PathLike) or raw bytes."""
+    """A URL or data URI for `image`: URL, data URI, path (str or PathLike) or raw bytes.
+
+    A data URI of more than `LARGE_INLINE_IMAGE_BYTES` of image warns (`LargeInlineImageWarning`,
+    once per process) that `upload_repo` is the way to send it.
+    """
+    loaded = await _load(image)
+    if isinstance(loaded, bytes):
+        return _warn_if_large(_bytes_to_uri(loaded, _what(image)))
+    return _warn_if_large(loaded) if loaded.startswith("data:") else loaded
+
+
+class Resolver(Protocol):
+    """What turns local image bytes into a URL (`oxedit._upload.Uploader`)."""
+
+    async def url_for(self, data: bytes) -> str: ...
+
+
+async def hosted(
+    image: ImageInput | Sequence[ImageInput], resolver: Resolver
+) -> ImageInput | list[ImageInput]:
+    """`image` (one, or a list) with every local input, a path, bytes or a data URI, replaced
+    by the URL `resolver` gives its bytes; http(s) URLs stay as they are. Call it before
+    `build_payload`, which then sends URLs only.
+
+    Raises:
+        InvalidRequestError: an input is not a readable jpeg, png, gif or webp image.
+    """
+    if not isinstance(image, list | tuple):
+        return await _hosted_one(image, resolver)  # type: ignore[arg-type]  # not a sequence
+    try:
+        async with asyncio.TaskGroup() as group:  # a failure cancels the other uploads
+            tasks = [group.create_task(_hosted_one(one, resolver)) for one in image]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # the first failure, as for one image
+    return [task.result() for task in tasks]
+
+
+async def _hosted_one(image: ImageInput, resolver: Resolver) -> ImageInput:
+    loaded = await _load(image)
+    if isinstance(loaded, str) and loaded.startswith("data:"):
+        try:
+            loaded = base64.b64decode(loaded[loaded.index(",") + 1 :], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequestError(f"image data URI is not valid base64: {exc}") from None
+    if isinstance(loaded, str):
+        return loaded
+    _mime_of(loaded, _what(image))
+    return await resolver.url_for(loaded)
+
+
+async def _load(image: ImageInput) -> str | bytes:
+    """An http(s) URL or a data URI as given (the data URI checked), or the bytes of a path
+    or of raw bytes."""
     if isinstance(image, bytes | bytearray | memoryview):
-        return _bytes_to_uri(bytes(image), "image bytes")
+        return bytes(image)
     if isinstance(image, str):
         if image.startswith(("http://", "https://")):
             return image
@@ -99,7 +194,7 @@ async def image_to_uri(image: ImageInput) -> str:
         ) from None
     except OSError as exc:
         raise InvalidRequestError(f"image={str(image)!r} cannot be read: {exc}") from exc
-    return _bytes_to_uri(data, f"image={str(image)!r}")
+    return data
 
 
 def drop_single_generation(params: dict[str, Any]) -> None:

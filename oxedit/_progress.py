@@ -24,6 +24,7 @@ from rich.text import Text
 from ._cost import money
 from ._requests import BulkResult
 from ._terminal import cell
+from ._upload import UploadStats
 
 __all__ = ["BatchProgress", "summary_table"]
 
@@ -64,9 +65,11 @@ class BatchProgress:
         *,
         clock: Callable[[], float] = time.perf_counter,
         pace: Callable[[], float | None] | None = None,
+        uploads: Callable[[], UploadStats | None] | None = None,
     ) -> None:
         self.counts: Counter[str] = Counter()
         self._pace = pace  # the client's adaptive enqueue rate, shown once it paces
+        self._uploads = uploads  # the client's input uploads (with `upload_repo`)
         self._clock = clock
         self.started = clock()
         self._ended: float | None = None
@@ -107,7 +110,15 @@ class BatchProgress:
         rate = self.rate
         text = "-/s" if rate is None else f"{rate:.1f}/s"
         pace = self._pace() if self._pace is not None else None
-        return text if pace is None else f"{text} (enqueues paced at {pace:.0f}/s)"
+        if pace is not None:
+            text = f"{text} (enqueues paced at {pace:.0f}/s)"
+        uploads = self._uploads() if self._uploads is not None else None
+        if uploads is not None and (uploads.uploaded or uploads.skipped or uploads.in_progress):
+            text += (
+                f" inputs: {uploads.uploaded} uploaded, {uploads.skipped} already there"
+                + (f", {uploads.in_progress} uploading" if uploads.in_progress else "")
+            )
+        return text
 
     def add(self, result: BulkResult, in_flight: int) -> None:
         key = "resumed" if result.resumed and result.ok else result.status

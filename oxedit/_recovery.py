@@ -12,19 +12,42 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _constants as C
 from ._api import Api
 from ._config import ReconcilePolicy
-from ._exceptions import AmbiguousRequestError, ClientStateError, OxeditError
+from ._exceptions import (
+    AmbiguousRequestError,
+    ClientStateError,
+    NotFoundError,
+    OxeditError,
+)
+from ._history import raw_history_page
 from ._inputs import QUEUE_PARAMS
 from ._registry import Registry
 
 __all__ = ["Recovery", "matches_request"]
 
-_LIST_STATUSES: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
+_FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def history_pages() -> Iterator[tuple[int, int]]:
+    """`(page, page_size)` reading the history from its newest row on, each page twice the
+    size of the last (up to `RECOVERY_MAX_PAGE_SIZE`) and starting where the last ended."""
+    size = C.RECOVERY_FIRST_PAGE_SIZE
+    read = 0
+    while True:
+        if read and size < C.RECOVERY_MAX_PAGE_SIZE and read % (2 * size) == 0:
+            size *= 2
+        yield read // size + 1, size
+        read += size
+
+
+def _is_users(row: dict[str, Any], model: str) -> bool:
+    """A history row of `model` billed to the user (no organisation echoed)."""
+    return (row.get("model_name") or row.get("model")) == model and not row.get("target_namespace")
 
 
 def matches_request(row: dict[str, Any], payload: dict[str, Any]) -> bool:
@@ -148,31 +171,76 @@ class Recovery:
     async def _candidates(
         self, payload: dict[str, Any], sent_at: float, n: int
     ) -> list[dict[str, Any]]:
-        """Rows this request may have created, active ones first: a row just created is
-        most likely still queued, and the lists of finished rows hold the whole history, so
-        they are asked only when the active list does not have all `n`."""
+        """Rows this request may have created, active ones first: a row just created is most
+        likely still queued; the finished ones are read back only as far as the window."""
         found: dict[str, dict[str, Any]] = {}
         window = (sent_at, time.time())
-        for status in _LIST_STATUSES:
-            self._api.stats.poll_requests += 1
-            rows = await self._api.list_raw(
-                status=status, model=payload["model"], namespace=payload.get("target_namespace")
-            )
+
+        def take(rows: list[dict[str, Any]]) -> bool:
             for row in _matching(rows, payload, window, self._registry.knows):
                 found[row["generation_id"]] = row
-            if len(found) >= n:
-                break
+            return len(found) >= n
+
+        model, namespace = payload["model"], payload.get("target_namespace")
+        self._api.stats.poll_requests += 1
+        if not take(await self._api.list_raw(model=model, namespace=namespace)):
+            await self._finished(model, namespace, sent_at - C.CLOCK_SLACK, take)
         return sorted(found.values(), key=_enqueue_order)
 
-    async def _rows(self, model: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Every row of `model` billed to `namespace` (None: the user's), active or finished,
-        sorted by enqueue time."""
-        rows: dict[str, dict[str, Any]] = {}
-        for status in _LIST_STATUSES:
+    async def _finished(
+        self,
+        model: str,
+        namespace: str | None,
+        earliest: float,
+        take: Callable[[list[dict[str, Any]]], bool],
+    ) -> None:
+        """Hand `take` the finished rows of `model` billed to `namespace` (None: the user's)
+        enqueued from `earliest` on, a batch at a time, until it returns True.
+
+        The history [spec] is paginated, newest first: it is read only back to `earliest`, so
+        the cost follows the window, not the account's age. It does not say which namespace
+        a row was billed to, so for an organisation's rows the queue's lists of finished
+        rows are read instead (whole, as they are not paginated).
+        """
+        if namespace is None:
+            try:
+                await self._history(model, earliest, take)
+                return
+            except NotFoundError:
+                pass  # a service without the history route: the lists below
+        for status in _FINISHED_STATUSES:
             self._api.stats.poll_requests += 1
-            for row in await self._api.list_raw(status=status, model=model, namespace=namespace):
+            rows = await self._api.list_raw(status=status, model=model, namespace=namespace)
+            if take(rows):
+                return
+
+    async def _history(
+        self, model: str, earliest: float, take: Callable[[list[dict[str, Any]]], bool]
+    ) -> None:
+        for page, size in history_pages():
+            self._api.stats.poll_requests += 1
+            rows = await raw_history_page(self._api, page=page, page_size=size)
+            mine = [row for row in rows if _is_users(row, model)]
+            if take(mine) or len(rows) < size:
+                return
+            stamps = [t for row in rows if isinstance(t := row.get("enqueued_at"), int | float)]
+            if not stamps or stamps[-1] < earliest:
+                return  # older than the window from here on (or it cannot be told: stop)
+
+    async def _rows(self, model: str, namespace: str | None, since: float) -> list[dict[str, Any]]:
+        """The rows of `model` billed to `namespace` (None: the user's), active ones and
+        finished ones enqueued from `since` on, sorted by enqueue time."""
+        rows: dict[str, dict[str, Any]] = {}
+
+        def keep(batch: list[dict[str, Any]]) -> bool:
+            for row in batch:
                 if isinstance(row.get("generation_id"), str):
                     rows[row["generation_id"]] = row
+            return False
+
+        self._api.stats.poll_requests += 1
+        keep(await self._api.list_raw(model=model, namespace=namespace))
+        await self._finished(model, namespace, since, keep)
         return sorted(rows.values(), key=_enqueue_order)
 
     async def unrecorded(
@@ -191,13 +259,14 @@ class Recovery:
         they were sent, so identical requests each get their own row.
         """
         await asyncio.sleep(self._policy.lost_response_grace)
+        since = min((sent_at for _, sent_at in requests), default=0.0) - C.CLOCK_SLACK
         by_model: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         taken = set(claimed)
         found: list[dict[str, Any] | None] = []
         for payload, sent_at in requests:
             where = (payload["model"], payload.get("target_namespace"))
             if where not in by_model:
-                by_model[where] = await self._rows(*where)
+                by_model[where] = await self._rows(*where, since)
             rows = _matching(
                 by_model[where],
                 payload,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ from ._atomic import save_atomic
 from ._config import Limits, ReconcilePolicy, Timeouts
 from ._enqueue import Enqueuer
 from ._exceptions import ClientStateError, GenerationExpired, NotFoundError
+from ._inputs import ImageInput, hosted
 from ._job import Job
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
@@ -27,6 +28,7 @@ from ._registry import Outcome, Pending, Registry
 from ._results import Downloader
 from ._schedule import CheckSchedule
 from ._transport import Transport
+from ._upload import Uploader
 from ._validate import Schemas
 
 __all__ = ["State", "Tracker"]
@@ -54,8 +56,12 @@ class Tracker:
         timeouts: Timeouts,
         limits: Limits,
         reconcile: ReconcilePolicy,
+        upload_repo: str | None = None,
     ) -> None:
         self.api = api
+        # Local inputs go to this repository once each, and jobs send their URLs (None: sent
+        # inline as data URIs).
+        self.uploader = Uploader(api, upload_repo) if upload_repo is not None else None
         self.stats: ClientStats = api.stats
         self.state = State.UNOPENED
         self._transport = transport
@@ -110,6 +116,8 @@ class Tracker:
                 await listener.close()
                 await enqueuer.close(self._timeouts.total)
                 registry.fail_closed()
+            if self.uploader is not None:
+                await self.uploader.aclose()
         finally:
             await self._transport.close()
 
@@ -126,6 +134,16 @@ class Tracker:
         return parts
 
     # -- enqueue and follow ------------------------------------------------------------------
+
+    async def hosted(
+        self, image: ImageInput | Sequence[ImageInput]
+    ) -> ImageInput | Sequence[ImageInput]:
+        """`image` with local inputs uploaded and replaced by their URLs, when the client has an
+        `upload_repo`; else as given (sent inline)."""
+        self.require_open()
+        if self.uploader is None:
+            return image
+        return await hosted(image, self.uploader)
 
     async def submit(self, payload: dict[str, Any]) -> Job:
         """Enqueue one generation. Flat on purpose (no helper awaited): with 10,000 submits

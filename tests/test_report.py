@@ -12,7 +12,7 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
 from pathlib import Path
@@ -218,7 +218,7 @@ async def test_no_journal_is_one_clear_error_and_exit_2(
 
 async def test_batch_writes_the_page_and_report_rebuilds_and_opens_it(
     tmp_path: Path,
-    use_server,  # type: ignore[no-untyped-def]
+    use_server: Callable[[LocalServer], None],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

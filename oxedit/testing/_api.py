@@ -176,8 +176,12 @@ class Api:
 
     async def _fetch(self, url: str) -> bytes:
         assert self._session is not None
+        # A hub file URL of this very host is read as the user whose job it is [guess], so
+        # with the key; any other host gets none.
+        own = self.files.api_url and url.startswith(f"{self.files.api_url}/api/repos/")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if own else None
         try:
-            async with self._session.get(url) as resp:
+            async with self._session.get(url, headers=headers) as resp:
                 status = resp.status
                 data = await resp.content.read(_MAX_DOWNLOAD + 1)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -196,6 +200,8 @@ class Api:
         route = f"{request.method} {resource.canonical if resource is not None else request.path}"
         self.stats.requests_by_route[route] += 1
         resp = await self._answer(request, handler)
+        if isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+            self.stats.response_bytes_by_route[route] += len(resp.body)
         success = self.faults.success_status
         if success != 200 and resp.status == 200 and isinstance(resp, web.Response):
             resp.set_status(success)  # [spec] says 200; a client must take any 2xx

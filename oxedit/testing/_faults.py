@@ -38,7 +38,9 @@ _RATE_FIELDS = frozenset(
     }
 )
 # Non-negative whole numbers (bytes or counts); 0 switches the fault off.
-_COUNT_FIELDS = frozenset({"refuse_streams", "oversized_event_bytes", "result_gzip_bomb"})
+_COUNT_FIELDS = frozenset(
+    {"refuse_streams", "oversized_event_bytes", "result_gzip_bomb", "fail_uploads"}
+)
 
 #: What `enqueue_bad_body` may name: the broken bodies a 200 enqueue answer can carry.
 BAD_ENQUEUE_BODIES = ("html", "empty_object", "empty_generations", "extra_ids")
@@ -133,6 +135,8 @@ class Faults:
         edit_field: The image field `POST /api/ai/images/edit` takes: `"input_image"`, as the
             docs send it, or `"image"`, as the spec's `ImageEditRequest` requires it (then a
             body without it is answered 400 `invalid_params` "image is required").
+        fail_uploads: The next this-many file uploads (`PUT /api/repos/.../file/...`) are
+            answered 503, storing nothing; each refusal decrements it.
     """
 
     seed: int = 0
@@ -170,6 +174,7 @@ class Faults:
     enqueue_burst: int | None = None
     insufficient_credits_after: int | None = None
     edit_field: str = "input_image"
+    fail_uploads: int = 0
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -17,6 +17,7 @@ from ._api import Api
 from ._constants import DEFAULT_WORKERS
 from ._faults import Faults
 from ._files import ResultsHost
+from ._repos import Repos
 from ._stats import ServerStats
 from ._store import StateStore
 
@@ -159,6 +160,16 @@ class LocalServer:
             raise KeyError(f"no generation {generation_id!r} on this server")
         return api.kill_and_retry(gen).id
 
+    def backdate(self, seconds: float) -> None:
+        """Move every row's timestamps `seconds` into the past, as if the account's history
+        were that much older (tests of what a client reads of old history)."""
+        api = self._require_running()
+        shift = round(seconds)
+        for gen in api.generations.values():
+            gen.enqueued_at -= shift
+            gen.started_at = None if gen.started_at is None else gen.started_at - shift
+            gen.completed_at = None if gen.completed_at is None else gen.completed_at - shift
+
     def generations(self) -> list[dict[str, Any]]:
         """Every row ever created, in enqueue order, whatever its status."""
         api = self._require_running()
@@ -221,6 +232,8 @@ class LocalServer:
             api.files.on_api_host = self._results_on_api_host
             api_app = api.app()
             api.files.add_api_routes(api_app)
+            folder = self._store.folder / "repos" if self._store is not None else None
+            Repos(self._faults, self._stats, folder).add_routes(api_app)
             for app, sock in ((api_app, api_sock), (api.files.app(), files_sock)):
                 runner = web.AppRunner(
                     app,

@@ -35,6 +35,10 @@ class ServerStats:
         rate_limited: Enqueues answered 429 by `Faults.enqueue_rate_limit`'s bucket.
         generations_resumed: Generations an earlier run of a server with a state folder left
             queued or processing, queued again by this one.
+        response_bytes_by_route: Bytes of `/api` answer bodies per route, keyed like
+            `requests_by_route` (streamed answers, the event stream, are not counted).
+        repos_created: Repositories created by `POST /api/repos`.
+        files_uploaded: Files stored by `PUT /api/repos/.../file/...`.
     """
 
     requests_by_route: Counter[str] = field(default_factory=Counter)
@@ -49,3 +53,6 @@ class ServerStats:
     silent_cancels: int = 0
     generations_resumed: int = 0
     rate_limited: int = 0
+    response_bytes_by_route: Counter[str] = field(default_factory=Counter)
+    repos_created: int = 0
+    files_uploaded: int = 0
