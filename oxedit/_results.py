@@ -12,7 +12,7 @@ from ._exceptions import ClientStateError, DownloadError, InvalidRequestError, T
 from ._http import Response, parse_retry_after
 from ._inputs import sniff_mime
 from ._models import EditResult, Generation
-from ._retry import RetryPolicy, Verdict, classify, decide
+from ._retry import RetryPolicy, Verdict, classify_download, decide
 from ._transport import ResponseTooLarge, Transport
 
 __all__ = ["Downloader"]
@@ -64,7 +64,7 @@ class Downloader:
 
     async def _download(self, url: str, generation_id: str) -> Response:
         """The answer to a GET of `url`, retried (honouring `Retry-After`) while it is a 429,
-        a 5xx the retry engine repeats, or no answer at all."""
+        a 5xx, or no answer at all."""
         what = f"download of {generation_id or 'edit'} result"
         attempt = 0
         while True:
@@ -79,7 +79,7 @@ class Downloader:
                 error: Exception = exc
                 verdict = Verdict.RETRY  # a GET: safe to repeat, whatever reached the host
             else:
-                verdict = classify("GET", resp.status)
+                verdict = classify_download(resp.status)
                 if verdict is not Verdict.RETRY:
                     return resp  # the caller refreshes an expired URL, or says what came
                 error = DownloadError(

@@ -16,7 +16,7 @@ from . import _constants as C
 from ._config import at_least, positive
 from ._exceptions import InvalidRequestError
 
-__all__ = ["RetryPolicy", "Verdict", "backoff", "classify", "decide"]
+__all__ = ["RetryPolicy", "Verdict", "backoff", "classify", "classify_download", "decide"]
 
 
 class Verdict(enum.Enum):
@@ -55,6 +55,14 @@ def classify(method: str, status: int | None, *, sent: bool = True) -> Verdict:
     if status in _AMBIGUOUS_POST:
         return Verdict.AMBIGUOUS
     return Verdict.DONE
+
+
+def classify_download(status: int) -> Verdict:
+    """Classify a result file host's answer: a 429 and every 5xx are worth another GET (file
+    hosts and CDNs answer transient codes such as 520-524 that the API itself does not);
+    anything else is the caller's to read (a 403 from an expired URL is refreshed, not retried).
+    """
+    return Verdict.RETRY if status == 429 or status >= 500 else Verdict.DONE
 
 
 def backoff(

@@ -8,7 +8,7 @@ import pytest
 
 from oxedit import RetryPolicy
 from oxedit._http import parse_retry_after
-from oxedit._retry import Verdict, backoff, classify, decide
+from oxedit._retry import Verdict, backoff, classify, classify_download, decide
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,27 @@ from oxedit._retry import Verdict, backoff, classify, decide
 )
 def test_classify_status(method: str, status: int, expected: Verdict) -> None:
     assert classify(method, status) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, Verdict.DONE),
+        (302, Verdict.DONE),  # redirects are followed by the transport before this
+        (403, Verdict.DONE),  # an expired URL: refreshed by the caller, not retried
+        (404, Verdict.DONE),
+        (408, Verdict.DONE),
+        (428, Verdict.DONE),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (501, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (522, Verdict.RETRY),  # a CDN's connection timed out
+        (599, Verdict.RETRY),
+    ],
+)
+def test_classify_download(status: int, expected: Verdict) -> None:
+    assert classify_download(status) is expected
 
 
 def test_classify_lost_response() -> None:
