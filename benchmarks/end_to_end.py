@@ -14,8 +14,8 @@ Strategies:
   POSTs bounded by an `asyncio.Semaphore(64)` taken before aiohttp is called, futures in a
   dict, a minimal SSE parse. What the transport alone costs.
 - `raw-connector`: the same client bounded only by the connector's limit (64), as oxedit's
-  transport is: waiting POSTs are then fully built aiohttp requests queued in the connector.
-  Shows what that choice costs at large N.
+  transport was before commit 673bb25: waiting POSTs are then fully built aiohttp requests
+  queued in the connector. Shows what that choice costs at large N.
 - `poll-5s`, `poll-0.5s`: the docs' polling example (`GET /api/ai/queue/{id}` right after
   the enqueue, then every 5 s / 0.5 s), on raw aiohttp with one shared session and at most
   64 requests in flight (semaphore, as `raw`).
@@ -136,10 +136,10 @@ class RawClient:
     kept until it arrives. No retries, no reconciliation, no validation.
 
     `gate=True` bounds the POSTs with an `asyncio.Semaphore` (FIFO) taken before aiohttp is
-    called, so a waiting POST is just a parked coroutine. `gate=False` leaves the bound to the
-    connector's limit alone, as oxedit's transport does: aiohttp then builds each request
-    (headers, URL, payload, timers) before it queues for a connection, and thousands of them
-    wait fully built.
+    called, so a waiting POST is just a parked coroutine, as in oxedit's transport.
+    `gate=False` leaves the bound to the connector's limit alone: aiohttp then builds each
+    request (headers, URL, payload, timers) before it queues for a connection, and thousands
+    of them wait fully built.
     """
 
     def __init__(

@@ -12,8 +12,10 @@ from ._config import Timeouts as Timeouts
 from ._cost import Estimate as Estimate
 from ._cost import ModelEstimate as ModelEstimate
 from ._exceptions import AmbiguousRequestError as AmbiguousRequestError
+from ._exceptions import APIConnectionError as APIConnectionError
 from ._exceptions import APIResponseValidationError as APIResponseValidationError
 from ._exceptions import APIStatusError as APIStatusError
+from ._exceptions import APITimeoutError as APITimeoutError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
 from ._exceptions import ClientStateError as ClientStateError
@@ -47,8 +49,10 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._version import __version__ as __version__
 
 __all__ = [
+    "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
+    "APITimeoutError",
     "AmbiguousRequestError",
     "AsCompleted",
     "AuthenticationError",

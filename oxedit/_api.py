@@ -11,7 +11,14 @@ from urllib.parse import quote
 
 import msgspec
 
-from ._exceptions import APIResponseValidationError, APIStatusError, ClientStateError
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    ClientStateError,
+    status_error,
+    unexpected_status,
+)
+from ._http import Response, is_success, parse_retry_after
 from ._models import (
     GenerationRow,
     Model,
@@ -22,8 +29,8 @@ from ._models import (
     raw_rows_decoder,
     row_decoder,
 )
-from ._retry import Outcome, RetryPolicy, classify, parse_retry_after
-from ._transport import ConnectionFailed, Response, Transport, is_success, status_error
+from ._retry import RetryPolicy, Verdict, classify, decide
+from ._transport import Transport
 
 __all__ = ["Api", "ClientStats", "decode"]
 
@@ -43,18 +50,6 @@ def decode(decoder: msgspec.json.Decoder[_T], resp: Response, what: str) -> _T:
             status_code=resp.status,
             body=start,
         ) from None
-
-
-def unexpected_status(resp: Response, what: str) -> APIStatusError:
-    """A status that is neither success nor an error (a redirect to a login page, say)."""
-    where = resp.headers.get("Location")
-    return APIStatusError(
-        f"{what}: unexpected HTTP {resp.status}"
-        + (f" (redirect to {where!r})" if where else "")
-        + "; is the base URL the API's?",
-        status_code=resp.status,
-        body=resp.body[:200].decode("utf-8", "replace"),
-    )
 
 
 log = logging.getLogger("oxedit")
@@ -123,7 +118,7 @@ class Api:
         malformed success body; returns the decoded body.
 
         Raises `APIStatusError` on error statuses, `APIResponseValidationError` when the body
-        stays malformed, `TransportError` when no response came.
+        stays malformed, `APIConnectionError` when no response came.
         """
         attempt = 0
         what = what or f"{method} {route}"
@@ -136,26 +131,26 @@ class Api:
                 self.stats.bytes_received += len(resp.body)
             except ClientStateError:
                 raise
-            except ConnectionFailed as exc:
-                error = exc
+            except APIConnectionError as exc:
+                error, verdict = exc, classify(method, None, sent=exc.sent)
             else:
                 if is_success(resp.status):
                     try:
                         return decode(decoder, resp, what)
                     except APIResponseValidationError as exc:
-                        error = exc  # a proxy's page, say: worth another try
+                        # A proxy's page, say: worth another try of a request safe to repeat.
+                        error, verdict = exc, Verdict.RETRY
                 elif resp.status < 400:
                     raise unexpected_status(resp, what)
                 else:
-                    error = status_error(resp, what=what)
-                    if classify(method, resp.status) is not Outcome.RETRY:
-                        raise error
+                    error, verdict = status_error(resp, what=what), classify(method, resp.status)
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if attempt >= self.retry.max_retries:
+            wait = decide(self.retry, attempt, verdict, retry_after)
+            if wait is None:
                 raise error
             self.stats.retries += 1
             log.debug("retrying %s %s after %s", method, route, error)
-            await asyncio.sleep(self.retry.delay(attempt, retry_after))
+            await asyncio.sleep(wait)
             attempt += 1
 
     async def get_row(self, generation_id: str) -> GenerationRow:

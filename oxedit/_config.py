@@ -11,14 +11,22 @@ from urllib.parse import urlsplit
 from . import _constants as C
 from ._exceptions import ConfigurationError, InvalidRequestError
 
-__all__ = ["Limits", "ReconcilePolicy", "Timeouts", "resolve_api_key", "resolve_base_url"]
+__all__ = [
+    "Limits",
+    "ReconcilePolicy",
+    "Timeouts",
+    "at_least",
+    "positive",
+    "resolve_api_key",
+    "resolve_base_url",
+]
 
 
 def resolve_base_url(base_url: str | None) -> str:
     """The argument, else `OXEN_BASE_URL`, else https://hub.oxen.ai; validated, no trailing /."""
     url = base_url or os.environ.get("OXEN_BASE_URL") or C.DEFAULT_BASE_URL
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(
             f"base_url={url!r} is not an http(s) URL; pass e.g. base_url='https://hub.oxen.ai' "
             "or set OXEN_BASE_URL"
@@ -58,6 +66,10 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
             newline from `export OXEN_API_KEY=$(cat key.txt)` would otherwise fail every
             request, after retries, instead of at once).
     """
+    if api_key is not None and not isinstance(api_key, str):
+        raise ConfigurationError(
+            f"api_key must be a string (the key itself), not {type(api_key).__name__}"
+        )
     if api_key:
         key, source = api_key, "the api_key argument"
     elif os.environ.get("OXEN_API_KEY"):
@@ -79,11 +91,29 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
     return key
 
 
-def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+def _number(value: object) -> float | None:
+    """`value` if it is a number; None for anything else, bool included (`read=True` is a
+    mistake, not one second)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def positive(name: str, value: object, *, allow_none: bool = False) -> None:
+    """Raise `InvalidRequestError` unless `value` is a number > 0 (or None when allowed)."""
     if value is None and allow_none:
         return
-    if value is None or not value > 0:
+    number = _number(value)
+    if number is None or not number > 0:  # NaN too
         raise InvalidRequestError(f"{name}={value!r} must be a positive number")
+
+
+def at_least(name: str, value: object, minimum: float, *, whole: bool = False) -> None:
+    """Raise `InvalidRequestError` unless `value` is a number (an int when `whole`) >= minimum."""
+    number = _number(value)
+    if number is None or not number >= minimum or (whole and not isinstance(number, int)):
+        kind = "a whole number" if whole else "a number"
+        raise InvalidRequestError(f"{name}={value!r} must be {kind} >= {minimum:g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +142,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "stream_idle", "total", "download"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +172,9 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_downloads", "max_event_bytes", "max_download_bytes"):
-            _positive(name, getattr(self, name))
-        _positive("max_rate", self.max_rate, allow_none=True)
-        _positive("initial_rate", self.initial_rate, allow_none=True)
+            at_least(name, getattr(self, name), 1, whole=True)
+        positive("max_rate", self.max_rate, allow_none=True)
+        positive("initial_rate", self.initial_rate, allow_none=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +215,6 @@ class ReconcilePolicy:
 
     def __post_init__(self) -> None:
         for name in ("stale_floor", "stale_after", "latency_multiple", "interval"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
         for name in ("lost_response_grace", "refused_stream_grace"):
-            if not getattr(self, name) >= 0:
-                raise InvalidRequestError(f"{name}={getattr(self, name)!r} must be >= 0")
+            at_least(name, getattr(self, name), 0)

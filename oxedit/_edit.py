@@ -16,11 +16,18 @@ import asyncio
 import re
 from typing import Any
 
-from ._api import Api, decode, unexpected_status
-from ._exceptions import AmbiguousRequestError, APIStatusError, OxeditError
+from ._api import Api, decode
+from ._exceptions import (
+    AmbiguousRequestError,
+    APIConnectionError,
+    APIStatusError,
+    OxeditError,
+    status_error,
+    unexpected_status,
+)
+from ._http import is_success, parse_retry_after
 from ._models import EditResult, edit_decoder, json_encoder
-from ._retry import Outcome, classify, parse_retry_after
-from ._transport import ConnectionFailed, is_success, status_error
+from ._retry import Verdict, classify, decide
 
 __all__ = ["blocking_edit", "names_field"]
 
@@ -49,19 +56,19 @@ async def blocking_edit(api: Api, payload: dict[str, Any]) -> EditResult:
     field = api.edit_image_field
     body = _in_form(payload, field)
     refused: APIStatusError | None = None  # the first form's 400, while the other is tried
-    retry = api.retry
     attempt = 0
     while True:
+        retry_after = None
         try:
             resp = await api.post(_PATH, body, route=_PATH)
-        except ConnectionFailed as exc:
-            if exc.sent:
+        except APIConnectionError as exc:
+            verdict = classify("POST", None, sent=exc.sent)
+            if verdict is Verdict.AMBIGUOUS:
                 raise AmbiguousRequestError(
                     f"POST {_PATH}: the response was lost ({exc}); it may have been carried "
                     "out and billed, so it was not sent again"
                 ) from exc
             error: OxeditError = exc
-            retry_after = None
         else:
             if is_success(resp.status):
                 api.edit_image_field = field
@@ -87,11 +94,13 @@ async def blocking_edit(api: Api, payload: dict[str, Any]) -> EditResult:
                         # answer is the one that says what is wrong.
                         raise refused
                     api.edit_image_field = field  # accepted; something else is wrong
-            if classify("POST", resp.status) is not Outcome.RETRY:
-                raise error
+            verdict = classify("POST", resp.status)
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        if attempt >= retry.max_retries:
+        # An ambiguous 5xx is given up on too: with no row to look for, re-sending could bill
+        # twice.
+        wait = decide(api.retry, attempt, verdict, retry_after)
+        if wait is None:
             raise error
         api.stats.retries += 1
-        await asyncio.sleep(retry.delay(attempt, retry_after))
+        await asyncio.sleep(wait)
         attempt += 1

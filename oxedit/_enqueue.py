@@ -28,17 +28,20 @@ import msgspec
 from ._api import Api
 from ._config import ReconcilePolicy
 from ._exceptions import (
+    APIConnectionError,
     APIResponseValidationError,
     ClientStateError,
     OxeditError,
+    status_error,
 )
+from ._http import Response, is_success, parse_retry_after
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
 from ._ratelimit import AdaptiveRate
 from ._recovery import Recovery
 from ._registry import Pending, Registry
-from ._retry import Outcome, classify, parse_retry_after
-from ._transport import ConnectionFailed, NotAdmitted, Response, is_success, status_error
+from ._retry import Verdict, classify, decide
+from ._transport import NotAdmitted
 
 __all__ = ["Enqueuer"]
 
@@ -138,9 +141,9 @@ class Enqueuer:
                     stats.requests[_ROUTE] -= 1
                     unsure = False
                     continue
-                except ConnectionFailed as exc:
+                except APIConnectionError as exc:
                     error: OxeditError = exc
-                    outcome = classify("POST", None, sent=exc.sent)
+                    verdict = classify("POST", None, sent=exc.sent)
                 else:
                     stats.bytes_sent += len(body)
                     stats.bytes_received += len(resp.body)
@@ -163,10 +166,10 @@ class Enqueuer:
                             status_code=resp.status,
                             body=resp.body[:200].decode("utf-8", "replace"),
                         )
-                        outcome = Outcome.AMBIGUOUS
+                        verdict = Verdict.AMBIGUOUS
                     else:
                         error = status_error(resp, what="enqueue")
-                        outcome = classify("POST", resp.status)
+                        verdict = classify("POST", resp.status)
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         if resp.status in (429, 503):
                             stats.enqueue_refusals += 1
@@ -175,11 +178,11 @@ class Enqueuer:
                     self._posting -= 1
                     if not self._posting:
                         self._idle.set()
-                if outcome is not Outcome.AMBIGUOUS:
+                if verdict is not Verdict.AMBIGUOUS:
                     unsure = False
-                if outcome is Outcome.DONE or self._closed:  # closed: wrapped below
+                if verdict is Verdict.DONE or self._closed:  # closed: wrapped below
                     raise error
-                if outcome is Outcome.AMBIGUOUS:
+                if verdict is Verdict.AMBIGUOUS:
                     stats.lost_responses += 1
                     log.info("enqueue response lost (%s); checking the queue first", error)
                     rows = await self._recovery.find(payload, n, sent_at, key, error)
@@ -189,10 +192,12 @@ class Enqueuer:
                         stats.adopted += len(adopted)
                         return adopted
                     log.info("the lost enqueue created nothing; sending it again")
-                if attempt >= retry.max_retries:
+                    verdict = Verdict.RETRY  # it surely created nothing: safe to send again
+                wait = decide(retry, attempt, verdict, retry_after)
+                if wait is None:
                     raise error
                 stats.retries += 1
-                await asyncio.sleep(retry.delay(attempt, retry_after))
+                await asyncio.sleep(wait)
                 attempt += 1
         except asyncio.CancelledError:
             if unsure and not self._closed:

@@ -1,11 +1,14 @@
-"""The exceptions oxedit raises.
+"""The exceptions oxedit raises, and the one place an HTTP error answer becomes one
+(`status_error`, like openai's `_make_status_error`).
 
 ```
 OxeditError
 ├── ConfigurationError            no API key, bad base URL
 ├── InvalidRequestError           bad input caught before anything was sent (also a ValueError)
 ├── ClientStateError              the client used outside `async with`, or closed meanwhile
-├── TransportError                the connection failed or a read timed out
+├── TransportError                no answer came, or it could not be read
+│   ├── APIConnectionError        the connection failed or was lost (refused, reset, DNS)
+│   │   └── APITimeoutError       a connect or read timed out, or `Timeouts.total` passed
 │   └── AmbiguousRequestError     a POST was sent but its response was lost
 ├── APIStatusError                the API answered with an error status
 │   ├── BadRequestError           400
@@ -31,11 +34,18 @@ OxeditError
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
+import msgspec
+
+from ._http import Response, parse_retry_after
+
 __all__ = [
+    "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
+    "APITimeoutError",
     "AmbiguousRequestError",
     "AuthenticationError",
     "BadRequestError",
@@ -57,6 +67,8 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "TransportError",
+    "status_error",
+    "unexpected_status",
 ]
 
 
@@ -90,6 +102,24 @@ class TransportError(OxeditError):
     """The request could not be completed at the connection level."""
 
 
+class APIConnectionError(TransportError):
+    """No answer came (raised once the retries of what is safe to repeat ran out).
+
+    Attributes:
+        sent: False only when the connection could not even be opened, so the request surely
+            never reached the server.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect or read timed out (`Timeouts.connect`, `Timeouts.read`), or an answer took
+    longer than `Timeouts.total` to arrive in full."""
+
+
 class AmbiguousRequestError(TransportError):
     """A request was sent, but its response was lost: the server may have acted on it."""
 
@@ -97,15 +127,26 @@ class AmbiguousRequestError(TransportError):
 class APIStatusError(OxeditError):
     """The API answered with an error status.
 
+    `str(error)` says what was asked, what the server said and the status; `message` is the
+    server's text alone.
+
     Attributes:
         status_code: The HTTP status.
         body: The decoded error body (a dict), or the raw text when it was not JSON.
-        message: The server's own message, as best it can be extracted.
+        message: The server's own message, as best it can be extracted from the body (the
+            whole description when the server sent none).
     """
 
-    def __init__(self, message: str, *, status_code: int, body: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        server_message: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = message if server_message is None else server_message
         self.status_code = status_code
         self.body = body
 
@@ -141,8 +182,16 @@ class ModelNotFoundError(BadRequestError, NotFoundError, InvalidRequestError):
     missing. Nothing was created.
     """
 
-    def __init__(self, message: str, *, status_code: int, body: Any = None, model: str) -> None:
-        super().__init__(message, status_code=status_code, body=body)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        server_message: str | None = None,
+        model: str,
+    ) -> None:
+        super().__init__(message, status_code=status_code, body=body, server_message=server_message)
         self.model = model
 
 
@@ -150,9 +199,15 @@ class RateLimitError(APIStatusError):
     """429: too many requests, even after oxedit's retries."""
 
     def __init__(
-        self, message: str, *, status_code: int, body: Any = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        server_message: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, body=body)
+        super().__init__(message, status_code=status_code, body=body, server_message=server_message)
         self.retry_after = retry_after
 
 
@@ -233,3 +288,105 @@ class DownloadError(OxeditError):
         super().__init__(message)
         self.generation_id = generation_id
         self.status_code = status_code
+
+
+# -- HTTP error answers -> exceptions ------------------------------------------------------------
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+# "Model not found: X", the docs' body for an unknown model [doc]; the name is what follows.
+_MODEL_NOT_FOUND = re.compile(r"model not found:\s*['\"`]?([^\s'\"`,;]+)", re.IGNORECASE)
+
+_body_decoder = msgspec.json.Decoder(dict[str, Any])
+_MAX_TEXT = 500  # of a body that is not JSON, kept on the exception
+
+
+def _text(value: Any) -> str:
+    """A `detail` value as text: FastAPI-style lists of `{"msg": ...}` joined, else as is."""
+    if isinstance(value, list):
+        parts = [str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value]
+        return "; ".join(p for p in parts if p)
+    return "" if value is None else str(value)
+
+
+def _server_message(body: Any) -> str:
+    """The server's text, or "": `{"error": {"message"}}` or `{"error": {"type", "title",
+    "detail"}}` (the docs), `{"error": "..."}`, `{"detail": ...}`, `{"message": ...}`, text."""
+    if isinstance(body, str):
+        return body.strip()
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    if isinstance(error, dict):
+        parts = [_text(error.get(k)) for k in ("message", "title", "detail")]
+        text = ": ".join(p for p in parts if p)
+        if text:
+            return text
+        if error.get("type"):
+            return str(error["type"])
+    elif isinstance(error, str) and error:
+        return error
+    for key in ("detail", "message"):
+        text = _text(body.get(key))
+        if text:
+            return text
+    return ""
+
+
+def status_error(resp: Response, *, what: str = "") -> APIStatusError:
+    """The exception for an error answer: its class from the status (and the body's error
+    type), `.body` decoded, `.message` the server's text, and `str()` saying `what` was asked.
+    """
+    body: Any
+    try:
+        body = _body_decoder.decode(resp.body) if resp.body else None
+    except msgspec.DecodeError:  # not a JSON object: a proxy's page, plain text
+        body = resp.body.decode("utf-8", "replace")[:_MAX_TEXT]
+    said = _server_message(body) or f"HTTP {resp.status}"
+    message = f"{what}: {said}" if what else said
+    message = f"{message} (HTTP {resp.status})"
+    if resp.status == 429:
+        return RateLimitError(
+            message,
+            status_code=429,
+            body=body,
+            server_message=said,
+            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        )
+    unknown = _MODEL_NOT_FOUND.search(said) if resp.status in (400, 404) else None
+    if unknown is not None:
+        # The spec answers an unknown model with 400, older services with 404: the same error
+        # either way, worded like the check made before sending.
+        model = unknown.group(1).rstrip(".")  # a sentence's full stop is not part of the id
+        return ModelNotFoundError(
+            f"{message}; model {model!r} does not exist: see client.models() "
+            "(or `oxedit models`) for the model ids",
+            status_code=resp.status,
+            body=body,
+            server_message=said,
+            model=model,
+        )
+    cls = _STATUS_ERRORS.get(resp.status) or (ServerError if resp.status >= 500 else APIStatusError)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("type") == "insufficient_credits":  # any status
+        cls = InsufficientCreditsError
+    return cls(message, status_code=resp.status, body=body, server_message=said)
+
+
+def unexpected_status(resp: Response, what: str) -> APIStatusError:
+    """A status that is neither success nor an error (a redirect to a login page, say)."""
+    where = resp.headers.get("Location")
+    return APIStatusError(
+        f"{what}: unexpected HTTP {resp.status}"
+        + (f" (redirect to {where!r})" if where else "")
+        + "; is the base URL the API's?",
+        status_code=resp.status,
+        body=resp.body[:200].decode("utf-8", "replace"),
+    )

@@ -9,10 +9,11 @@ import logging
 
 from ._api import Api, ClientStats
 from ._exceptions import ClientStateError, DownloadError, InvalidRequestError, TransportError
+from ._http import Response, parse_retry_after
 from ._inputs import sniff_mime
 from ._models import EditResult, Generation
-from ._retry import RetryPolicy
-from ._transport import Response, ResponseTooLarge, Transport
+from ._retry import RetryPolicy, Verdict, classify_download, decide
+from ._transport import ResponseTooLarge, Transport
 
 __all__ = ["Downloader"]
 
@@ -62,34 +63,38 @@ class Downloader:
         return self._check_download(resp, result.id, result.url)
 
     async def _download(self, url: str, generation_id: str) -> Response:
+        """The answer to a GET of `url`, retried (honouring `Retry-After`) while it is a 429,
+        a 5xx, or no answer at all."""
+        what = f"download of {generation_id or 'edit'} result"
         attempt = 0
         while True:
+            retry_after = None
             try:
                 resp = await self._transport.download(url)
             except ResponseTooLarge as exc:
-                raise DownloadError(
-                    f"download of {generation_id or 'edit'} result: {exc}",
-                    generation_id=generation_id,
-                ) from None
+                raise DownloadError(f"{what}: {exc}", generation_id=generation_id) from None
             except ClientStateError:
                 raise
             except TransportError as exc:
                 error: Exception = exc
+                verdict = Verdict.RETRY  # a GET: safe to repeat, whatever reached the host
             else:
-                if resp.status < 500 and resp.status != 429:
-                    return resp
+                verdict = classify_download(resp.status)
+                if verdict is not Verdict.RETRY:
+                    return resp  # the caller refreshes an expired URL, or says what came
                 error = DownloadError(
-                    f"download of {generation_id or 'edit'} result: HTTP {resp.status}",
+                    f"{what}: HTTP {resp.status}",
                     generation_id=generation_id,
                     status_code=resp.status,
                 )
-            if attempt >= self._retry.max_retries:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            wait = decide(self._retry, attempt, verdict, retry_after)
+            if wait is None:
                 raise DownloadError(
-                    f"download of {generation_id or 'edit'} result failed: {error}",
-                    generation_id=generation_id,
+                    f"{what} failed: {error}", generation_id=generation_id
                 ) from error
             self._stats.retries += 1
-            await asyncio.sleep(self._retry.delay(attempt))
+            await asyncio.sleep(wait)
             attempt += 1
 
     @staticmethod

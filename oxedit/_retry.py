@@ -1,24 +1,26 @@
-"""Retry policy as pure functions: what to retry, how long to wait, how to read `Retry-After`.
+"""The retry engine, as pure functions: what is safe to retry, how long to wait, when to stop.
 
-Kept free of I/O so tests can call each piece directly.
+Every retry loop of oxedit (API calls, the blocking edit, enqueues, result downloads) asks
+`decide` the same question after each failed attempt, so they all honour `Retry-After`, cap
+their waits and count their attempts alike. Kept free of I/O so tests can call each piece
+directly (`Retry-After` is read in `_http`).
 """
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import random
-import time
 from dataclasses import dataclass
 
 from . import _constants as C
+from ._config import at_least, positive
 from ._exceptions import InvalidRequestError
 
-__all__ = ["Outcome", "RetryPolicy", "backoff", "classify", "parse_retry_after"]
+__all__ = ["RetryPolicy", "Verdict", "backoff", "classify", "classify_download", "decide"]
 
 
-class Outcome(enum.Enum):
-    """What a response (or its absence) means for the request that caused it."""
+class Verdict(enum.Enum):
+    """What a response (or its absence) means for repeating the request that caused it."""
 
     DONE = "done"  # success, or an error that retrying will not change
     RETRY = "retry"  # the server did not act on it: sending it again is safe
@@ -32,7 +34,7 @@ _RETRY_POST: frozenset[int] = frozenset({408, 429, 503})
 _AMBIGUOUS_POST: frozenset[int] = frozenset({500, 502, 504})
 
 
-def classify(method: str, status: int | None, *, sent: bool = True) -> Outcome:
+def classify(method: str, status: int | None, *, sent: bool = True) -> Verdict:
     """Classify a response status, or a connection failure (`status=None`).
 
     Args:
@@ -43,36 +45,24 @@ def classify(method: str, status: int | None, *, sent: bool = True) -> Outcome:
     """
     idempotent = method != "POST"
     if status is None:
-        return Outcome.RETRY if idempotent or not sent else Outcome.AMBIGUOUS
+        return Verdict.RETRY if idempotent or not sent else Verdict.AMBIGUOUS
     if status < 400:
-        return Outcome.DONE
+        return Verdict.DONE
     if idempotent:
-        return Outcome.RETRY if status in _RETRY_ANY else Outcome.DONE
+        return Verdict.RETRY if status in _RETRY_ANY else Verdict.DONE
     if status in _RETRY_POST:
-        return Outcome.RETRY
+        return Verdict.RETRY
     if status in _AMBIGUOUS_POST:
-        return Outcome.AMBIGUOUS
-    return Outcome.DONE
+        return Verdict.AMBIGUOUS
+    return Verdict.DONE
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
+def classify_download(status: int) -> Verdict:
+    """Classify a result file host's answer: a 429 and every 5xx are worth another GET (file
+    hosts and CDNs answer transient codes such as 520-524 that the API itself does not);
+    anything else is the caller's to read (a 403 from an expired URL is refreshed, not retried).
+    """
+    return Verdict.RETRY if status == 429 or status >= 500 else Verdict.DONE
 
 
 def backoff(
@@ -103,11 +93,13 @@ class RetryPolicy:
     retry_after_max: float = C.RETRY_AFTER_MAX
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise InvalidRequestError(f"max_retries={self.max_retries!r} must be 0 or more")
-        if not 0 < self.initial <= self.maximum:
+        at_least("max_retries", self.max_retries, 0, whole=True)
+        positive("initial", self.initial)
+        positive("maximum", self.maximum)
+        at_least("retry_after_max", self.retry_after_max, 0)
+        if not self.initial <= self.maximum:
             raise InvalidRequestError(
-                f"initial={self.initial!r} must be positive and at most maximum={self.maximum!r}"
+                f"initial={self.initial!r} must be at most maximum={self.maximum!r}"
             )
 
     def delay(
@@ -122,3 +114,23 @@ class RetryPolicy:
             wait = min(retry_after, self.retry_after_max)
             return wait + (rng or random).uniform(0, wait * 0.1 + 0.01)
         return backoff(attempt, initial=self.initial, maximum=self.maximum, rng=rng)
+
+
+def decide(
+    policy: RetryPolicy,
+    attempt: int,
+    verdict: Verdict,
+    retry_after: float | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> float | None:
+    """After failed attempt number `attempt` (from 0): the seconds to wait before sending the
+    request again, or None to give up and raise.
+
+    Only a `Verdict.RETRY` is repeated: `DONE` will not change, and an `AMBIGUOUS` POST may have
+    been acted on (the enqueue asks the queue first, and passes `RETRY` once it knows the POST
+    created nothing). `retry_after` is the server's `Retry-After`, in seconds, if it sent one.
+    """
+    if verdict is not Verdict.RETRY or attempt >= policy.max_retries:
+        return None
+    return policy.delay(attempt, retry_after, rng)

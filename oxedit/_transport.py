@@ -13,57 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from ._config import Limits, Timeouts
 from ._exceptions import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
+    APIConnectionError,
+    APITimeoutError,
     ClientStateError,
-    InsufficientCreditsError,
-    ModelNotFoundError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServerError,
     TransportError,
+    status_error,
 )
-from ._models import raw_rows_decoder
-from ._retry import parse_retry_after
+from ._http import Response, is_success
 
 __all__ = [
-    "ConnectionFailed",
     "Gate",
     "NotAdmitted",
     "Response",
     "ResponseTooLarge",
     "Transport",
     "is_success",
-    "status_error",
 ]
 
 _MAX_REDIRECTS = 5
-
-
-class Response(NamedTuple):
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class ConnectionFailed(TransportError):
-    """No response. `sent` is False only when the connection could not even be opened."""
-
-    def __init__(self, message: str, *, sent: bool) -> None:
-        super().__init__(message)
-        self.sent = sent
 
 
 class NotAdmitted(Exception):
@@ -79,23 +55,21 @@ class ResponseTooLarge(TransportError):
     """A download went past `Limits.max_download_bytes`; retrying cannot help."""
 
 
-def is_success(status: int) -> bool:
-    """The docs' examples answer 200; the spec allows any 2xx."""
-    return 200 <= status < 300
-
-
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return (parts.scheme, parts.hostname, port)
 
 
-def _translate(exc: BaseException, what: str) -> ConnectionFailed:
+def _translate(exc: BaseException, what: str) -> APIConnectionError:
+    """The public exception for aiohttp's (or asyncio's) when no answer came."""
     # Connect failures (refused, DNS, connect timeout) mean nothing reached the server; any
     # other failure may come after the request was written.
     not_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
     reason = str(exc) or type(exc).__name__
-    return ConnectionFailed(f"{what} failed: {reason}", sent=not not_sent)
+    # aiohttp's timeouts (connect, sock_read) are all TimeoutErrors.
+    cls = APITimeoutError if isinstance(exc, TimeoutError) else APIConnectionError
+    return cls(f"{what} failed: {reason}", sent=not not_sent)
 
 
 class Transport:
@@ -200,7 +174,7 @@ class Transport:
         gate: Gate | None = None,
         ticket: int = 0,
     ) -> Response:
-        """One API request. Raises `ConnectionFailed` when no response came, and
+        """One API request. Raises `APIConnectionError` when no response came, and
         `ClientStateError` when the client closed before it was sent. With a `gate`, raises
         `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile."""
         headers = {"Content-Type": "application/json"} if body is not None else None
@@ -231,7 +205,7 @@ class Transport:
                 if isinstance(exc, RuntimeError) and not self._closing:
                     raise
                 if expired:
-                    raise ConnectionFailed(
+                    raise APITimeoutError(
                         f"{method} {path}: no complete answer within {self._timeouts.total:g} s "
                         "(Timeouts.total)",
                         sent=True,
@@ -242,7 +216,7 @@ class Transport:
     async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open an event stream; yields its raw byte chunks once the 200 headers arrived.
 
-        Raises `APIStatusError` on an error status, `ConnectionFailed` when the connection
+        Raises `APIStatusError` on an error status, `APIConnectionError` when the connection
         fails or stays silent longer than `Timeouts.stream_idle`.
         """
         if self._closing or self._stream is None:
@@ -292,73 +266,3 @@ class Transport:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, "download") from exc
         raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
-
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientCreditsError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
-
-
-# "Model not found: X", the docs' body for an unknown model [doc]; the name is what follows.
-_MODEL_NOT_FOUND = re.compile(r"model not found:\s*['\"`]?([^\s'\"`,;]+)", re.IGNORECASE)
-
-
-def _message(body: Any, fallback: str) -> str:
-    """The server's message from either documented error body shape."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            parts = [error.get(k) for k in ("message", "title", "detail")]
-            text = ": ".join(str(p) for p in parts if p)
-            if text:
-                return text
-            if error.get("type"):
-                return str(error["type"])
-        elif isinstance(error, str) and error:
-            return error
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return fallback
-
-
-def status_error(resp: Response, *, what: str = "") -> APIStatusError:
-    """The exception for an error response, carrying the decoded body and server's message."""
-    body: Any
-    try:
-        body = raw_rows_decoder.decode(resp.body) if resp.body else None
-    except Exception:
-        body = resp.body.decode("utf-8", "replace")[:500]
-    fallback = body if isinstance(body, str) and body else f"HTTP {resp.status}"
-    message = _message(body, fallback)
-    if what:
-        message = f"{what}: {message}"
-    message = f"{message} (HTTP {resp.status})"
-    if resp.status == 429:
-        return RateLimitError(
-            message,
-            status_code=429,
-            body=body,
-            retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-        )
-    unknown = _MODEL_NOT_FOUND.search(message) if resp.status in (400, 404) else None
-    if unknown is not None:
-        # The spec answers an unknown model with 400, older services with 404: the same error
-        # either way, worded like the check made before sending.
-        model = unknown.group(1).rstrip(".")  # a sentence's full stop is not part of the id
-        return ModelNotFoundError(
-            f"{message}; model {model!r} does not exist: see client.models() "
-            "(or `oxedit models`) for the model ids",
-            status_code=resp.status,
-            body=body,
-            model=model,
-        )
-    cls = _STATUS_ERRORS.get(resp.status) or (ServerError if resp.status >= 500 else APIStatusError)
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("type") == "insufficient_credits":  # any status
-        cls = InsufficientCreditsError
-    return cls(message, status_code=resp.status, body=body)

@@ -9,8 +9,9 @@ import pytest
 
 import oxedit
 from oxedit._cost import unit_cost
+from oxedit._exceptions import status_error
+from oxedit._http import Response
 from oxedit._models import Model
-from oxedit._transport import Response, status_error
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import client_for, png

@@ -18,3 +18,25 @@ def test_every_exception_derives_from_the_root() -> None:
         obj = getattr(oxedit, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, oxedit.OxeditError), name
+
+
+def test_connection_failures_are_public_under_transport_error() -> None:
+    assert {"APIConnectionError", "APITimeoutError"} <= set(oxedit.__all__)
+    assert issubclass(oxedit.APITimeoutError, oxedit.APIConnectionError)
+    assert issubclass(oxedit.APIConnectionError, oxedit.TransportError)
+
+
+def test_no_private_exception_but_the_ones_always_wrapped() -> None:
+    # A private subclass would reach users under a name they cannot import (as the transport's
+    # `ConnectionFailed` once did). The only one left is turned into `DownloadError` in
+    # `_results` before any caller sees it.
+    def subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
+        found = set(cls.__subclasses__())
+        return found.union(*(subclasses(sub) for sub in found))
+
+    private = {
+        cls.__name__
+        for cls in subclasses(oxedit.OxeditError)
+        if cls.__module__.startswith("oxedit.") and getattr(oxedit, cls.__name__, None) is not cls
+    }
+    assert private == {"ResponseTooLarge"}

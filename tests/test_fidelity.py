@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 import oxedit
-from oxedit._transport import Response, status_error
+from oxedit._exceptions import status_error
+from oxedit._http import Response
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import png

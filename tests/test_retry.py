@@ -7,35 +7,57 @@ import random
 import pytest
 
 from oxedit import RetryPolicy
-from oxedit._retry import Outcome, backoff, classify, parse_retry_after
+from oxedit._http import parse_retry_after
+from oxedit._retry import Verdict, backoff, classify, classify_download, decide
 
 
 @pytest.mark.parametrize(
     ("method", "status", "expected"),
     [
-        ("POST", 200, Outcome.DONE),
-        ("POST", 400, Outcome.DONE),
-        ("POST", 401, Outcome.DONE),
-        ("POST", 404, Outcome.DONE),
-        ("POST", 429, Outcome.RETRY),
-        ("POST", 503, Outcome.RETRY),
-        ("POST", 500, Outcome.AMBIGUOUS),
-        ("POST", 502, Outcome.AMBIGUOUS),
-        ("POST", 504, Outcome.AMBIGUOUS),
-        ("GET", 500, Outcome.RETRY),
-        ("GET", 429, Outcome.RETRY),
-        ("GET", 404, Outcome.DONE),
-        ("DELETE", 503, Outcome.RETRY),
+        ("POST", 200, Verdict.DONE),
+        ("POST", 400, Verdict.DONE),
+        ("POST", 401, Verdict.DONE),
+        ("POST", 404, Verdict.DONE),
+        ("POST", 429, Verdict.RETRY),
+        ("POST", 503, Verdict.RETRY),
+        ("POST", 500, Verdict.AMBIGUOUS),
+        ("POST", 502, Verdict.AMBIGUOUS),
+        ("POST", 504, Verdict.AMBIGUOUS),
+        ("GET", 500, Verdict.RETRY),
+        ("GET", 429, Verdict.RETRY),
+        ("GET", 404, Verdict.DONE),
+        ("DELETE", 503, Verdict.RETRY),
     ],
 )
-def test_classify_status(method: str, status: int, expected: Outcome) -> None:
+def test_classify_status(method: str, status: int, expected: Verdict) -> None:
     assert classify(method, status) is expected
 
 
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, Verdict.DONE),
+        (302, Verdict.DONE),  # redirects are followed by the transport before this
+        (403, Verdict.DONE),  # an expired URL: refreshed by the caller, not retried
+        (404, Verdict.DONE),
+        (408, Verdict.DONE),
+        (428, Verdict.DONE),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (501, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (522, Verdict.RETRY),  # a CDN's connection timed out
+        (599, Verdict.RETRY),
+    ],
+)
+def test_classify_download(status: int, expected: Verdict) -> None:
+    assert classify_download(status) is expected
+
+
 def test_classify_lost_response() -> None:
-    assert classify("POST", None, sent=True) is Outcome.AMBIGUOUS
-    assert classify("POST", None, sent=False) is Outcome.RETRY  # never reached the server
-    assert classify("GET", None, sent=True) is Outcome.RETRY
+    assert classify("POST", None, sent=True) is Verdict.AMBIGUOUS
+    assert classify("POST", None, sent=False) is Verdict.RETRY  # never reached the server
+    assert classify("GET", None, sent=True) is Verdict.RETRY
 
 
 @pytest.mark.parametrize(
@@ -81,3 +103,40 @@ def test_policy_honours_retry_after_with_a_cap() -> None:
 def test_policy_rejects_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+# -- decide: the one answer every retry loop asks for --------------------------------------------
+
+POLICY = RetryPolicy(max_retries=2, initial=1.0, maximum=4.0, retry_after_max=10.0)
+
+
+@pytest.mark.parametrize("verdict", [Verdict.DONE, Verdict.AMBIGUOUS])
+def test_decide_never_repeats_what_is_not_safe_to(verdict: Verdict) -> None:
+    assert decide(POLICY, 0, verdict) is None
+    assert decide(POLICY, 0, verdict, retry_after=0.0) is None  # however soon the server says
+
+
+def test_decide_gives_up_after_max_retries() -> None:
+    assert decide(POLICY, 0, Verdict.RETRY) is not None
+    assert decide(POLICY, 1, Verdict.RETRY) is not None
+    assert decide(POLICY, 2, Verdict.RETRY) is None  # the third failure: two retries were made
+    assert decide(RetryPolicy(max_retries=0), 0, Verdict.RETRY, retry_after=1.0) is None
+
+
+def test_decide_backs_off_by_attempt_within_the_maximum() -> None:
+    rng = random.Random(3)
+    many = RetryPolicy(max_retries=10, initial=1.0, maximum=4.0)
+    for attempt, step in [(0, 1.0), (1, 2.0), (2, 4.0), (5, 4.0)]:
+        wait = decide(many, attempt, Verdict.RETRY, rng=rng)
+        assert wait is not None and step / 2 <= wait <= step
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [(0.0, 0.0, 0.01), (3.0, 3.0, 3.31), (3600.0, 10.0, 11.01)],  # capped at retry_after_max
+)
+def test_decide_waits_the_servers_retry_after_over_its_own_backoff(
+    retry_after: float, low: float, high: float
+) -> None:
+    wait = decide(POLICY, 1, Verdict.RETRY, retry_after, rng=random.Random(4))
+    assert wait is not None and low <= wait <= high

@@ -1,9 +1,9 @@
 """The `/api` routes of the local server, and the store of generations behind them.
 
-Shapes follow the Oxen docs to the letter (see `/work/shared/oxen-api.md`): the server is the
-SDK's test bed, so it never bends the API to make a client's life easier. Request bodies are
-validated in `_validation`; with a state folder, every state change is also recorded through
-`_store` before anyone can hear of it.
+Shapes follow Oxen's published inference API docs and the hub's OpenAPI spec to the letter:
+the server is the SDK's test bed, so it never bends the API to make a client's life easier.
+Request bodies are validated in `_validation`; with a state folder, every state change is
+also recorded through `_store` before anyone can hear of it.
 """
 
 from __future__ import annotations
