@@ -173,11 +173,12 @@ class Transport:
         params: Mapping[str, str] | None = None,
         gate: Gate | None = None,
         ticket: int = 0,
+        content_type: str = "application/json",
     ) -> Response:
         """One API request. Raises `APIConnectionError` when no response came, and
         `ClientStateError` when the client closed before it was sent. With a `gate`, raises
         `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile."""
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        headers = {"Content-Type": content_type} if body is not None else None
         async with self._slots:
             if self._closing or self._api is None:
                 raise self._closed_error(f"{method} {path}")

@@ -40,18 +40,20 @@ from urllib.parse import quote
 import msgspec
 
 from . import _constants as C
-from . import _upload_send
-from ._api import Api, unexpected_status
+from ._api import Api
 from ._exceptions import (
+    APIConnectionError,
     ClientStateError,
     ConfigurationError,
     InvalidRequestError,
     NotFoundError,
     OxeditError,
+    status_error,
+    unexpected_status,
 )
+from ._http import Response, is_success, parse_retry_after
 from ._inputs import sniff_mime
-from ._retry import parse_retry_after
-from ._transport import ConnectionFailed, Response, is_success, status_error
+from ._retry import Verdict, classify, decide
 
 __all__ = ["UploadStats", "Uploader", "parse_repo"]
 
@@ -59,10 +61,9 @@ log = logging.getLogger("oxedit")
 
 # Oxen names: letters, digits, `-`, `_`, `.` [guess: the hub's rule is not documented].
 _REPO = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*)")
-# A repeated upload of the same bytes to the same path is harmless, so every status that says
-# "not done, try again" is retried, as for GETs (`_retry`); and so is repository creation,
-# whose repetition answers 409.
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# A repeated upload of the same bytes to the same path is harmless, and so is a repeated
+# repository creation (it answers 409): both are retried as the idempotent requests they are.
+_IDEMPOTENT = "PUT"
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
 
 
@@ -264,8 +265,7 @@ class Uploader:
                 self._route("file", path),
                 route="/api/repos/{namespace}/{repo}/file/{path}",
                 what=target,
-                send=lambda: _upload_send.send(
-                    self._api.transport,
+                send=lambda: self._api.transport.request(
                     "PUT",
                     self._route("file", path),
                     body=body,
@@ -335,23 +335,24 @@ class Uploader:
                 resp = await send()
             except ClientStateError:
                 raise
-            except ConnectionFailed as exc:
-                error = exc
+            except APIConnectionError as exc:
+                error, verdict = exc, Verdict.RETRY
             else:
                 if is_success(resp.status) or resp.status in done:
                     return resp
                 if resp.status < 400:
                     raise unexpected_status(resp, what)
                 error = status_error(resp, what=what)
-                if resp.status not in _RETRY_STATUSES:
-                    raise error
+                # Idempotent, whatever the method: see `_IDEMPOTENT`.
+                verdict = classify(_IDEMPOTENT, resp.status)
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if attempt >= api.retry.max_retries:
+            wait = decide(api.retry, attempt, verdict, retry_after)
+            if wait is None:
                 raise error
             api.stats.retries += 1
             self.stats.retries += 1
             log.debug("retrying %s %s after %s", method, path, error)
-            await asyncio.sleep(api.retry.delay(attempt, retry_after))
+            await asyncio.sleep(wait)
             attempt += 1
 
 
