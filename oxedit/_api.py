@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from ._config import Timeouts
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -96,10 +97,17 @@ class ClientStats:
 class Api:
     """Typed calls over the transport. GET and DELETE are retried on 429/5xx/connection loss."""
 
-    def __init__(self, transport: Transport, retry: RetryPolicy, stats: ClientStats) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        retry: RetryPolicy,
+        stats: ClientStats,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.transport = transport
         self.retry = retry
         self.stats = stats
+        self.timeouts = timeouts  # None: the transport's (a `with_options` client sets its own)
         # The image field `POST /api/ai/images/edit` takes, learned for this client's life
         # (`_edit`): the docs' `input_image` until the service asks for the spec's `image`.
         self.edit_image_field = "input_image"
@@ -127,7 +135,9 @@ class Api:
             retry_after = None
             error: Exception
             try:
-                resp = await self.transport.request(method, path, params=params)
+                resp = await self.transport.request(
+                    method, path, params=params, timeouts=self.timeouts
+                )
                 self.stats.bytes_received += len(resp.body)
             except ClientStateError:
                 raise
@@ -205,6 +215,6 @@ class Api:
         """One POST, not retried: the caller decides, since a POST may not be repeatable."""
         self.stats.count(f"POST {route}")
         self.stats.bytes_sent += len(body)
-        resp = await self.transport.request("POST", path, body=body)
+        resp = await self.transport.request("POST", path, body=body, timeouts=self.timeouts)
         self.stats.bytes_received += len(resp.body)
         return resp

@@ -5,6 +5,8 @@ A thin facade: the job lifecycle is `_tracker.Tracker`'s, the HTTP is `_api`/`_t
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import AsyncIterable, Iterable, Sequence
 from decimal import Decimal
@@ -16,7 +18,14 @@ from ._api import Api, ClientStats
 from ._bulk import BulkRun
 from ._client_cost import CostMethods
 from ._client_queries import QueryMethods
-from ._config import Limits, ReconcilePolicy, Timeouts, resolve_api_key, resolve_base_url
+from ._config import (
+    Limits,
+    ReconcilePolicy,
+    Timeouts,
+    resolve_api_key,
+    resolve_base_url,
+    timeouts_for,
+)
 from ._cost import to_amount
 from ._inputs import ImageInput, build_payload, check_num_generations, drop_single_generation
 from ._job import AsCompleted, Job
@@ -77,6 +86,40 @@ class Client(QueryMethods, CostMethods):
             transport, api, self.timeouts, self.limits, self.reconcile_policy,
             resolve_upload_repo(upload_repo),
         )  # fmt: skip
+
+    def with_options(
+        self,
+        *,
+        timeout: float | Timeouts | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Client:
+        """This client with other settings for the requests made through it: the same
+        connections, event stream, pacing and jobs (like openai-python's `with_options`).
+
+        Its life is this client's: `async with` on it does nothing, and it closes with this one.
+
+        Args:
+            timeout: Seconds a request may take in all (and wait for each read), or `Timeouts`.
+            max_retries: Retries of a refused or lost request, for this client's calls.
+            retry: A whole `RetryPolicy` (`max_retries` then applies on top of it).
+
+        Example:
+            ```python
+            patient = client.with_options(timeout=300, max_retries=8)
+            job = await patient.submit(prompt="Add a funny hat", image="cat.png")
+            ```
+        """
+        view = copy.copy(self)
+        view.timeouts = timeouts_for(timeout, self.timeouts)
+        view.retry = retry or self.retry
+        if max_retries is not None:
+            view.retry = dataclasses.replace(view.retry, max_retries=max_retries)
+        tracker = self._tracker
+        view._tracker = tracker.derive(
+            Api(tracker.api.transport, view.retry, self.stats, timeouts=view.timeouts)
+        )
+        return view
 
     @property
     def upload_stats(self) -> UploadStats | None:
@@ -188,3 +231,4 @@ class Client(QueryMethods, CostMethods):
             max_cost=to_amount(max_cost, "max_cost"),
             unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass
@@ -218,3 +219,13 @@ class ReconcilePolicy:
             positive(name, getattr(self, name))
         for name in ("lost_response_grace", "refused_stream_grace"):
             at_least(name, getattr(self, name), 0)
+
+
+def timeouts_for(timeout: float | Timeouts | None, base: Timeouts) -> Timeouts:
+    """`Timeouts` from a `timeout=` option: as given, or `base` with that many seconds as the
+    request's `total` (and at most that as its `read`)."""
+    if timeout is None or isinstance(timeout, Timeouts):
+        return timeout or base
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidRequestError(f"timeout={timeout!r} must be a positive number of seconds")
+    return dataclasses.replace(base, total=timeout, read=min(base.read, timeout))

@@ -92,12 +92,14 @@ class Enqueuer:
         n: int,
         *,
         on_send: Callable[[float], None] | None = None,
+        api: Api | None = None,
     ) -> list[Pending]:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal).
 
         `on_send(unix_time)` is called just before each POST is sent (a journal records it:
-        only a row enqueued shortly after it can be this request's).
+        only a row enqueued shortly after it can be this request's). `api` gives this call's
+        retry policy and timeouts (`Client.with_options`); by default the client's.
         """
         if self._closed:
             raise ClientStateError("the client is closed; nothing was sent")
@@ -109,8 +111,10 @@ class Enqueuer:
         self._registry.enqueue_started()
         listener = self._listener
         pace = self.pace
-        stats = self._api.stats
-        retry = self._api.retry
+        api = api or self._api
+        stats = api.stats
+        retry = api.retry
+        timeouts = api.timeouts
         model = payload["model"]
         namespace = payload.get("target_namespace")
         attempt = 0
@@ -134,7 +138,12 @@ class Enqueuer:
                 self._idle.clear()
                 try:
                     resp = await self._transport.request(
-                        "POST", "/api/ai/queue", body=body, gate=pace, ticket=ticket
+                        "POST",
+                        "/api/ai/queue",
+                        body=body,
+                        gate=pace,
+                        ticket=ticket,
+                        timeouts=timeouts,
                     )
                 except NotAdmitted:  # the pace dropped while it waited: not sent, queue again
                     stats.enqueue_requests -= 1

@@ -8,6 +8,7 @@ response created, downloading its result, and failing what is still pending on c
 
 from __future__ import annotations
 
+import copy
 import enum
 import os
 from collections.abc import Callable, Sequence
@@ -46,6 +47,16 @@ class _Parts(NamedTuple):
     enqueuer: Enqueuer
 
 
+class _Life:
+    """The state and parts of one client, shared with the trackers derived from it."""
+
+    __slots__ = ("parts", "state")
+
+    def __init__(self) -> None:
+        self.state = State.UNOPENED
+        self.parts: _Parts | None = None
+
+
 class Tracker:
     """Follows every generation of one client; see the module docstring."""
 
@@ -63,18 +74,38 @@ class Tracker:
         # inline as data URIs).
         self.uploader = Uploader(api, upload_repo) if upload_repo is not None else None
         self.stats: ClientStats = api.stats
-        self.state = State.UNOPENED
+        self._life = _Life()
+        self._owner = True  # False for a tracker derived by `derive`: its parent owns the life
         self._transport = transport
         self._timeouts = timeouts
         self._limits = limits
         self._reconcile = reconcile
         self._downloader = Downloader(transport, api, api.retry, api.stats)
         self.schemas = Schemas(api.model)  # checks every request against its model
-        self._parts: _Parts | None = None
+
+    @property
+    def state(self) -> State:
+        return self._life.state
+
+    def derive(self, api: Api) -> Tracker:
+        """A tracker sharing this one's life, jobs, stream and connections, whose own
+        requests use `api` (its retry policy and timeouts): `Client.with_options`."""
+        view = copy.copy(self)
+        view.api = api
+        view._downloader = Downloader(self._transport, api, api.retry, api.stats)
+        view._owner = False
+        return view
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
+        if not self._owner:  # `async with client.with_options(...)`: the parent's life
+            if self.state is State.OPENED:
+                return
+            raise ClientStateError(
+                f"the client this one was derived from (with_options) is {self.state.value}; "
+                "open that one: `async with oxedit.Client() as client:`"
+            )
         if self.state is not State.UNOPENED:
             raise ClientStateError(
                 f"this Client is {self.state.value}; a Client can be opened only once, "
@@ -100,19 +131,19 @@ class Tracker:
             pace=pace,
         )
         await self._transport.open()
-        self._parts = _Parts(registry, listener, enqueuer)
-        self.state = State.OPENED
+        self._life.parts = _Parts(registry, listener, enqueuer)
+        self._life.state = State.OPENED
 
     async def close(self) -> None:
         """Stop the stream, let sent enqueues be answered, fail what is pending; every
         session is closed, whatever happens."""
-        if self.state is State.CLOSED:
-            return
-        self.state = State.CLOSED
+        if self.state is State.CLOSED or not self._owner:
+            return  # a derived tracker's parent closes what they share
+        self._life.state = State.CLOSED
         try:
             self._transport.begin_close()
-            if self._parts is not None:
-                registry, listener, enqueuer = self._parts
+            if self._life.parts is not None:
+                registry, listener, enqueuer = self._life.parts
                 await listener.close()
                 await enqueuer.close(self._timeouts.total)
                 registry.fail_closed()
@@ -123,7 +154,7 @@ class Tracker:
 
     def require_open(self) -> _Parts:
         """The open client's parts; `ClientStateError` before opening and after closing."""
-        parts = self._parts
+        parts = self._life.parts
         if self.state is not State.OPENED or parts is None:
             hint = (
                 "use `async with oxedit.Client() as client:`"
@@ -151,7 +182,7 @@ class Tracker:
         enqueuer = self.require_open().enqueuer
         if not self.schemas.cached(payload):
             await self.schemas.check(payload)  # the first of a model fetches its schema
-        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1)
+        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1, api=self.api)
         return Job(self, pending.id, pending.future)
 
     async def enqueue(
@@ -160,7 +191,8 @@ class Tracker:
         """Enqueue `n` generations in one request; `on_send(unix_time)` before each POST."""
         enqueuer = self.require_open().enqueuer
         await self.schemas.check(payload)  # the model's schema, fetched once per client
-        pendings = await enqueuer.enqueue(payload, json_encoder.encode(payload), n, on_send=on_send)
+        body = json_encoder.encode(payload)
+        pendings = await enqueuer.enqueue(payload, body, n, on_send=on_send, api=self.api)
         return [Job(self, p.id, p.future) for p in pendings]
 
     def follow(self, generation_id: str) -> Job:

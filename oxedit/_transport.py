@@ -174,29 +174,36 @@ class Transport:
         gate: Gate | None = None,
         ticket: int = 0,
         content_type: str = "application/json",
+        timeouts: Timeouts | None = None,
     ) -> Response:
         """One API request. Raises `APIConnectionError` when no response came, and
         `ClientStateError` when the client closed before it was sent. With a `gate`, raises
-        `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile."""
+        `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile.
+        `timeouts` replaces the client's for this request (`Client.with_options`)."""
         headers = {"Content-Type": content_type} if body is not None else None
+        limits = timeouts or self._timeouts
         async with self._slots:
-            if self._closing or self._api is None:
+            session = self._api
+            if self._closing or session is None:
                 raise self._closed_error(f"{method} {path}")
+            # The session's timeouts unless the request has its own (None would disable them).
+            timer = session.timeout if timeouts is None else _request_timer(timeouts)
             if gate is not None and gate.ticket != ticket:
                 raise NotAdmitted
             started = asyncio.get_running_loop().time()
             expired = False
             try:
-                async with self._api.request(
+                async with session.request(
                     method,
                     self.base_url + path,
                     data=body,
                     params=params,
                     headers=headers,
                     allow_redirects=False,
+                    timeout=timer,
                 ) as resp:
                     key = id(resp)
-                    self._reading[key] = (started + self._timeouts.total, resp)
+                    self._reading[key] = (started + limits.total, resp)
                     try:
                         data = await resp.read()
                     finally:
@@ -207,7 +214,7 @@ class Transport:
                     raise
                 if expired:
                     raise APITimeoutError(
-                        f"{method} {path}: no complete answer within {self._timeouts.total:g} s "
+                        f"{method} {path}: no complete answer within {limits.total:g} s "
                         "(Timeouts.total)",
                         sent=True,
                     ) from exc
@@ -267,3 +274,11 @@ class Transport:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, "download") from exc
         raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
+
+
+def _request_timer(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for one API request with its own `Timeouts` (`total` is the
+    watchdog's, as for every request)."""
+    return aiohttp.ClientTimeout(
+        total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+    )
