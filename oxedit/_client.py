@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from . import _constants as C
 from ._api import Api, ClientStats
@@ -36,7 +36,7 @@ from ._requests import BulkItem
 from ._results import Downloader
 from ._retry import RetryPolicy
 from ._schedule import CheckSchedule
-from ._transport import Transport
+from ._transport import HttpSettings, Transport
 from ._validate import Schemas
 
 __all__ = ["Client", "owner_of"]
@@ -72,7 +72,7 @@ class Client(CostMethods):
     Args:
         api_key: Defaults to `OXEN_API_KEY`, then the `oxen` CLI's `auth_config.toml`.
         base_url: Defaults to `OXEN_BASE_URL`, then https://hub.oxen.ai.
-        timeouts, limits, retry, reconcile: Settings objects; see their docs.
+        timeouts, limits, retry, reconcile, **http (`HttpSettings`): settings; see their docs.
 
     Example:
         ```python
@@ -92,6 +92,7 @@ class Client(CostMethods):
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         reconcile: ReconcilePolicy | None = None,
+        **http: Unpack[HttpSettings],
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key, self.base_url)
@@ -106,6 +107,7 @@ class Client(CostMethods):
             api_key=self._api_key,
             timeouts=self.timeouts,
             limits=self.limits,
+            **http,
         )
         self._api = Api(self._transport, self.retry, self.stats)
         self._downloader = Downloader(self._transport, self._api, self.retry, self.stats)
@@ -126,7 +128,9 @@ class Client(CostMethods):
                 "create a new one"
             )
         self._registry = Registry(
-            early_ttl=2 * self.timeouts.read, schedule=CheckSchedule(self.reconcile_policy)
+            early_ttl=2 * self.timeouts.read,
+            schedule=CheckSchedule(self.reconcile_policy),
+            on_settle=self._transport.hooks.settle_callback(),
         )
         self._listener = Listener(
             self._api,

@@ -1,6 +1,7 @@
-"""The one module that imports the HTTP library (aiohttp) and translates its exceptions.
+"""Requests over the HTTP library (aiohttp), whose exceptions are translated here.
 
-Three sessions, each with one job:
+With `_sessions` (which opens them), the only module that imports aiohttp. Three sessions,
+each with one job (or the user's one session for all three, see `_sessions`):
 - the API session: short JSON requests to the configured host, at most `max_connections` in
   flight (the rest wait in FIFO order on a semaphore, holding no socket; aiohttp stays flat
   with 10,000 waiting, where httpx's pool collapses);
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, Unpack
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ._config import Limits, Timeouts
+from ._config import HttpOptions, Limits, Timeouts
 from ._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -35,12 +37,16 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
+from ._hooks import EventHooks
+from ._logging import setup_logging
 from ._models import raw_rows_decoder
 from ._retry import parse_retry_after
+from ._sessions import Channel, HttpSettings, Sessions
 
 __all__ = [
     "ConnectionFailed",
     "Gate",
+    "HttpSettings",
     "NotAdmitted",
     "Response",
     "ResponseTooLarge",
@@ -50,6 +56,8 @@ __all__ = [
 ]
 
 _MAX_REDIRECTS = 5
+
+log = logging.getLogger("oxedit")
 
 
 class Response(NamedTuple):
@@ -99,12 +107,33 @@ def _translate(exc: BaseException, what: str) -> ConnectionFailed:
 
 
 class Transport:
-    def __init__(self, *, base_url: str, api_key: str, timeouts: Timeouts, limits: Limits) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        limits: Limits,
+        **http: Unpack[HttpSettings],
+    ) -> None:
+        setup_logging()  # OXEDIT_LOG, applied as each client is created
         self.base_url = base_url
         self._origin = _origin(base_url)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._timeouts = timeouts
         self._limits = limits
+        self.http = HttpOptions(
+            proxy=http.get("proxy"),
+            trust_env=http.get("trust_env", True),
+            default_headers=http.get("default_headers") or {},
+            session=http.get("http_session"),
+        )
+        self.hooks = EventHooks(http.get("event_hooks"))
+        self._hooks = self.hooks
+        self._sessions = Sessions(
+            base_url=base_url, api_key=api_key, timeouts=timeouts, limits=limits, http=self.http
+        )
+        self._download_slots = asyncio.Semaphore(limits.max_downloads)
         # Requests beyond the bound wait here, before any request object exists: measured
         # cheaper in CPU and memory than queueing in aiohttp's connector with 10,000 waiting
         # (`python -m benchmarks.end_to_end`, strategies raw vs raw-connector).
@@ -115,46 +144,12 @@ class Transport:
         # `total`) measured 7% of the client's CPU at 10,000 jobs.
         self._reading: dict[int, tuple[float, aiohttp.ClientResponse]] = {}
         self._watchdog: asyncio.Task[None] | None = None
-        self._api: aiohttp.ClientSession | None = None
-        self._stream: aiohttp.ClientSession | None = None
-        self._files: aiohttp.ClientSession | None = None
+        self._api: Channel | None = None
+        self._stream: Channel | None = None
+        self._files: Channel | None = None
 
     async def open(self) -> None:
-        from ._version import __version__
-
-        headers = {"User-Agent": f"oxedit/{__version__}"}
-        # `connect=None`: waiting for a free connection is not a timeout, only the socket
-        # connect is (else 10,000 queued submits would time out in the pool).
-        self._api = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limits.max_connections, limit_per_host=0),
-            timeout=aiohttp.ClientTimeout(
-                total=None,  # `Timeouts.total` is enforced by `_enforce_deadlines`
-                connect=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.read,
-            ),
-            headers={**headers, **self._auth},
-            auto_decompress=True,
-        )
-        self._stream = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=2),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.stream_idle,
-            ),
-            headers={**headers, **self._auth, "Accept": "text/event-stream"},
-        )
-        self._files = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limits.max_downloads),
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeouts.download,
-                connect=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.read,
-            ),
-            headers=headers,
-        )
+        self._api, self._stream, self._files = self._sessions.open()
         self._watchdog = asyncio.create_task(self._enforce_deadlines(), name="oxedit-deadlines")
 
     async def _enforce_deadlines(self) -> None:
@@ -185,10 +180,8 @@ class Transport:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
             self._watchdog = None
-        sessions = [s for s in (self._api, self._stream, self._files) if s is not None]
         self._api = self._stream = self._files = None
-        for session in sessions:
-            await session.close()
+        await self._sessions.close()
 
     async def request(
         self,
@@ -203,22 +196,26 @@ class Transport:
         """One API request. Raises `ConnectionFailed` when no response came, and
         `ClientStateError` when the client closed before it was sent. With a `gate`, raises
         `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile."""
-        headers = {"Content-Type": "application/json"} if body is not None else None
         async with self._slots:
-            if self._closing or self._api is None:
+            api = self._api
+            if self._closing or api is None:
                 raise self._closed_error(f"{method} {path}")
             if gate is not None and gate.ticket != ticket:
                 raise NotAdmitted
             started = asyncio.get_running_loop().time()
             expired = False
+            url = self.base_url + path
+            if self._hooks.request:
+                self._hooks.on_request(method, url)
             try:
-                async with self._api.request(
+                async with api.session.request(
                     method,
-                    self.base_url + path,
+                    url,
                     data=body,
                     params=params,
-                    headers=headers,
+                    headers=api.headers if body is None else api.json_headers,
                     allow_redirects=False,
+                    **api.extra,
                 ) as resp:
                     key = id(resp)
                     self._reading[key] = (started + self._timeouts.total, resp)
@@ -226,6 +223,8 @@ class Transport:
                         data = await resp.read()
                     finally:
                         expired = self._reading.pop(key, None) is None
+                    if self._hooks.response or log.isEnabledFor(logging.DEBUG):
+                        self._observed(method, url, resp.status, started)
                     return Response(resp.status, resp.headers, data)
             except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
                 if isinstance(exc, RuntimeError) and not self._closing:
@@ -238,6 +237,14 @@ class Transport:
                     ) from exc
                 raise _translate(exc, f"{method} {path}") from exc
 
+    def _observed(self, method: str, url: str, status: int, started: float) -> None:
+        """A response came: tell the hooks and the debug log (method, URL, status; never the
+        headers, one of which holds the key)."""
+        elapsed = asyncio.get_running_loop().time() - started
+        log.debug("HTTP %s %s: %d in %.3f s", method, url, status, elapsed)
+        if self._hooks.response:
+            self._hooks.on_response(method, url, status, elapsed)
+
     @asynccontextmanager
     async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open an event stream; yields its raw byte chunks once the 200 headers arrived.
@@ -245,10 +252,18 @@ class Transport:
         Raises `APIStatusError` on an error status, `ConnectionFailed` when the connection
         fails or stays silent longer than `Timeouts.stream_idle`.
         """
-        if self._closing or self._stream is None:
+        channel = self._stream
+        if self._closing or channel is None:
             raise self._closed_error(f"stream {path}")
+        url = self.base_url + path
+        started = asyncio.get_running_loop().time()
+        if self._hooks.request:
+            self._hooks.on_request("GET", url)
         try:
-            async with self._stream.get(self.base_url + path, allow_redirects=False) as resp:
+            async with channel.session.get(
+                url, headers=channel.headers, allow_redirects=False, **channel.extra
+            ) as resp:
+                self._observed("GET", url, resp.status, started)
                 if not is_success(resp.status):
                     raise status_error(Response(resp.status, resp.headers, await resp.read()))
                 yield self._chunks(resp, path)
@@ -270,13 +285,31 @@ class Transport:
         The API key is sent only on hops whose origin is the API's own; a presigned URL on a
         file host never sees it.
         """
+        async with self._download_slots:
+            return await self._download(url)
+
+    async def _download(self, url: str) -> Response:
         limit = self._limits.max_download_bytes
         for _ in range(_MAX_REDIRECTS + 1):
-            if self._closing or self._files is None:
+            channel = self._files
+            if self._closing or channel is None:
                 raise self._closed_error("download")
-            headers = self._auth if _origin(url) == self._origin else None
+            headers = channel.headers
+            if _origin(url) == self._origin:
+                headers = {**(headers or {}), **self._auth}
+            started = asyncio.get_running_loop().time()
+            shown = url.partition("?")[0]  # a presigned URL's query is a credential
+            if self._hooks.request:
+                self._hooks.on_request("GET", shown)
             try:
-                async with self._files.get(url, headers=headers, allow_redirects=False) as resp:
+                async with channel.session.get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    **channel.extra,
+                    **self._sessions.proxy_for(url),
+                ) as resp:
+                    self._observed("GET", shown, resp.status, started)
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                         url = urljoin(url, resp.headers["Location"])
                         continue
