@@ -13,17 +13,18 @@ makes every request fail with ValueError when `~/.netrc` lists the API host).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, TypedDict
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from ._config import HttpOptions, Limits, Timeouts, env_proxy
 from ._exceptions import InvalidRequestError
 
-__all__ = ["Channel", "HttpSettings", "Sessions", "check_session"]
+__all__ = ["Channel", "HttpSettings", "Route", "Sessions", "check_session", "proxy_route"]
 
 
 class HttpSettings(TypedDict, total=False):
@@ -62,21 +63,43 @@ def check_session(session: object) -> None:
         )
 
 
-def _proxy_kwargs(proxy: str | None) -> dict[str, Any]:
-    """aiohttp's per-request proxy arguments, credentials moved out of the URL into the
-    `Proxy-Authorization` header (aiohttp does not read them from a `proxy=` URL)."""
+class Route(NamedTuple):
+    """How requests to one origin get there.
+
+    Attributes:
+        kwargs: aiohttp's per-request proxy arguments (empty: go direct).
+        headers: Headers the proxy needs on the request itself.
+    """
+
+    kwargs: dict[str, Any]
+    headers: dict[str, str]
+
+
+_DIRECT = Route({}, {})
+
+
+def proxy_route(proxy: str | None, target_scheme: str) -> Route:
+    """The route through `proxy` (None: direct) to a URL of `target_scheme`, credentials
+    moved out of the proxy URL (aiohttp does not read them there) into `Proxy-Authorization`.
+
+    An https target is tunnelled, so the credential goes on the CONNECT (`proxy_headers`); an
+    http target's request itself goes to the proxy, which reads it there (aiohttp does not copy
+    `proxy_headers` onto it).
+    """
     if proxy is None:
-        return {}
+        return _DIRECT
     parts = urlsplit(proxy)
-    kwargs: dict[str, Any] = {"proxy": proxy}
-    if parts.username is not None:
-        netloc = parts.hostname or ""
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
-        kwargs["proxy"] = parts._replace(netloc=netloc).geturl()
-        auth = aiohttp.BasicAuth(parts.username, parts.password or "")
-        kwargs["proxy_headers"] = {"Proxy-Authorization": auth.encode()}
-    return kwargs
+    if parts.username is None:
+        return Route({"proxy": proxy}, {})
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    bare = parts._replace(netloc=netloc).geturl()
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    credential = {"Proxy-Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+    if target_scheme == "https":
+        return Route({"proxy": bare, "proxy_headers": credential}, {})
+    return Route({"proxy": bare}, credential)
 
 
 @dataclass(slots=True)
@@ -115,22 +138,22 @@ class Sessions:
             **http.default_headers,
             "Authorization": f"Bearer {api_key}",
         }
-        self._proxies: dict[tuple[str, str | None, int | None], dict[str, Any]] = {}
-        # The API host's proxy, resolved now so that a bad environment fails `Client()`.
-        self._api_proxy = self.proxy_for(base_url)
+        self._routes: dict[tuple[str, str | None, int | None], Route] = {}
+        # The API host's route, resolved now so that a bad environment fails `Client()`.
+        self._api_route = self.route_for(base_url)
         self._owned: list[aiohttp.ClientSession] = []
 
-    def proxy_for(self, url: str) -> dict[str, Any]:
-        """The proxy arguments for a request to `url` (empty: go direct)."""
+    def route_for(self, url: str) -> Route:
+        """How a request to `url` goes: through which proxy, if any."""
         if self._http.session is not None:
-            return {}  # the user's session decides
+            return _DIRECT  # the user's session decides
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname, parts.port)
-        kwargs = self._proxies.get(key)
-        if kwargs is None:
+        route = self._routes.get(key)
+        if route is None:
             proxy = self._http.proxy or (env_proxy(url) if self._http.trust_env else None)
-            kwargs = self._proxies[key] = _proxy_kwargs(proxy)
-        return kwargs
+            route = self._routes[key] = proxy_route(proxy, parts.scheme)
+        return route
 
     def _timeout(self, *, read: float, total: float | None = None) -> aiohttp.ClientTimeout:
         # `connect=None`: waiting for a free connection is not a timeout, only the socket
@@ -163,6 +186,33 @@ class Sessions:
                 ),
                 Channel(user, self._base, self._base, {"timeout": files_timeout, **per_request}),
             )
+        files = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._limits.max_downloads),
+            timeout=files_timeout,
+            headers=self._base,  # no credentials: see `Transport.download`
+        )
+        route = self._api_route
+        if route is not _DIRECT:
+            # aiohttp sends a session's default headers to the proxy too, and turns an
+            # `Authorization` among them into `Proxy-Authorization`: the key would reach the
+            # proxy (in the CONNECT, even for https). So, proxied, every header goes per request.
+            api_headers = {**self._api_headers, **route.headers}
+            api = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._limits.max_connections, limit_per_host=0
+                ),
+                timeout=api_timeout,
+            )
+            stream = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=2), timeout=stream_timeout
+            )
+            self._owned = [api, stream, files]
+            proxied_stream = {**stream_headers, **route.headers}
+            return (
+                Channel(api, api_headers, {**api_headers, **json}, dict(route.kwargs)),
+                Channel(stream, proxied_stream, proxied_stream, dict(route.kwargs)),
+                Channel(files, None, {}),
+            )
         api = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._limits.max_connections, limit_per_host=0),
             timeout=api_timeout,
@@ -172,17 +222,8 @@ class Sessions:
         stream = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=2), timeout=stream_timeout, headers=stream_headers
         )
-        files = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limits.max_downloads),
-            timeout=files_timeout,
-            headers=self._base,
-        )
         self._owned = [api, stream, files]
-        return (
-            Channel(api, None, json, dict(self._api_proxy)),
-            Channel(stream, None, {}, dict(self._api_proxy)),
-            Channel(files, None, {}),
-        )
+        return (Channel(api, None, json), Channel(stream, None, {}), Channel(files, None, {}))
 
     async def close(self) -> None:
         """Close the sessions oxedit opened (never the user's)."""

@@ -294,9 +294,12 @@ class Transport:
             channel = self._files
             if self._closing or channel is None:
                 raise self._closed_error("download")
+            route = self._sessions.route_for(url)
             headers = channel.headers
-            if _origin(url) == self._origin:
-                headers = {**(headers or {}), **self._auth}
+            if route.headers or _origin(url) == self._origin:
+                headers = {**(headers or {}), **route.headers}
+                if _origin(url) == self._origin:
+                    headers.update(self._auth)
             started = asyncio.get_running_loop().time()
             shown = url.partition("?")[0]  # a presigned URL's query is a credential
             if self._hooks.request:
@@ -307,7 +310,7 @@ class Transport:
                     headers=headers,
                     allow_redirects=False,
                     **channel.extra,
-                    **self._sessions.proxy_for(url),
+                    **route.kwargs,
                 ) as resp:
                     self._observed("GET", shown, resp.status, started)
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
