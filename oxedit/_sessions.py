@@ -16,13 +16,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from ._config import HttpOptions, Limits, Timeouts, env_proxy
-from ._exceptions import InvalidRequestError
+from ._exceptions import ClientStateError, InvalidRequestError
 
 __all__ = ["Channel", "HttpSettings", "Route", "Sessions", "check_session", "proxy_route"]
 
@@ -118,15 +118,35 @@ class Channel:
     json_headers: dict[str, str]
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def check_open(self, what: str) -> None:
+        """Only the user's session can be closed under the client: say so, typed."""
+        if self.session.closed:
+            raise ClientStateError(
+                f"{what}: the http_session was closed while the client used it; nothing was "
+                "sent (close your session after leaving `async with Client()`)"
+            )
+
 
 class Sessions:
     """Opens and closes the channels; closes only the sessions it opened."""
 
     def __init__(
-        self, *, base_url: str, api_key: str, timeouts: Timeouts, limits: Limits, http: HttpOptions
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        limits: Limits,
+        **settings: Unpack[HttpSettings],
     ) -> None:
         from ._version import __version__
 
+        http = HttpOptions(
+            proxy=settings.get("proxy"),
+            trust_env=settings.get("trust_env", True),
+            default_headers=settings.get("default_headers") or {},
+            session=settings.get("http_session"),
+        )
         if http.session is not None:
             check_session(http.session)
         self._http = http

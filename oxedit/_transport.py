@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ._config import HttpOptions, Limits, Timeouts
+from ._config import Limits, Timeouts
 from ._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -122,16 +122,9 @@ class Transport:
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._timeouts = timeouts
         self._limits = limits
-        self.http = HttpOptions(
-            proxy=http.get("proxy"),
-            trust_env=http.get("trust_env", True),
-            default_headers=http.get("default_headers") or {},
-            session=http.get("http_session"),
-        )
         self.hooks = EventHooks(http.get("event_hooks"))
-        self._hooks = self.hooks
         self._sessions = Sessions(
-            base_url=base_url, api_key=api_key, timeouts=timeouts, limits=limits, http=self.http
+            base_url=base_url, api_key=api_key, timeouts=timeouts, limits=limits, **http
         )
         self._download_slots = asyncio.Semaphore(limits.max_downloads)
         # Requests beyond the bound wait here, before any request object exists: measured
@@ -205,8 +198,8 @@ class Transport:
             started = asyncio.get_running_loop().time()
             expired = False
             url = self.base_url + path
-            if self._hooks.request:
-                self._hooks.on_request(method, url)
+            if self.hooks.request:
+                self.hooks.on_request(method, url)
             try:
                 async with api.session.request(
                     method,
@@ -223,11 +216,12 @@ class Transport:
                         data = await resp.read()
                     finally:
                         expired = self._reading.pop(key, None) is None
-                    if self._hooks.response or log.isEnabledFor(logging.DEBUG):
+                    if self.hooks.response or log.isEnabledFor(logging.DEBUG):
                         self._observed(method, url, resp.status, started)
                     return Response(resp.status, resp.headers, data)
             except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
                 if isinstance(exc, RuntimeError) and not self._closing:
+                    api.check_open(f"{method} {path}")  # your http_session, closed under us
                     raise
                 if expired:
                     raise ConnectionFailed(
@@ -242,8 +236,8 @@ class Transport:
         headers, one of which holds the key)."""
         elapsed = asyncio.get_running_loop().time() - started
         log.debug("HTTP %s %s: %d in %.3f s", method, url, status, elapsed)
-        if self._hooks.response:
-            self._hooks.on_response(method, url, status, elapsed)
+        if self.hooks.response:
+            self.hooks.on_response(method, url, status, elapsed)
 
     @asynccontextmanager
     async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -255,10 +249,11 @@ class Transport:
         channel = self._stream
         if self._closing or channel is None:
             raise self._closed_error(f"stream {path}")
+        channel.check_open(f"stream {path}")
         url = self.base_url + path
         started = asyncio.get_running_loop().time()
-        if self._hooks.request:
-            self._hooks.on_request("GET", url)
+        if self.hooks.request:
+            self.hooks.on_request("GET", url)
         try:
             async with channel.session.get(
                 url, headers=channel.headers, allow_redirects=False, **channel.extra
@@ -294,6 +289,7 @@ class Transport:
             channel = self._files
             if self._closing or channel is None:
                 raise self._closed_error("download")
+            channel.check_open("download")
             route = self._sessions.route_for(url)
             headers = channel.headers
             if route.headers or _origin(url) == self._origin:
@@ -302,8 +298,8 @@ class Transport:
                     headers.update(self._auth)
             started = asyncio.get_running_loop().time()
             shown = url.partition("?")[0]  # a presigned URL's query is a credential
-            if self._hooks.request:
-                self._hooks.on_request("GET", shown)
+            if self.hooks.request:
+                self.hooks.on_request("GET", shown)
             try:
                 async with channel.session.get(
                     url,

@@ -85,6 +85,19 @@ async def test_a_session_oxedit_cannot_use_is_refused(oxen_server: LocalServer) 
         client_for(oxen_server, http_session=closed)
 
 
+async def test_closing_your_session_under_the_client_is_a_client_state_error(
+    oxen_server: LocalServer,
+) -> None:
+    session = aiohttp.ClientSession()
+    async with client_for(oxen_server, http_session=session) as client:
+        await client.models()
+        await session.close()
+        with pytest.raises(oxedit.ClientStateError, match="http_session was closed"):
+            await client.models()
+        with pytest.raises(oxedit.ClientStateError, match="http_session was closed"):
+            await client.submit(prompt="p", image=png())
+
+
 # -- default headers ------------------------------------------------------------------------
 
 
