@@ -75,7 +75,7 @@ async def test_your_session_carries_every_request_and_stays_open(oxen_server: Lo
 
 async def test_a_session_oxedit_cannot_use_is_refused(oxen_server: LocalServer) -> None:
     with pytest.raises(oxedit.InvalidRequestError, match="must be an aiohttp.ClientSession"):
-        client_for(oxen_server, http_session=object())  # type: ignore[arg-type]
+        client_for(oxen_server, http_session=object())
     async with aiohttp.ClientSession(auto_decompress=False) as raw:
         with pytest.raises(oxedit.InvalidRequestError, match="auto_decompress=False"):
             client_for(oxen_server, http_session=raw)

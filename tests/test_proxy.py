@@ -1,6 +1,7 @@
 """Proxies: `proxy=` and the environment (`HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY`), over
 real sockets through a local forward proxy. The local server's API listens on 127.0.0.1 and
-its file host on localhost, so `NO_PROXY=localhost` splits the two."""
+its file host on localhost, so `NO_PROXY=localhost` splits the two. (conftest clears the
+machine's own proxy variables for every test.)"""
 
 from __future__ import annotations
 
@@ -21,16 +22,6 @@ from .forward_proxy import ForwardProxy
 from .helpers import client_for, png
 
 pytestmark = pytest.mark.anyio
-
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only what a test sets: never the machine's own proxy settings."""
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
 
 
 def _basic(pair: str) -> str:
@@ -142,9 +133,7 @@ async def test_bad_proxy_settings_are_named(
 
 
 def test_env_proxy_follows_the_scheme_and_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    # (conftest cleared the machine's proxy variables)
     assert env_proxy("https://hub.oxen.ai") is None
     monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
     assert env_proxy("https://hub.oxen.ai") is None  # HTTP_PROXY is for http:// URLs only
