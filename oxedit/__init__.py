@@ -38,6 +38,9 @@ from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
 from ._history import HistoryEntry as HistoryEntry
 from ._history import HistoryPage as HistoryPage
+from ._hooks import JobSettled as JobSettled
+from ._hooks import RequestInfo as RequestInfo
+from ._hooks import ResponseInfo as ResponseInfo
 from ._job import AsCompleted as AsCompleted
 from ._job import Job as Job
 from ._models import EditResult as EditResult
@@ -78,6 +81,7 @@ __all__ = [
     "InvalidRequestError",
     "Job",
     "JobPendingError",
+    "JobSettled",
     "JobTimeout",
     "Limits",
     "Model",
@@ -88,6 +92,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ReconcilePolicy",
+    "RequestInfo",
+    "ResponseInfo",
     "RetryPolicy",
     "ServerError",
     "Timeouts",

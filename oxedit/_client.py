@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterable, Iterable, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from . import _constants as C
 from ._api import Api, ClientStats
@@ -31,6 +31,7 @@ from ._inputs import ImageInput, build_payload, check_num_generations, drop_sing
 from ._job import AsCompleted, Job
 from ._requests import BulkItem
 from ._retry import RetryPolicy
+from ._sessions import HttpSettings
 from ._tracker import Tracker
 from ._transport import Transport
 from ._upload import UploadStats, resolve_upload_repo
@@ -46,7 +47,8 @@ class Client(QueryMethods, CostMethods):
     Args:
         api_key: Defaults to `OXEN_API_KEY`, then the `oxen` CLI's `auth_config.toml`.
         base_url: Defaults to `OXEN_BASE_URL`, then https://hub.oxen.ai.
-        timeouts, limits, retry, reconcile: Settings objects; see their docs.
+        timeouts, limits, retry, reconcile, **http (`HttpSettings`: proxy, trust_env,
+            http_session, default_headers, event_hooks): settings; see their docs.
         upload_repo: "namespace/repo" (default `OXEN_UPLOAD_REPO`): local inputs are uploaded
             there once each (named by their hash) and jobs send their URLs, instead of data
             URIs that the API echoes in every row; the repository is created if missing.
@@ -70,6 +72,7 @@ class Client(QueryMethods, CostMethods):
         retry: RetryPolicy | None = None,
         reconcile: ReconcilePolicy | None = None,
         upload_repo: str | None = None,
+        **http: Unpack[HttpSettings],
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         api_key = resolve_api_key(api_key, self.base_url)
@@ -79,7 +82,11 @@ class Client(QueryMethods, CostMethods):
         self.reconcile_policy = reconcile or ReconcilePolicy()
         self.stats = ClientStats()
         transport = Transport(
-            base_url=self.base_url, api_key=api_key, timeouts=self.timeouts, limits=self.limits
+            base_url=self.base_url,
+            api_key=api_key,
+            timeouts=self.timeouts,
+            limits=self.limits,
+            **http,
         )
         api = Api(transport, self.retry, self.stats)
         self._tracker = Tracker(

@@ -5,18 +5,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import _constants as C
 from ._exceptions import ConfigurationError, InvalidRequestError
 
 __all__ = [
+    "HttpOptions",
     "Limits",
     "ReconcilePolicy",
     "Timeouts",
     "at_least",
+    "env_proxy",
     "positive",
     "resolve_api_key",
     "resolve_base_url",
@@ -219,6 +224,100 @@ class ReconcilePolicy:
             positive(name, getattr(self, name))
         for name in ("lost_response_grace", "refused_stream_grace"):
             at_least(name, getattr(self, name), 0)
+
+
+def _check_proxy_url(url: str, source: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigurationError(
+            f"{source}={url!r} is not an http:// proxy URL: oxedit talks plain HTTP to the proxy "
+            "(https targets are tunnelled with CONNECT); for SOCKS or a TLS proxy, pass your own "
+            "http_session with a suitable connector"
+        )
+    return url
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (`HTTP_PROXY` / `HTTPS_PROXY` by its scheme,
+    either case), or None when there is none or `NO_PROXY` exempts the URL's host.
+
+    Raises:
+        ConfigurationError: the variable holds something that is not an http:// URL.
+    """
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme)
+    if not proxy or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
+        return None
+    return _check_proxy_url(proxy, f"{parts.scheme.upper()}_PROXY")
+
+
+# Headers oxedit owns: the key goes in Authorization, and only to the API's host.
+_RESERVED_HEADERS = frozenset({"authorization"})
+
+
+def _check_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidRequestError(
+                f"default_headers[{name!r}]={value!r}: header names and values must be str"
+            )
+        if name.lower() in _RESERVED_HEADERS:
+            raise InvalidRequestError(
+                f"default_headers may not set {name!r}: oxedit sends the API key itself "
+                "(pass api_key= or set OXEN_API_KEY)"
+            )
+        if not name or any(c in name for c in " :\r\n\t") or any(c in value for c in "\r\n"):
+            raise InvalidRequestError(
+                f"default_headers[{name!r}]: a header name is one word without ':' or spaces, "
+                "and neither name nor value may hold a line break"
+            )
+        checked[name] = value
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """How oxedit reaches the API over HTTP (the `Client`'s `proxy`, `trust_env`,
+    `default_headers` and `http_session` arguments, checked).
+
+    Attributes:
+        proxy: An http:// proxy URL (credentials as `http://user:password@host:port`) for every
+            request oxedit sends: API calls, the event stream and result downloads. It wins
+            over the environment.
+        trust_env: Use the proxy `HTTP_PROXY` / `HTTPS_PROXY` name, except for hosts in
+            `NO_PROXY`; read when the `Client` is created.
+        default_headers: Sent with every API request and event stream (not to the file host
+            of result downloads). `Authorization` is refused: it carries the key.
+        session: The user's `aiohttp.ClientSession`, used for every request instead of the
+            sessions oxedit would open; oxedit never closes it.
+    """
+
+    proxy: str | None = None
+    trust_env: bool = True
+    default_headers: Mapping[str, str] = field(default_factory=dict)
+    session: Any = None  # aiohttp.ClientSession; checked by `_sessions`, which imports aiohttp
+
+    def __post_init__(self) -> None:
+        if self.proxy is not None:
+            if not isinstance(self.proxy, str):
+                raise InvalidRequestError(f"proxy={self.proxy!r} must be an http:// URL (str)")
+            try:
+                _check_proxy_url(self.proxy, "proxy")
+            except ConfigurationError as exc:
+                raise InvalidRequestError(str(exc)) from None
+            if self.session is not None:
+                raise InvalidRequestError(
+                    "proxy= cannot be combined with http_session=: oxedit does not change a "
+                    "session it did not open; give your session its proxy "
+                    "(aiohttp.ClientSession(proxy=...) or trust_env=True)"
+                )
+        if not isinstance(self.default_headers, Mapping):
+            raise InvalidRequestError(
+                f"default_headers={self.default_headers!r} must be a mapping of str to str"
+            )
+        object.__setattr__(self, "default_headers", _check_headers(self.default_headers))
 
 
 def timeouts_for(timeout: float | Timeouts | None, base: Timeouts) -> Timeouts:

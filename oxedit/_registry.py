@@ -9,7 +9,7 @@ overtake the enqueue response that announces its id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeAlias
 
 from . import _constants as C
@@ -59,9 +59,13 @@ class Registry:
         early_limit: int = C.EARLY_EVENT_LIMIT,
         known_ttl: float = C.KNOWN_ID_TTL,
         reader: ResultReader | None = None,
+        on_settle: Callable[[str, Outcome, float], None] | None = None,
     ) -> None:
         self.reader = reader  # what downloads the generations settled here (the client)
         self._loop = asyncio.get_running_loop()
+        # Called once per settled job (the `settled` event hook): the id it was enqueued as,
+        # its outcome, and the seconds since its registration.
+        self._on_settle = on_settle
         self._pending: dict[str, Pending] = {}
         # Ids this client enqueued lately (pending or not), so that a lost enqueue's recovery
         # never adopts them; older ones are forgotten, keeping a long-lived client bounded.
@@ -150,8 +154,7 @@ class Registry:
         if pending.origin is not None:  # settled by the row it was retried as
             self._moved.pop(pending.origin, None)
             outcome = outcome.retried(pending.origin)
-        if not pending.future.done():
-            pending.future.set_result(outcome)
+        self._settle(pending, outcome)
         return True
 
     def fail(self, generation_id: str, error: OxeditError) -> bool:
@@ -159,9 +162,16 @@ class Registry:
         pending = self._pending.pop(generation_id, None)
         if pending is None:
             return False
-        if not pending.future.done():
-            pending.future.set_result(error)
+        self._settle(pending, error)
         return True
+
+    def _settle(self, pending: Pending, outcome: Outcome) -> None:
+        """The one place a job settles: it was just popped from the pending ones, so this
+        runs once per job, whatever duplicates or races come after."""
+        if not pending.future.done():
+            pending.future.set_result(outcome)
+        if self._on_settle is not None:
+            self._on_settle(pending.origin or pending.id, outcome, self._loop.time() - pending.born)
 
     def fail_closed(self) -> None:
         """The client closed: each pending job ends with an error naming its id."""

@@ -115,6 +115,7 @@ class Tracker:
             early_ttl=2 * self._timeouts.read,
             schedule=CheckSchedule(self._reconcile),
             reader=self,
+            on_settle=self._transport.hooks.settle_callback(),
         )
         listener = Listener(
             self.api, registry, self._reconcile, max_event_bytes=self._limits.max_event_bytes

@@ -1,6 +1,7 @@
-"""The one module that imports the HTTP library (aiohttp) and translates its exceptions.
+"""Requests over the HTTP library (aiohttp), whose exceptions are translated here.
 
-Three sessions, each with one job:
+With `_sessions` (which opens them), the only module that imports aiohttp. Three sessions,
+each with one job (or the user's one session for all three, see `_sessions`):
 - the API session: short JSON requests to the configured host, at most `max_connections` in
   flight (the rest wait in FIFO order on a semaphore, holding no socket; aiohttp stays flat
   with 10,000 waiting, where httpx's pool collapses);
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Protocol, Unpack
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -28,10 +30,14 @@ from ._exceptions import (
     TransportError,
     status_error,
 )
+from ._hooks import EventHooks
 from ._http import Response, is_success
+from ._logging import setup_logging
+from ._sessions import Channel, HttpSettings, Sessions
 
 __all__ = [
     "Gate",
+    "HttpSettings",
     "NotAdmitted",
     "Response",
     "ResponseTooLarge",
@@ -40,6 +46,8 @@ __all__ = [
 ]
 
 _MAX_REDIRECTS = 5
+
+log = logging.getLogger("oxedit")
 
 
 class NotAdmitted(Exception):
@@ -73,12 +81,26 @@ def _translate(exc: BaseException, what: str) -> APIConnectionError:
 
 
 class Transport:
-    def __init__(self, *, base_url: str, api_key: str, timeouts: Timeouts, limits: Limits) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        limits: Limits,
+        **http: Unpack[HttpSettings],
+    ) -> None:
+        setup_logging()  # OXEDIT_LOG, applied as each client is created
         self.base_url = base_url
         self._origin = _origin(base_url)
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._timeouts = timeouts
         self._limits = limits
+        self.hooks = EventHooks(http.get("event_hooks"))
+        self._sessions = Sessions(
+            base_url=base_url, api_key=api_key, timeouts=timeouts, limits=limits, **http
+        )
+        self._download_slots = asyncio.Semaphore(limits.max_downloads)
         # Requests beyond the bound wait here, before any request object exists: measured
         # cheaper in CPU and memory than queueing in aiohttp's connector with 10,000 waiting
         # (`python -m benchmarks.end_to_end`, strategies raw vs raw-connector).
@@ -89,46 +111,12 @@ class Transport:
         # `total`) measured 7% of the client's CPU at 10,000 jobs.
         self._reading: dict[int, tuple[float, aiohttp.ClientResponse]] = {}
         self._watchdog: asyncio.Task[None] | None = None
-        self._api: aiohttp.ClientSession | None = None
-        self._stream: aiohttp.ClientSession | None = None
-        self._files: aiohttp.ClientSession | None = None
+        self._api: Channel | None = None
+        self._stream: Channel | None = None
+        self._files: Channel | None = None
 
     async def open(self) -> None:
-        from ._version import __version__
-
-        headers = {"User-Agent": f"oxedit/{__version__}"}
-        # `connect=None`: waiting for a free connection is not a timeout, only the socket
-        # connect is (else 10,000 queued submits would time out in the pool).
-        self._api = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limits.max_connections, limit_per_host=0),
-            timeout=aiohttp.ClientTimeout(
-                total=None,  # `Timeouts.total` is enforced by `_enforce_deadlines`
-                connect=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.read,
-            ),
-            headers={**headers, **self._auth},
-            auto_decompress=True,
-        )
-        self._stream = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=2),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.stream_idle,
-            ),
-            headers={**headers, **self._auth, "Accept": "text/event-stream"},
-        )
-        self._files = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limits.max_downloads),
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeouts.download,
-                connect=None,
-                sock_connect=self._timeouts.connect,
-                sock_read=self._timeouts.read,
-            ),
-            headers=headers,
-        )
+        self._api, self._stream, self._files = self._sessions.open()
         self._watchdog = asyncio.create_task(self._enforce_deadlines(), name="oxedit-deadlines")
 
     async def _enforce_deadlines(self) -> None:
@@ -159,10 +147,8 @@ class Transport:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
             self._watchdog = None
-        sessions = [s for s in (self._api, self._stream, self._files) if s is not None]
         self._api = self._stream = self._files = None
-        for session in sessions:
-            await session.close()
+        await self._sessions.close()
 
     async def request(
         self,
@@ -180,27 +166,33 @@ class Transport:
         `ClientStateError` when the client closed before it was sent. With a `gate`, raises
         `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile.
         `timeouts` replaces the client's for this request (`Client.with_options`)."""
-        headers = {"Content-Type": content_type} if body is not None else None
         limits = timeouts or self._timeouts
         async with self._slots:
-            session = self._api
-            if self._closing or session is None:
+            api = self._api
+            if self._closing or api is None:
                 raise self._closed_error(f"{method} {path}")
-            # The session's timeouts unless the request has its own (None would disable them).
-            timer = session.timeout if timeouts is None else _request_timer(timeouts)
+            extra = api.extra
+            if timeouts is not None:  # this request's own (`timeout=None` would disable all)
+                extra = {**extra, "timeout": _request_timer(timeouts)}
+            headers = api.headers if body is None else api.json_headers
+            if body is not None and content_type != "application/json":
+                headers = {**api.json_headers, "Content-Type": content_type}
             if gate is not None and gate.ticket != ticket:
                 raise NotAdmitted
             started = asyncio.get_running_loop().time()
             expired = False
+            url = self.base_url + path
+            if self.hooks.request:
+                self.hooks.on_request(method, url)
             try:
-                async with session.request(
+                async with api.session.request(
                     method,
-                    self.base_url + path,
+                    url,
                     data=body,
                     params=params,
                     headers=headers,
                     allow_redirects=False,
-                    timeout=timer,
+                    **extra,
                 ) as resp:
                     key = id(resp)
                     self._reading[key] = (started + limits.total, resp)
@@ -208,9 +200,12 @@ class Transport:
                         data = await resp.read()
                     finally:
                         expired = self._reading.pop(key, None) is None
+                    if self.hooks.response or log.isEnabledFor(logging.DEBUG):
+                        self._observed(method, url, resp.status, started)
                     return Response(resp.status, resp.headers, data)
             except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
                 if isinstance(exc, RuntimeError) and not self._closing:
+                    api.check_open(f"{method} {path}")  # your http_session, closed under us
                     raise
                 if expired:
                     raise APITimeoutError(
@@ -220,6 +215,14 @@ class Transport:
                     ) from exc
                 raise _translate(exc, f"{method} {path}") from exc
 
+    def _observed(self, method: str, url: str, status: int, started: float) -> None:
+        """A response came: tell the hooks and the debug log (method, URL, status; never the
+        headers, one of which holds the key)."""
+        elapsed = asyncio.get_running_loop().time() - started
+        log.debug("HTTP %s %s: %d in %.3f s", method, url, status, elapsed)
+        if self.hooks.response:
+            self.hooks.on_response(method, url, status, elapsed)
+
     @asynccontextmanager
     async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open an event stream; yields its raw byte chunks once the 200 headers arrived.
@@ -227,10 +230,19 @@ class Transport:
         Raises `APIStatusError` on an error status, `APIConnectionError` when the connection
         fails or stays silent longer than `Timeouts.stream_idle`.
         """
-        if self._closing or self._stream is None:
+        channel = self._stream
+        if self._closing or channel is None:
             raise self._closed_error(f"stream {path}")
+        channel.check_open(f"stream {path}")
+        url = self.base_url + path
+        started = asyncio.get_running_loop().time()
+        if self.hooks.request:
+            self.hooks.on_request("GET", url)
         try:
-            async with self._stream.get(self.base_url + path, allow_redirects=False) as resp:
+            async with channel.session.get(
+                url, headers=channel.headers, allow_redirects=False, **channel.extra
+            ) as resp:
+                self._observed("GET", url, resp.status, started)
                 if not is_success(resp.status):
                     raise status_error(Response(resp.status, resp.headers, await resp.read()))
                 yield self._chunks(resp, path)
@@ -252,13 +264,35 @@ class Transport:
         The API key is sent only on hops whose origin is the API's own; a presigned URL on a
         file host never sees it.
         """
+        async with self._download_slots:
+            return await self._download(url)
+
+    async def _download(self, url: str) -> Response:
         limit = self._limits.max_download_bytes
         for _ in range(_MAX_REDIRECTS + 1):
-            if self._closing or self._files is None:
+            channel = self._files
+            if self._closing or channel is None:
                 raise self._closed_error("download")
-            headers = self._auth if _origin(url) == self._origin else None
+            channel.check_open("download")
+            route = self._sessions.route_for(url)
+            headers = channel.headers
+            if route.headers or _origin(url) == self._origin:
+                headers = {**(headers or {}), **route.headers}
+                if _origin(url) == self._origin:
+                    headers.update(self._auth)
+            started = asyncio.get_running_loop().time()
+            shown = url.partition("?")[0]  # a presigned URL's query is a credential
+            if self.hooks.request:
+                self.hooks.on_request("GET", shown)
             try:
-                async with self._files.get(url, headers=headers, allow_redirects=False) as resp:
+                async with channel.session.get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    **channel.extra,
+                    **route.kwargs,
+                ) as resp:
+                    self._observed("GET", shown, resp.status, started)
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                         url = urljoin(url, resp.headers["Location"])
                         continue

@@ -20,6 +20,11 @@ def _no_ambient_oxen_config(
     """Tests never pick up the developer's real key or base URL."""
     monkeypatch.delenv("OXEN_API_KEY", raising=False)
     monkeypatch.delenv("OXEN_BASE_URL", raising=False)
+    # Nor the machine's proxy: clients honour HTTP(S)_PROXY, and the local server is local.
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("OXEDIT_LOG", raising=False)  # it adds a stderr handler to the logger
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(tmp_path_factory.mktemp("oxen-config")))
     # The CLI's schema cache: never the developer's ~/.cache, never shared between tests.
     monkeypatch.setenv("OXEDIT_CACHE_DIR", str(tmp_path_factory.mktemp("oxedit-cache")))

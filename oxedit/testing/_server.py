@@ -178,7 +178,9 @@ class LocalServer:
     def client(self, **settings: Any) -> oxedit.Client:
         """An `oxedit.Client` for this server (open it with `async with`), with
         `FAST_RECONCILE` unless `reconcile=` is given: a job whose event a fault dropped, or
-        that was cancelled, settles in about a second, not after the production schedule.
+        that was cancelled, settles in about a second, not after the production schedule; and
+        with `trust_env=False` unless given: a loopback server is never reached through the
+        `HTTP_PROXY` of the machine.
 
         Example:
             ```python
@@ -189,6 +191,7 @@ class LocalServer:
         import oxedit
 
         settings.setdefault("reconcile", FAST_RECONCILE)
+        settings.setdefault("trust_env", False)
         return oxedit.Client(api_key=self._api_key, base_url=self.url, **settings)
 
     async def wait_idle(self) -> None:
