@@ -33,11 +33,13 @@ def is_own_temp(name: str) -> bool:
     return _OWN_TEMP.match(name) is not None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename.
 
     The file is created like any file the user writes (mode 0666 less the umask), not 0600
-    as `tempfile.mkstemp` would; parent folders are created.
+    as `tempfile.mkstemp` would; parent folders are created. `durable=False` skips the fsync,
+    for files that can be made again (the report's thumbnails): a crash may then leave the
+    name holding an empty file, never a torn one from another write.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(temp_name(path.name))
@@ -46,7 +48,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

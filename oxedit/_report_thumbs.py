@@ -63,9 +63,9 @@ class Thumbnailer:
                 key = source[0].encode()
             target = self.folder / f"{hashlib.sha256(key).hexdigest()[:_DIGEST_HEX]}.webp"
             self._made.add(target.name)
-            if not target.exists():
+            if not (target.exists() and target.stat().st_size):  # empty: a crash, not fsynced
                 data = source.read_bytes() if isinstance(source, Path) else source[1]
-                write_atomic(target, shrink(data))
+                write_atomic(target, shrink(data), durable=False)  # a cache: made again if lost
             return target
         except (OSError, ValueError, Image.DecompressionBombError):
             # Gone, not an image, or unreadable: the page shows a placeholder instead.
