@@ -9,6 +9,8 @@ call `transport.request(method, path, body=body, content_type=content_type)` ins
 
 from __future__ import annotations
 
+import io
+
 import aiohttp
 
 from ._exceptions import ClientStateError
@@ -29,7 +31,9 @@ async def send(
             async with session.request(
                 method,
                 transport.base_url + path,
-                data=body,
+                # A file object, not raw bytes: aiohttp writes it in chunks (and warns, a
+                # ResourceWarning, of raw bodies over 1 MiB, which photos are).
+                data=io.BytesIO(body),
                 headers={"Content-Type": content_type},
                 allow_redirects=False,
             ) as resp:

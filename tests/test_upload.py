@@ -136,6 +136,18 @@ async def test_the_job_sends_the_hosted_url_and_the_key_goes_nowhere_else(
     assert server.stats.file_requests >= 1 and server.stats.file_requests_with_auth == 0
 
 
+async def test_a_photo_size_hosted_input_is_read_whole_by_the_servers_worker(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    # 1.4 MB arrives in many chunks: the worker must read them all, not the first one.
+    path = tmp_path / "photo.png"
+    path.write_bytes(noise_png(690))
+    async with client_for(server, upload_repo="ox/inputs") as client:
+        generation = await (await client.submit(prompt="invert", image=path))
+    assert len(path.read_bytes()) > 1_400_000
+    assert generation.status == "succeeded"
+
+
 async def test_a_batch_uploads_each_distinct_image_once_and_a_rerun_uploads_nothing(
     server: LocalServer, tmp_path: Path
 ) -> None:

@@ -183,7 +183,13 @@ class Api:
         try:
             async with self._session.get(url, headers=headers) as resp:
                 status = resp.status
-                data = await resp.content.read(_MAX_DOWNLOAD + 1)
+                # `read(n)` answers with what has arrived, up to n: a photo is many chunks.
+                chunks = bytearray()
+                async for chunk in resp.content.iter_any():
+                    chunks += chunk
+                    if len(chunks) > _MAX_DOWNLOAD:
+                        break
+                data = bytes(chunks)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise EditError(f"input_image could not be downloaded: {exc!r}") from None
         if status != 200:
