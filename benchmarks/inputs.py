@@ -60,6 +60,7 @@ DEFAULT_CONCURRENCY = 256  # `client.map`'s default
 TARGET_SENT_RATIO = 1.1
 TARGET_RECONCILE_BYTES = 2048
 _RECONCILE_PATH = "/api/ai/queue"
+_HISTORY_PATH = "/api/ai/generations/"
 
 
 # -- the images ---------------------------------------------------------------------------------
@@ -265,6 +266,7 @@ class _Reconciled:
     responses = 0
     bytes = 0
     body_bytes = 0
+    history_bytes = 0  # `GET /api/ai/generations/{id}`: each item's cost, read as it ends
 
     @classmethod
     def install(cls) -> None:
@@ -280,11 +282,13 @@ class _Reconciled:
 
         async def counted_request(self: Any, method: str, path: str, **kwargs: Any) -> Any:
             resp = await request(self, method, path, **kwargs)
+            # As received: the status line, each header line, the blank line, the body.
+            head = len(f"HTTP/1.1 {resp.status} OK\r\n\r\n") + sum(
+                len(k) + len(v) + 4 for k, v in resp.headers.items()
+            )
+            if method == "GET" and path.startswith(_HISTORY_PATH):
+                cls.history_bytes += head + len(resp.body)
             if method == "GET" and path.startswith(_RECONCILE_PATH):
-                # As received: the status line, each header line, the blank line, the body.
-                head = len(f"HTTP/1.1 {resp.status} OK\r\n\r\n") + sum(
-                    len(k) + len(v) + 4 for k, v in resp.headers.items()
-                )
                 cls.responses += 1
                 cls.bytes += head + len(resp.body)
                 cls.body_bytes += len(resp.body)
@@ -354,6 +358,7 @@ async def run_client(
         "reconcile_responses": _Reconciled.responses,
         "reconcile_bytes": _Reconciled.bytes,
         "reconcile_body_bytes": _Reconciled.body_bytes,
+        "history_bytes": _Reconciled.history_bytes,
         "uploaded": uploads.uploaded if uploads else 0,
         "upload_skipped": uploads.skipped if uploads else 0,
         "bytes_uploaded": uploads.bytes_uploaded if uploads else 0,
@@ -452,6 +457,7 @@ COLUMNS = [
     "sent MB",
     "sent / distinct",
     "received MB",
+    "of which reconciling / history MB",
     "API bodies sent/recv MB",
     "peak RSS MB",
     "CPU s",
@@ -469,6 +475,7 @@ def table_row(row: dict[str, Any]) -> list[Any]:
         round(row["wire_sent"] / 1e6, 1),
         f"{row['sent_ratio']:.3f}x",
         round(row["wire_received"] / 1e6, 1),
+        f"{row['reconcile_bytes'] / 1e6:.1f} / {row['history_bytes'] / 1e6:.1f}",
         f"{row['api_body_sent'] / 1e6:.1f} / {row['api_body_received'] / 1e6:.1f}",
         round(row["peak_rss_mb"]),
         round(row["cpu_s"], 1),
