@@ -41,6 +41,7 @@ from ._history import HistoryPage as HistoryPage
 from ._hooks import JobSettled as JobSettled
 from ._hooks import RequestInfo as RequestInfo
 from ._hooks import ResponseInfo as ResponseInfo
+from ._inputs import LargeInlineImageWarning as LargeInlineImageWarning
 from ._job import AsCompleted as AsCompleted
 from ._job import Job as Job
 from ._models import EditResult as EditResult
@@ -83,6 +84,7 @@ __all__ = [
     "JobPendingError",
     "JobSettled",
     "JobTimeout",
+    "LargeInlineImageWarning",
     "Limits",
     "Model",
     "ModelEstimate",

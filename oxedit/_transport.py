@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _MAX_REDIRECTS = 5
+_BYTES_BODY = 1 << 20  # larger request bodies go to aiohttp as a file-like object
 
 log = logging.getLogger("oxedit")
 
@@ -188,7 +190,8 @@ class Transport:
                 async with api.session.request(
                     method,
                     url,
-                    data=body,
+                    # aiohttp warns (ResourceWarning) of bodies over 1 MiB given as bytes
+                    data=body if body is None or len(body) <= _BYTES_BODY else io.BytesIO(body),
                     params=params,
                     headers=headers,
                     allow_redirects=False,

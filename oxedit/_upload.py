@@ -271,6 +271,7 @@ class Uploader:
                     body=body,
                     content_type=content_type,
                 ),
+                size=len(body),
             )
         except OxeditError as exc:
             # The first PUT may have landed with its answer lost, or another process stored
@@ -311,6 +312,7 @@ class Uploader:
             what=f"create repository {self.namespace}/{self.name}",
             send=lambda: self._api.transport.request("POST", "/api/repos", body=body),
             done=frozenset({409}),
+            size=len(body),
         )
 
     async def _send(
@@ -322,6 +324,7 @@ class Uploader:
         what: str,
         send: Callable[[], Awaitable[Response]],
         done: frozenset[int] = frozenset(),
+        size: int = 0,
     ) -> Response:
         """`send()` until it succeeds (any 2xx, or a status in `done`), retrying refusals
         and lost connections with the client's `RetryPolicy`."""
@@ -338,6 +341,8 @@ class Uploader:
             except APIConnectionError as exc:
                 error, verdict = exc, Verdict.RETRY
             else:
+                api.stats.bytes_sent += size
+                api.stats.bytes_received += len(resp.body)
                 if is_success(resp.status) or resp.status in done:
                     return resp
                 if resp.status < 400:

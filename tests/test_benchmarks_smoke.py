@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import end_to_end, memory
+from benchmarks import end_to_end, inputs, memory
 from benchmarks._common import percentile, tiny_png
 from benchmarks._enqueue_rate import CLIENTS as ENQUEUE_CLIENTS
 from benchmarks._enqueue_rate import bench_enqueue
@@ -113,3 +113,23 @@ def test_plot(tmp_path: Path) -> None:
     target = tmp_path / "e2e.png"
     plot_end_to_end([out], target)
     assert target.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.anyio
+async def test_inputs_run_once_in_processes(tmp_path: Path) -> None:
+    # Both strategies through the whole machinery (server process with its stream cuts, client
+    # child counting socket bytes), at 6 jobs over 2 photos.
+    paths = inputs.images(2, tmp_path)
+    size = sum(p.stat().st_size for p in paths)
+    assert all(len(p.read_bytes()) > 1_000_000 for p in paths)
+    rows = {s: await inputs.run_once(s, paths, 6, latency=(0.2, 0.4)) for s in inputs.STRATEGIES}
+    for row in rows.values():
+        assert row["statuses"] == {"succeeded": 6}, row["first_error"]
+        assert row["wire_sent"] >= row["api_body_sent"] > 0  # headers on top of the bodies
+        assert row["wire_received"] >= row["api_body_received"] > 0
+        assert row["distinct_bytes"] == size and row["peak_rss_mb"] > 10
+    hosted, inline = rows["upload-repo"], rows["data-uri"]
+    assert hosted["uploaded"] == 2 and hosted["server"]["files_uploaded"] == 2
+    assert size < hosted["wire_sent"] < 1.1 * size  # each photo once
+    assert inline["wire_sent"] > 6 * size / 2  # each photo in every enqueue body
+    assert (inline["large_inline_warnings"], hosted["large_inline_warnings"]) == (1, 0)

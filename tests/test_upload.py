@@ -136,6 +136,18 @@ async def test_the_job_sends_the_hosted_url_and_the_key_goes_nowhere_else(
     assert server.stats.file_requests >= 1 and server.stats.file_requests_with_auth == 0
 
 
+async def test_a_photo_size_hosted_input_is_read_whole_by_the_servers_worker(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    # 1.4 MB arrives in many chunks: the worker must read them all, not the first one.
+    path = tmp_path / "photo.png"
+    path.write_bytes(noise_png(690))
+    async with client_for(server, upload_repo="ox/inputs") as client:
+        generation = await (await client.submit(prompt="invert", image=path))
+    assert len(path.read_bytes()) > 1_400_000
+    assert generation.status == "succeeded"
+
+
 async def test_a_batch_uploads_each_distinct_image_once_and_a_rerun_uploads_nothing(
     server: LocalServer, tmp_path: Path
 ) -> None:
@@ -253,3 +265,17 @@ async def test_the_batch_command_uploads_with_upload_to(
     rows = server.generations()
     assert len(rows) == 3 and all("/api/repos/ox/inputs/" in r["input_image"] for r in rows)
     assert await cli(*args[:-1], str(tmp_path / "bad"), "--upload-to", "nope") == 2
+
+
+async def test_a_large_inline_image_is_sent_without_a_resource_warning(server: LocalServer) -> None:
+    """Over 1 MiB, aiohttp warns (ResourceWarning) of a body given as bytes: under
+    `-W error` that warning, not an OxeditError, would reach the caller."""
+    big = noise_png(620)
+    assert len(big) > 1 << 20
+    async with client_for(server) as client:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            job = await client.submit(prompt="p", image=big)
+            assert (await job).status == "succeeded"
+    kinds = {w.category for w in caught}
+    assert oxedit.LargeInlineImageWarning in kinds and ResourceWarning not in kinds

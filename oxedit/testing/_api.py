@@ -183,14 +183,16 @@ class Api:
         try:
             async with self._session.get(url, headers=headers) as resp:
                 status = resp.status
-                data = await resp.content.read(_MAX_DOWNLOAD + 1)
+                data = bytearray()  # `read(n)` gives what has come, up to n: read to the end
+                while chunk := await resp.content.read(_MAX_DOWNLOAD + 1 - len(data)):
+                    data += chunk
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise EditError(f"input_image could not be downloaded: {exc!r}") from None
         if status != 200:
             raise EditError(f"input_image could not be downloaded: HTTP {status}")
         if len(data) > _MAX_DOWNLOAD:
             raise EditError("input_image is larger than 64 MiB")
-        return data
+        return bytes(data)
 
     # -- middleware -----------------------------------------------------------------------------
 
