@@ -64,12 +64,20 @@ async def chromium() -> AsyncIterator[Browser]:
     """The system's headless Chromium, driven by Playwright (never `playwright install`)."""
     from playwright.async_api import async_playwright
 
-    async with async_playwright() as driver:
-        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    # Chromium puts a Unix socket in its TMPDIR, and a socket path over 107 bytes is fatal:
+    # a deep TMPDIR (CI's, say) gets a short one of its own for the browser.
+    short = "/tmp" if os.access("/tmp", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="oxr-", dir=short) as tmp:
+        async with async_playwright() as driver:
+            browser = await driver.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=CHROMIUM_ARGS,
+                env={**os.environ, "TMPDIR": tmp},
+            )
+            try:
+                yield browser
+            finally:
+                await browser.close()
 
 
 def _png(i: int, size: tuple[int, int]) -> bytes:
