@@ -60,6 +60,7 @@ import msgspec
 
 import oxedit
 from benchmarks._common import (
+    GcMonitor,
     cpu_seconds,
     machine,
     median,
@@ -388,8 +389,10 @@ def _child(
     try:
         rss0 = rss_bytes()
         cpu0 = cpu_seconds()
-        result = asyncio.run(STRATEGIES[strategy](url, key, n, png))
+        with GcMonitor() as gc_monitor:
+            result = asyncio.run(STRATEGIES[strategy](url, key, n, png))
         result["cpu_s"] = cpu_seconds() - cpu0
+        result.update(gc_monitor.summary())
         result["rss_before"] = rss0
         result["peak_rss"] = peak_rss_bytes()
         conn.send(("ok", result))
@@ -497,6 +500,9 @@ METRICS = (
     "delay_p99_ms",
     "delay_max_ms",
     "server_cpu_s",
+    "gc_gen2",
+    "gc_pause_s",
+    "gc_max_pause_ms",
     "errors",
 )
 
@@ -517,7 +523,7 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
     table = []
     for r in rows:
         if r.get("skipped"):
-            table.append([r["strategy"], r["skipped"], *[""] * 13])
+            table.append([r["strategy"], r["skipped"], *[""] * 16])
             continue
         table.append(
             [
@@ -535,6 +541,9 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
                 f"{r['cpu_s'] / raw['cpu_s']:.2f}" if raw else "",
                 f"{r['wall_noise']} / {r['cpu_noise']}",
                 r["server_cpu_s"],
+                int(r["gc_gen2"]),
+                r["gc_pause_s"],
+                r["gc_max_pause_ms"],
                 int(r["errors"]),
             ]
         )
@@ -555,6 +564,9 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
             "CPU x raw",
             "noise wall/CPU",
             "server CPU s",
+            "gen2 GCs",
+            "GC pause s",
+            "max GC ms",
             "errors",
         ],
         table,
