@@ -204,7 +204,11 @@ class Transport:
         `ClientStateError` when the client closed before it was sent. With a `gate`, raises
         `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile."""
         headers = {"Content-Type": "application/json"} if body is not None else None
-        async with self._slots:
+        # acquire/release rather than `async with`: a parked request then holds no
+        # `__aenter__` coroutine and bound `__aexit__`, two objects fewer per waiting request
+        # for the garbage collector to walk (10,000s of submits wait here).
+        await self._slots.acquire()
+        try:
             if self._closing or self._api is None:
                 raise self._closed_error(f"{method} {path}")
             if gate is not None and gate.ticket != ticket:
@@ -237,6 +241,8 @@ class Transport:
                         sent=True,
                     ) from exc
                 raise _translate(exc, f"{method} {path}") from exc
+        finally:
+            self._slots.release()
 
     @asynccontextmanager
     async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
