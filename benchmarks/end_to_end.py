@@ -502,6 +502,7 @@ METRICS = (
     "server_cpu_s",
     "gc_gen2",
     "gc_pause_s",
+    "gc_cpu_s",
     "gc_max_pause_ms",
     "errors",
 )
@@ -523,7 +524,7 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
     table = []
     for r in rows:
         if r.get("skipped"):
-            table.append([r["strategy"], r["skipped"], *[""] * 16])
+            table.append([r["strategy"], r["skipped"], *[""] * 17])
             continue
         table.append(
             [
@@ -543,6 +544,7 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
                 r["server_cpu_s"],
                 int(r["gc_gen2"]),
                 r["gc_pause_s"],
+                r["gc_cpu_s"],
                 r["gc_max_pause_ms"],
                 int(r["errors"]),
             ]
@@ -566,6 +568,7 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
             "server CPU s",
             "gen2 GCs",
             "GC pause s",
+            "GC CPU s",
             "max GC ms",
             "errors",
         ],
