@@ -14,7 +14,8 @@ Strategies:
   POSTs bounded by an `asyncio.Semaphore(64)` taken before aiohttp is called, futures in a
   dict, a minimal SSE parse. What the transport alone costs.
 - `raw-connector`: the same client bounded only by the connector's limit (64), as oxedit's
-  transport is: waiting POSTs are then fully built aiohttp requests queued in the connector.
+  transport was before commit 673bb25: waiting POSTs are then fully built aiohttp requests
+  queued in the connector.
   Shows what that choice costs at large N.
 - `poll-5s`, `poll-0.5s`: the docs' polling example (`GET /api/ai/queue/{id}` right after
   the enqueue, then every 5 s / 0.5 s), on raw aiohttp with one shared session and at most
@@ -31,7 +32,9 @@ GETs included) and polls per job, peak TCP connections of the client process (sa
 ~40 MB of interpreter and imports, so the growth over the pre-run RSS is given too), and the
 completion-to-wake delay p50/p99: `time.time()` when the job's awaiting coroutine resumes minus
 the server's completion stamp (for the polling strategies, which see no events, the parent
-process reads the stamps from an event stream of its own and joins them by id). Runs are
+process reads the stamps from an event stream of its own and joins them by id), and the
+child's garbage collections (`gc.callbacks`: full collections, total pause in wall and CPU
+time, longest pause). Runs are
 repeated and medians quoted; noise is (max - min) / median / 2 over the repeats.
 
 Run: `python -m benchmarks.end_to_end [--n 1000 10000] [--repeat 3]
@@ -138,9 +141,9 @@ class RawClient:
 
     `gate=True` bounds the POSTs with an `asyncio.Semaphore` (FIFO) taken before aiohttp is
     called, so a waiting POST is just a parked coroutine. `gate=False` leaves the bound to the
-    connector's limit alone, as oxedit's transport does: aiohttp then builds each request
-    (headers, URL, payload, timers) before it queues for a connection, and thousands of them
-    wait fully built.
+    connector's limit alone, as oxedit's transport did before 673bb25: aiohttp then builds
+    each request (headers, URL, payload, timers) before it queues for a connection, and
+    thousands of them wait fully built.
     """
 
     def __init__(
