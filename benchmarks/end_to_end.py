@@ -15,7 +15,8 @@ Strategies:
   dict, a minimal SSE parse. What the transport alone costs.
 - `raw-connector`: the same client bounded only by the connector's limit (64), as oxedit's
   transport was before commit 673bb25: waiting POSTs are then fully built aiohttp requests
-  queued in the connector. Shows what that choice costs at large N.
+  queued in the connector.
+  Shows what that choice costs at large N.
 - `poll-5s`, `poll-0.5s`: the docs' polling example (`GET /api/ai/queue/{id}` right after
   the enqueue, then every 5 s / 0.5 s), on raw aiohttp with one shared session and at most
   64 requests in flight (semaphore, as `raw`).
@@ -31,7 +32,9 @@ GETs included) and polls per job, peak TCP connections of the client process (sa
 ~40 MB of interpreter and imports, so the growth over the pre-run RSS is given too), and the
 completion-to-wake delay p50/p99: `time.time()` when the job's awaiting coroutine resumes minus
 the server's completion stamp (for the polling strategies, which see no events, the parent
-process reads the stamps from an event stream of its own and joins them by id). Runs are
+process reads the stamps from an event stream of its own and joins them by id), and the
+child's garbage collections (`gc.callbacks`: full collections, total pause in wall and CPU
+time, longest pause). Runs are
 repeated and medians quoted; noise is (max - min) / median / 2 over the repeats.
 
 Run: `python -m benchmarks.end_to_end [--n 1000 10000] [--repeat 3]
@@ -60,6 +63,7 @@ import msgspec
 
 import oxedit
 from benchmarks._common import (
+    GcMonitor,
     cpu_seconds,
     machine,
     median,
@@ -136,10 +140,10 @@ class RawClient:
     kept until it arrives. No retries, no reconciliation, no validation.
 
     `gate=True` bounds the POSTs with an `asyncio.Semaphore` (FIFO) taken before aiohttp is
-    called, so a waiting POST is just a parked coroutine, as in oxedit's transport.
-    `gate=False` leaves the bound to the connector's limit alone: aiohttp then builds each
-    request (headers, URL, payload, timers) before it queues for a connection, and thousands
-    of them wait fully built.
+    called, so a waiting POST is just a parked coroutine. `gate=False` leaves the bound to the
+    connector's limit alone, as oxedit's transport did before 673bb25: aiohttp then builds
+    each request (headers, URL, payload, timers) before it queues for a connection, and
+    thousands of them wait fully built.
     """
 
     def __init__(
@@ -388,8 +392,10 @@ def _child(
     try:
         rss0 = rss_bytes()
         cpu0 = cpu_seconds()
-        result = asyncio.run(STRATEGIES[strategy](url, key, n, png))
+        with GcMonitor() as gc_monitor:
+            result = asyncio.run(STRATEGIES[strategy](url, key, n, png))
         result["cpu_s"] = cpu_seconds() - cpu0
+        result.update(gc_monitor.summary())
         result["rss_before"] = rss0
         result["peak_rss"] = peak_rss_bytes()
         conn.send(("ok", result))
@@ -497,6 +503,10 @@ METRICS = (
     "delay_p99_ms",
     "delay_max_ms",
     "server_cpu_s",
+    "gc_gen2",
+    "gc_pause_s",
+    "gc_cpu_s",
+    "gc_max_pause_ms",
     "errors",
 )
 
@@ -517,7 +527,7 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
     table = []
     for r in rows:
         if r.get("skipped"):
-            table.append([r["strategy"], r["skipped"], *[""] * 13])
+            table.append([r["strategy"], r["skipped"], *[""] * 17])
             continue
         table.append(
             [
@@ -535,6 +545,10 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
                 f"{r['cpu_s'] / raw['cpu_s']:.2f}" if raw else "",
                 f"{r['wall_noise']} / {r['cpu_noise']}",
                 r["server_cpu_s"],
+                int(r["gc_gen2"]),
+                r["gc_pause_s"],
+                r["gc_cpu_s"],
+                r["gc_max_pause_ms"],
                 int(r["errors"]),
             ]
         )
@@ -555,6 +569,10 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
             "CPU x raw",
             "noise wall/CPU",
             "server CPU s",
+            "gen2 GCs",
+            "GC pause s",
+            "GC CPU s",
+            "max GC ms",
             "errors",
         ],
         table,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Coroutine, Iterable, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -27,7 +27,7 @@ from ._config import (
     timeouts_for,
 )
 from ._cost import to_amount
-from ._inputs import ImageInput, build_payload, check_num_generations, drop_single_generation
+from ._inputs import ImageInput, build_payload, check_num_generations
 from ._job import AsCompleted, Job
 from ._requests import BulkItem
 from ._retry import RetryPolicy
@@ -160,15 +160,15 @@ class Client(QueryMethods, CostMethods):
 
     # -- enqueue -----------------------------------------------------------------------------
 
-    async def submit(
+    def submit(
         self,
         *,
         prompt: str,
         image: ImageInput | Sequence[ImageInput],
         model: str = C.DEFAULT_MODEL,
         **params: Any,
-    ) -> Job:
-        """Enqueue one edit; returns as soon as it is enqueued.
+    ) -> Coroutine[Any, Any, Job]:
+        """Enqueue one edit (`await` it); returns as soon as it is enqueued.
 
         Args:
             prompt: The edit instruction.
@@ -178,10 +178,9 @@ class Client(QueryMethods, CostMethods):
             **params: The model's parameters (e.g. `aspect_ratio="1:1"`) and queue parameters
                 (`target_namespace`), checked against the model's schema before sending.
         """
-        drop_single_generation(params)
-        image = await self._tracker.hosted(image)
-        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        return await self._tracker.submit(payload)
+        # The tracker's coroutine itself, not one awaiting it: 10,000 parked submits, 10,000
+        # fewer frames for the garbage collector (tests/test_gc_cost.py).
+        return self._tracker.submit(prompt, image, model, params)
 
     async def submit_generations(
         self,

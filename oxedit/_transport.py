@@ -169,7 +169,11 @@ class Transport:
         `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile.
         `timeouts` replaces the client's for this request (`Client.with_options`)."""
         limits = timeouts or self._timeouts
-        async with self._slots:
+        # acquire/release rather than `async with`: a parked request then holds no
+        # `__aenter__` coroutine and bound `__aexit__`, two objects fewer per waiting request
+        # for the garbage collector to walk (10,000s of submits wait here).
+        await self._slots.acquire()
+        try:
             api = self._api
             if self._closing or api is None:
                 raise self._closed_error(f"{method} {path}")
@@ -217,6 +221,8 @@ class Transport:
                         sent=True,
                     ) from exc
                 raise _translate(exc, f"{method} {path}") from exc
+        finally:
+            self._slots.release()
 
     def _observed(self, method: str, url: str, status: int, started: float) -> None:
         """A response came: tell the hooks and the debug log (method, URL, status; never the

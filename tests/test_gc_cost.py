@@ -1,0 +1,117 @@
+"""What a waiting job costs the garbage collector, and that waiting stays safe to give up.
+
+With 50,000 jobs submitted at once, every object a parked `submit()` or a pending `await job`
+keeps alive is walked by each full collection (`python -m benchmarks.end_to_end --n 50000`).
+These tests count gc-tracked objects per waiting call against the least asyncio itself needs
+for the same wait (a task parked on a semaphore, a task awaiting a future), over real sockets
+against the local server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import oxedit
+from oxedit.testing import Faults, LocalServer
+
+from .helpers import client_for, png
+
+pytestmark = pytest.mark.anyio
+
+K = 400  # waiting calls per count: the server's and the client's own objects are noise below 1
+
+
+def tracked() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+async def objects_per_waiter(start: Callable[[], Coroutine[Any, Any, Any]]) -> float:
+    """gc-tracked objects per task parked in `start()` (the task itself included)."""
+    before = tracked()
+    tasks = [asyncio.create_task(start()) for _ in range(K)]
+    await asyncio.sleep(0)  # one loop turn: every task runs up to where it parks
+    after = tracked()
+    assert not any(t.done() for t in tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for _ in range(3):  # the cancellations' own callbacks run: the next count starts clean
+        await asyncio.sleep(0)
+    return (after - before) / K
+
+
+async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
+    # Before: `asyncio.shield` gave each `await job` an outer future, two closures, their cells
+    # and two context copies (~10 objects); now a waiter future and the `__await__` frame.
+    async with LocalServer(faults=Faults(latency=3600.0)) as server, client_for(server) as client:
+        job = await client.submit(prompt="p", image=png())
+        loop = asyncio.get_running_loop()
+        plain = loop.create_future()
+
+        async def await_job() -> None:
+            await job
+
+        async def await_future() -> None:
+            await plain
+
+        future_cost = await objects_per_waiter(await_future)
+        job_cost = await objects_per_waiter(await_job)
+        extra = job_cost - future_cost
+        assert extra <= 2.5, f"{extra:.2f} gc-tracked objects more per `await job`"
+        assert not job.done()  # every caller above gave up; the job itself was not cancelled
+
+
+async def test_a_parked_submit_costs_one_object_more_than_async_with_a_semaphore() -> None:
+    # The baseline is the raw client's wait: `async with semaphore` (an `__aenter__` coroutine
+    # and a bound `__aexit__`). Before: a comprehension also made four of `enqueue`'s locals
+    # closure cells, and the transport waited with `async with` too (about seven more); now
+    # only the call chain's own coroutines (submit, enqueue, request) and `acquire()`.
+    async with (
+        LocalServer(faults=Faults(latency=3600.0)) as server,
+        client_for(server, limits=oxedit.Limits(max_connections=1)) as client,
+    ):
+        await client.submit(prompt="p", image=png())  # schema fetched, stream up
+        image = png()
+        gate = asyncio.Semaphore(0)
+
+        async def submit() -> None:
+            await client.submit(prompt="p", image=image)
+
+        async def acquire() -> None:
+            async with gate:
+                pass
+
+        gate_cost = await objects_per_waiter(acquire)
+        submit_cost = await objects_per_waiter(submit)
+        extra = submit_cost - gate_cost
+        assert extra <= 2.0, f"{extra:.2f} gc-tracked objects more per parked submit()"
+
+
+async def test_giving_up_on_a_job_leaves_it_running_for_the_others() -> None:
+    async with (
+        LocalServer(faults=Faults(latency=0.3)) as server,
+        client_for(server) as client,
+    ):
+        job = await client.submit(prompt="p", image=png())
+
+        async def wait() -> oxedit.Generation:
+            return await job
+
+        keeps, gives_up = asyncio.create_task(wait()), asyncio.create_task(wait())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(job, 0.001)
+        with pytest.raises(oxedit.JobTimeout):
+            await job.wait(timeout=0.001)
+        gives_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gives_up
+        assert not job.done()
+        assert (await keeps).status == "succeeded"
+        assert job.done() and (await job).status == "succeeded"
+        assert server.generation(job.id)["status"] == "succeeded"
