@@ -166,7 +166,10 @@ async def _hosted_one(image: ImageInput, resolver: Resolver) -> ImageInput:
     if isinstance(loaded, str):
         return loaded
     _mime_of(loaded, _what(image))
-    return await resolver.url_for(loaded)
+    # No reference kept here while the upload runs: `url_for` drops its own once it is shared.
+    upload = resolver.url_for(loaded)
+    del loaded
+    return await upload
 
 
 async def _load(image: ImageInput) -> str | bytes:

@@ -190,6 +190,9 @@ class Uploader:
             task = asyncio.create_task(self._ensure(path, data), name=f"oxedit-upload {path}")
             self._uploads[path] = task
             task.add_done_callback(self._forget_failure)
+        # Only the upload keeps the bytes: a caller waiting for it (an image shared by many
+        # items of a batch) holds none, so memory does not grow with the items waiting.
+        del data
         # Shielded: one caller giving up (cancelled) must not cancel the upload the others
         # wait for; `aclose()` owns it.
         return await asyncio.shield(task)
