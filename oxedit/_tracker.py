@@ -20,7 +20,7 @@ from ._atomic import save_atomic
 from ._config import Limits, ReconcilePolicy, Timeouts
 from ._enqueue import Enqueuer
 from ._exceptions import ClientStateError, GenerationExpired, NotFoundError
-from ._inputs import ImageInput, build_payload, drop_single_generation, hosted
+from ._inputs import ImageInput, hosted
 from ._job import Job
 from ._listener import Listener
 from ._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
@@ -176,25 +176,6 @@ class Tracker:
         if self.uploader is None:
             return image
         return await hosted(image, self.uploader)
-
-    async def submit(
-        self,
-        prompt: str,
-        image: ImageInput | Sequence[ImageInput],
-        model: str,
-        params: dict[str, Any],
-    ) -> Job:
-        """`Client.submit`. Flat on purpose (no helper awaited that parks): with 10,000
-        submits parked, each frame in the chain is 10,000 more objects for the collector."""
-        drop_single_generation(params)
-        enqueuer = self.require_open().enqueuer
-        if self.uploader is not None:
-            image = await hosted(image, self.uploader)
-        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        if not self.schemas.cached(payload):
-            await self.schemas.check(payload)  # the first of a model fetches its schema
-        (pending,) = await enqueuer.enqueue(payload, json_encoder.encode(payload), 1, api=self.api)
-        return Job(self, pending.id, pending.future)
 
     async def enqueue(
         self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None

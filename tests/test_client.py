@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
+import unittest.mock
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,13 @@ async def test_faults_fixture_default_is_healthy(oxen_faults: Faults) -> None:
         stats = client.stats
     assert {g.status for g in generations} == {"succeeded"}
     assert (stats.enqueue_requests, stats.events, stats.poll_requests) == (50, 50, 0)
+
+
+async def test_the_async_methods_are_coroutine_functions_for_mocks() -> None:
+    """Apps test their code with `create_autospec(oxedit.Client)`: each awaitable method must
+    be a coroutine function so the mock's is awaitable too."""
+    for name in ("submit", "submit_generations", "get", "list", "cancel", "edit", "read", "save"):
+        assert inspect.iscoroutinefunction(getattr(oxedit.Client, name)), name
+    mock = unittest.mock.create_autospec(oxedit.Client, instance=True)
+    mock.submit.return_value = "job"
+    assert await mock.submit(prompt="p", image=b"") == "job"
