@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -38,9 +38,12 @@ class HistoryRow(GenerationRow, frozen=True, kw_only=True):
     cost: str | float | None = None
 
 
-class _Page(msgspec.Struct, frozen=True, kw_only=True):
-    generations: list[HistoryRow] | None = None
-    data: list[HistoryRow] | None = None  # the models list's name for rows, just in case
+_R = TypeVar("_R")
+
+
+class _Page(msgspec.Struct, Generic[_R], frozen=True, kw_only=True):
+    generations: list[_R] | None = None
+    data: list[_R] | None = None  # the models list's name for rows, just in case
     total_cost: str | float | None = None
 
 
@@ -48,13 +51,8 @@ class _Wrapped(msgspec.Struct, frozen=True, kw_only=True):
     generation: HistoryRow
 
 
-class _RawPage(msgspec.Struct, frozen=True, kw_only=True):
-    generations: list[Any] | None = None
-    data: list[Any] | None = None
-
-
-_page_decoder: Final = msgspec.json.Decoder(_Page)
-_raw_page_decoder: Final = msgspec.json.Decoder(_RawPage)
+_page_decoder: Final = msgspec.json.Decoder(_Page[HistoryRow])
+_raw_page_decoder: Final = msgspec.json.Decoder(_Page[Any])  # rows as echoed, for recovery
 _wrapped_decoder: Final = msgspec.json.Decoder(_Wrapped)
 
 
@@ -128,18 +126,26 @@ async def history_page(
         raise InvalidRequestError(
             f"page_size={page_size!r} must be a whole number from 1 to {maximum}"
         )
+    rows, total_cost = await _page(api, page, page_size, _page_decoder)
+    return HistoryPage(
+        generations=[_entry(row, bind) for row in rows], total_cost=to_decimal(total_cost)
+    )
+
+
+async def _page(
+    api: Api, page: int, page_size: int, decoder: msgspec.json.Decoder[_Page[_R]]
+) -> tuple[list[_R], str | float | None]:
+    """One page of `GET /api/ai/generations`: its rows and its `total_cost`."""
     listed = await api.call(
         "GET",
         "/api/ai/generations",
         route="/api/ai/generations",
         params={"page": str(page), "page_size": str(page_size)},
         what="history",
-        decoder=_page_decoder,
+        decoder=decoder,
     )
     rows = listed.generations if listed.generations is not None else listed.data or []
-    return HistoryPage(
-        generations=[_entry(row, bind) for row in rows], total_cost=to_decimal(listed.total_cost)
-    )
+    return rows, listed.total_cost
 
 
 async def history_entry(api: Api, generation_id: str, *, bind: Bind = _unbound) -> HistoryEntry:
@@ -157,13 +163,5 @@ async def history_entry(api: Api, generation_id: str, *, bind: Bind = _unbound) 
 async def raw_history_page(api: Api, *, page: int, page_size: int) -> list[dict[str, Any]]:
     """One page of the history, rows as plain dicts with the request parameters they echo
     (lost-enqueue recovery matches them against a request body)."""
-    listed = await api.call(
-        "GET",
-        "/api/ai/generations",
-        route="/api/ai/generations",
-        params={"page": str(page), "page_size": str(page_size)},
-        what="history",
-        decoder=_raw_page_decoder,
-    )
-    rows = listed.generations if listed.generations is not None else listed.data or []
+    rows, _ = await _page(api, page, page_size, _raw_page_decoder)
     return [row for row in rows if isinstance(row, dict)]

@@ -255,11 +255,16 @@ class Listener:
         stats = self._api.stats
         cost = self._cost
         todo = set(ids)
-        by_namespace: dict[str | None, list[Pending]] = {}
-        for pending in registry:
-            by_namespace.setdefault(pending.namespace, []).append(pending)
-        for namespace, pendings in by_namespace.items():
-            here = todo.intersection(p.id for p in pendings)
+        by_namespace: dict[str | None, set[str]] = {}
+        for generation_id in ids:
+            if (pending := registry.get(generation_id)) is not None:
+                by_namespace.setdefault(pending.namespace, set()).add(generation_id)
+        for namespace, here in by_namespace.items():
+            # Not worth it even if the list held only these ids: no pass over every pending
+            # job (there may be 50,000) to count the namespace's.
+            if not cost.use_list(namespace, len(here), len(here)):
+                continue
+            pendings = [p for p in registry if p.namespace == namespace]
             if not cost.use_list(namespace, len(here), len(pendings)):
                 continue
             stats.poll_requests += 1

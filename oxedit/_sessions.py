@@ -24,7 +24,15 @@ import aiohttp
 from ._config import HttpOptions, Limits, Timeouts, env_proxy
 from ._exceptions import ClientStateError, InvalidRequestError
 
-__all__ = ["Channel", "HttpSettings", "Route", "Sessions", "check_session", "proxy_route"]
+__all__ = [
+    "Channel",
+    "HttpSettings",
+    "Route",
+    "Sessions",
+    "check_session",
+    "client_timeout",
+    "proxy_route",
+]
 
 
 class HttpSettings(TypedDict, total=False):
@@ -127,6 +135,18 @@ class Channel:
             )
 
 
+def client_timeout(
+    timeouts: Timeouts, *, read: float, total: float | None = None
+) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for a session or one request (`Timeouts.total` of API requests is
+    the transport's watchdog's, not aiohttp's `total`)."""
+    # `connect=None`: waiting for a free connection is not a timeout, only the socket
+    # connect is (else 10,000 queued submits would time out in the pool).
+    return aiohttp.ClientTimeout(
+        total=total, connect=None, sock_connect=timeouts.connect, sock_read=read
+    )
+
+
 class Sessions:
     """Opens and closes the channels; closes only the sessions it opened."""
 
@@ -176,11 +196,7 @@ class Sessions:
         return route
 
     def _timeout(self, *, read: float, total: float | None = None) -> aiohttp.ClientTimeout:
-        # `connect=None`: waiting for a free connection is not a timeout, only the socket
-        # connect is (else 10,000 queued submits would time out in the pool).
-        return aiohttp.ClientTimeout(
-            total=total, connect=None, sock_connect=self._timeouts.connect, sock_read=read
-        )
+        return client_timeout(self._timeouts, read=read, total=total)
 
     def open(self) -> tuple[Channel, Channel, Channel]:
         """The API, stream and download channels."""

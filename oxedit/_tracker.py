@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._api import Api, ClientStats
+from ._api import Api
 from ._atomic import save_atomic
 from ._config import Limits, ReconcilePolicy, Timeouts
 from ._enqueue import Enqueuer
@@ -73,7 +73,6 @@ class Tracker:
         # Local inputs go to this repository once each, and jobs send their URLs (None: sent
         # inline as data URIs).
         self.uploader = Uploader(api, upload_repo) if upload_repo is not None else None
-        self.stats: ClientStats = api.stats
         self._life = _Life()
         self._owner = True  # False for a tracker derived by `derive`: its parent owns the life
         self._transport = transport
@@ -121,7 +120,7 @@ class Tracker:
             self.api, registry, self._reconcile, max_event_bytes=self._limits.max_event_bytes
         )
         pace = AdaptiveRate(
-            initial=self._limits.initial_rate, maximum=self._limits.max_rate, stats=self.stats
+            initial=self._limits.initial_rate, maximum=self._limits.max_rate, stats=self.api.stats
         )
         enqueuer = Enqueuer(
             self.api,

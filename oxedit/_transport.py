@@ -34,7 +34,7 @@ from ._exceptions import (
 from ._hooks import EventHooks
 from ._http import Response, is_success
 from ._logging import setup_logging
-from ._sessions import Channel, HttpSettings, Sessions
+from ._sessions import Channel, HttpSettings, Sessions, client_timeout
 
 __all__ = [
     "Gate",
@@ -179,7 +179,7 @@ class Transport:
                 raise self._closed_error(f"{method} {path}")
             extra = api.extra
             if timeouts is not None:  # this request's own (`timeout=None` would disable all)
-                extra = {**extra, "timeout": _request_timer(timeouts)}
+                extra = {**extra, "timeout": client_timeout(timeouts, read=timeouts.read)}
             headers = api.headers if body is None else api.json_headers
             if body is not None and content_type != "application/json":
                 headers = {**api.json_headers, "Content-Type": content_type}
@@ -318,10 +318,3 @@ class Transport:
                 raise _translate(exc, "download") from exc
         raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
 
-
-def _request_timer(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts for one API request with its own `Timeouts` (`total` is the
-    watchdog's, as for every request)."""
-    return aiohttp.ClientTimeout(
-        total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-    )
