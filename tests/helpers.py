@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+from aiohttp import web
 from PIL import Image
 
 import oxedit
@@ -65,3 +68,40 @@ async def run_all(run: oxedit.BulkRun) -> list[oxedit.BulkResult]:
     """Every result of a bulk run, in input order."""
     async with run:
         return sorted([result async for result in run], key=lambda r: r.index)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    """A plain HTTP server on its own loopback socket answering every request with
+    `handler`; yields its URL. Handlers still running at the end are cancelled."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
+    await runner.setup()
+    sock = socket.create_server(("127.0.0.1", 0))
+    try:
+        await web.SockSite(runner, sock).start()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+async def interrupt(
+    process: asyncio.subprocess.Process, ready: Callable[[], bool], signum: int
+) -> bytes:
+    """Once `ready()` (polled: another process's state has no awaitable), send `signum`;
+    the process's stderr once it exits. It is killed if anything fails meanwhile."""
+    try:
+        await eventually(ready, within=60)
+        process.send_signal(signum)
+        async with asyncio.timeout(60):
+            _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return stderr

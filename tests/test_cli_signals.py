@@ -15,7 +15,7 @@ import pytest
 
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import eventually, png, run_process
+from .helpers import interrupt, png, run_process
 
 pytestmark = pytest.mark.anyio
 
@@ -64,16 +64,10 @@ async def test_interrupted_batch_writes_a_partial_report_and_resumes(
         process = await asyncio.create_subprocess_exec(
             *started, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
-        try:
-            # The journal is written by another process: polled (the count ends the wait).
-            await eventually(lambda: succeeded_in_journal(journal) >= n * 3 // 10, within=60)
-            process.send_signal(signum)
-            async with asyncio.timeout(60):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        # The journal is written by another process: polled (the count ends the wait).
+        stderr = await interrupt(
+            process, lambda: succeeded_in_journal(journal) >= n * 3 // 10, signum
+        )
         assert process.returncode == 130, stderr.decode()[-2000:]
         assert "interrupted" in stderr.decode()
         report = json.loads((out / "report.json").read_text())

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,31 +14,11 @@ from aiohttp import web
 import oxedit
 from oxedit.testing import LocalServer
 
-from .helpers import client_for, png
+from .helpers import Handler, client_for, png, serve
 
 pytestmark = pytest.mark.anyio
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 NO_RETRY = oxedit.RetryPolicy(max_retries=0)
-
-
-@asynccontextmanager
-async def stub(handler: Handler) -> AsyncIterator[str]:
-    """A plain HTTP server on its own socket answering every request with `handler`; yields
-    its URL. Handlers still running at the end are cancelled."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
-    await runner.setup()
-    sock = socket.create_server(("127.0.0.1", 0))
-    try:
-        await web.SockSite(runner, sock).start()
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        await runner.cleanup()
-        sock.close()
-
 
 # -- downloads honour Retry-After ----------------------------------------------------------------
 
@@ -58,7 +36,7 @@ async def test_a_download_answered_503_waits_the_servers_retry_after() -> None:
     patient = oxedit.RetryPolicy(max_retries=1, initial=60.0, maximum=60.0)
     async with (
         LocalServer() as server,
-        stub(busy_once) as files,
+        serve(busy_once) as files,
         client_for(server, retry=patient) as client,
     ):
         gen = oxedit.Generation(id="g1", status="succeeded", url=files + "/g1.png")
@@ -114,7 +92,7 @@ async def _dribble(request: web.Request) -> web.StreamResponse:
 async def test_a_server_that_does_not_answer_in_time_is_an_api_timeout_error(
     handler: Handler, timeouts: oxedit.Timeouts, says: str
 ) -> None:
-    async with stub(handler) as url:
+    async with serve(handler) as url:
         client = oxedit.Client(api_key="k", base_url=url, retry=NO_RETRY, timeouts=timeouts)
         async with client, asyncio.timeout(10):
             with pytest.raises(oxedit.APITimeoutError, match=says) as caught:

@@ -7,7 +7,6 @@ Item 9: result URLs on the API's own host (as the docs' hub.oxen.ai examples are
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -20,7 +19,7 @@ from oxedit._exceptions import status_error
 from oxedit._http import Response
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import png
+from .helpers import png, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -58,17 +57,8 @@ async def front(server: LocalServer, override: Override) -> AsyncIterator[str]:
                 await resp.write_eof()
                 return resp
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
-        await runner.setup()
-        sock = socket.create_server(("127.0.0.1", 0))
-        try:
-            await web.SockSite(runner, sock).start()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            await runner.cleanup()
-            sock.close()
+        async with serve(forward) as url:
+            yield url
 
 
 def models_down(request: web.Request) -> web.StreamResponse | None:

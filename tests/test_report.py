@@ -28,7 +28,7 @@ from oxedit._report_page import embed_json
 from oxedit._report_thumbs import THUMBS_DIR
 from oxedit.testing import Faults, LocalServer
 
-from .helpers import FAST, cli, client_for, eventually, png, run_all
+from .helpers import FAST, cli, client_for, interrupt, png, run_all, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -40,22 +40,13 @@ _BLOB = re.compile(r'<script type="application/json" id="oxedit-data">(.*?)</scr
 @asynccontextmanager
 async def image_host() -> AsyncIterator[str]:
     """A plain web server with one PNG: the URL of an input given as a URL."""
-    app = web.Application()
     body = png((250, 200, 20), (40, 30))
 
     async def sun(_: web.Request) -> web.Response:
         return web.Response(body=body, content_type="image/png")
 
-    app.router.add_get("/sun.png", sun)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}/sun.png"
-    finally:
-        await runner.cleanup()
+    async with serve(sun) as url:
+        yield f"{url}/sun.png"
 
 
 async def mixed_run(tmp_path: Path, url: str) -> Path:
@@ -286,16 +277,9 @@ async def test_an_interrupted_batch_writes_the_page_too(tmp_path: Path) -> None:
         process = await asyncio.create_subprocess_exec(
             *command, "--out", str(out), env=env, stderr=asyncio.subprocess.PIPE
         )
-        try:
-            # Another process writes the journal: polled (the count ends the wait).
-            await eventually(lambda: enqueued_in_journal(out / ".oxedit-journal.sqlite") >= 20)
-            process.send_signal(signal.SIGINT)
-            async with asyncio.timeout(60):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        journal = out / ".oxedit-journal.sqlite"
+        # Another process writes the journal: polled (the count ends the wait).
+        stderr = await interrupt(process, lambda: enqueued_in_journal(journal) >= 20, signal.SIGINT)
     assert process.returncode == 130, stderr.decode()[-2000:]
     shown = cards((out / "report.html").read_text(encoding="utf-8"))
     assert len(shown) == 20
