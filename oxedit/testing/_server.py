@@ -370,6 +370,14 @@ def run_server(
             state_dir=state_dir,
         ) as server:
             print(f"oxedit local server: {server.url}", flush=True)
+            if host in ("", "0.0.0.0", "::"):
+                # The URL above works on this machine; others need one of its own names.
+                port_ = server.url.rpartition(":")[2]
+                print(
+                    f"Listening on every interface: from another machine use "
+                    f"http://{socket.gethostname()}:{port_} (or this machine's address)",
+                    flush=True,
+                )
             print(f"API key: {server.api_key}", flush=True)
             print(f"Result files: {server.files_url}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
