@@ -73,8 +73,9 @@ def _configured() -> bool:
 @asynccontextmanager
 async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
     upload_repo = getattr(args, "upload_to", None)
+    public = getattr(args, "upload_public", False)
     if _configured():
-        async with Client(upload_repo=upload_repo) as client:
+        async with Client(upload_repo=upload_repo, upload_repo_public=public) as client:
             # Model schemas are kept on disk a few minutes: short commands need not refetch.
             client._tracker.schemas.disk = DiskCache.for_base_url(client.base_url)
             yield client
@@ -93,7 +94,10 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
             "hub.oxen.ai.[/]"
         )
         async with Client(
-            api_key=server.api_key, base_url=server.url, upload_repo=upload_repo
+            api_key=server.api_key,
+            base_url=server.url,
+            upload_repo=upload_repo,
+            upload_repo_public=public,
         ) as client:
             yield client
 
@@ -279,6 +283,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAMESPACE/REPO",
         help="upload local inputs to this Oxen repository once each and send their URLs "
         "(default: OXEN_UPLOAD_REPO; else inline data URIs)",
+    )
+    batch.add_argument(
+        "--upload-public",
+        action="store_true",
+        help="create the --upload-to repository public (default: private)",
     )
     batch.add_argument("--report", help="report file (default: OUT/report.json)")
     batch.add_argument(

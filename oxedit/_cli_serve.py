@@ -8,6 +8,8 @@ command with one line that names the flag and the value (exit status 2), not a u
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import math
 import sys
 from collections.abc import Callable
@@ -18,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .testing import Faults
 
-__all__ = ["add_serve_arguments", "embedded_state_dir", "faults_from_args", "serve"]
+__all__ = [
+    "add_serve_arguments",
+    "embedded_state_dir",
+    "faults_from_args",
+    "is_loopback",
+    "serve",
+]
 
 #: The embedded server's state folder, beside the batch journal.
 EMBEDDED_STATE_FOLDER = ".oxedit-local-server"
@@ -133,8 +141,36 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
     return Faults(**values)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (`localhost`, 127.x, ::1); an empty
+    host, a wildcard (`0.0.0.0`, `::`), another address or a name are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_host(host: str, api_key: str | None) -> None:
+    """A server reachable from the network needs a key of its own: the default one is in the
+    README, and the workers fetch any `input_image` URL a caller names (internal addresses
+    included), so a published key would open this machine's network to anyone."""
+    from .testing import DEFAULT_API_KEY
+
+    if is_loopback(host):
+        return
+    if api_key is None or api_key == DEFAULT_API_KEY:
+        given = "the published test key" if api_key else "no --api-key"
+        raise FlagError(
+            f"--host {host!r} is reachable from other machines, and {given} would let anyone "
+            "use it: give --api-key with a secret of your own, or leave --host at 127.0.0.1"
+        )
+
+
 def serve(args: argparse.Namespace) -> int:
-    """Run the server until Ctrl-C or SIGTERM; 2 (and one line on stderr) on a bad flag."""
+    """Run the server until Ctrl-C or SIGTERM; 2 (and one line on stderr) on a bad flag or a
+    port it cannot listen on."""
     from .testing import run_server
     from .testing._constants import DEFAULT_WORKERS
 
@@ -146,10 +182,26 @@ def serve(args: argparse.Namespace) -> int:
         workers = DEFAULT_WORKERS
         if args.workers is not None:
             workers = _checked("--workers", args.workers, _positive)
+        _check_host(args.host, args.api_key)
     except FlagError as exc:
         print(f"oxedit serve: error: {exc}", file=sys.stderr)
         return 2
-    run_server(args.host, port, args.api_key, faults=faults, workers=workers, state_dir=args.state)
+    try:
+        run_server(
+            args.host, port, args.api_key, faults=faults, workers=workers, state_dir=args.state
+        )
+    except OSError as exc:
+        # Binding fails before anything is served: say which port and what to do, not how.
+        if exc.errno == errno.EADDRINUSE:
+            reason = "is in use (another server?): stop what uses it, or give another --port"
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            reason = "needs privileges here: give a --port from 1024 up"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            reason = f"cannot be opened on --host {args.host!r}: give an address of this machine"
+        else:
+            raise
+        print(f"oxedit serve: error: port {port} {reason} (0: any free port)", file=sys.stderr)
+        return 2
     return 0
 
 

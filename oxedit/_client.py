@@ -52,7 +52,8 @@ class Client(QueryMethods, CostMethods):
             http_session, default_headers, event_hooks): settings; see their docs.
         upload_repo: "namespace/repo" (default `OXEN_UPLOAD_REPO`): local inputs are uploaded
             there once each (named by their hash) and jobs send their URLs, instead of data
-            URIs that the API echoes in every row; the repository is created if missing.
+            URIs that the API echoes in every row; the repository is created if missing,
+            private unless `upload_repo_public=True` (inputs are usually users' photos).
 
     Example:
         ```python
@@ -73,6 +74,7 @@ class Client(QueryMethods, CostMethods):
         retry: RetryPolicy | None = None,
         reconcile: ReconcilePolicy | None = None,
         upload_repo: str | None = None,
+        upload_repo_public: bool = False,
         **http: Unpack[HttpSettings],
     ) -> None:
         self.base_url = resolve_base_url(base_url)
@@ -92,7 +94,7 @@ class Client(QueryMethods, CostMethods):
         api = Api(transport, self.retry, self.stats)
         self._tracker = Tracker(
             transport, api, self.timeouts, self.limits, self.reconcile_policy,
-            resolve_upload_repo(upload_repo),
+            resolve_upload_repo(upload_repo), upload_public=upload_repo_public,
         )  # fmt: skip
 
     def with_options(

@@ -68,11 +68,15 @@ class Tracker:
         limits: Limits,
         reconcile: ReconcilePolicy,
         upload_repo: str | None = None,
+        *,
+        upload_public: bool = False,
     ) -> None:
         self.api = api
         # Local inputs go to this repository once each, and jobs send their URLs (None: sent
         # inline as data URIs).
-        self.uploader = Uploader(api, upload_repo) if upload_repo is not None else None
+        self.uploader = (
+            Uploader(api, upload_repo, public=upload_public) if upload_repo is not None else None
+        )
         self._life = _Life()
         self._owner = True  # False for a tracker derived by `derive`: its parent owns the life
         self._transport = transport

@@ -5,9 +5,14 @@ afterwards, so a 1.4 MB photo costs ~1.9 MB per row each time a job is reconcile
 once, it costs its URL. Oxen's repository file API [doc: File Upload Example] does it in three
 requests, at most, per distinct image:
 
-1. `GET /api/repos/{ns}/{repo}/metadata/main/{path}`: is it there already? (no file bytes)
+1. `GET /api/repos/{ns}/{repo}/meta/main/{path}`: is it there already? (no file bytes). The
+   route oxen-server serves and the official client calls is `/meta/`; the docs' page says
+   `/metadata/`. A server with only one answers 404 on the other, which alone cannot tell "no
+   such file" from "no such route": so `/meta/` is asked first, then `/metadata/`, and the
+   first that finds a file is the only one asked from then on.
 2. `POST /api/repos`, once per `Uploader`, only when a file is missing: 200 created, or 409,
-   the repository exists: both fine.
+   the repository exists: both fine. It asks for a private repository (`is_public: false`)
+   unless told otherwise: inputs are users' photos, and the hub's default is not documented.
 3. `PUT /api/repos/{ns}/{repo}/file/main/{path}`, a multipart form with the file.
 
 The path is the bytes' SHA-256 (`oxedit-inputs/<hex>.<ext>`), so the same image always has
@@ -43,10 +48,10 @@ from . import _constants as C
 from ._api import Api
 from ._exceptions import (
     APIConnectionError,
+    APIStatusError,
     ClientStateError,
     ConfigurationError,
     InvalidRequestError,
-    NotFoundError,
     OxeditError,
     status_error,
     unexpected_status,
@@ -65,6 +70,9 @@ _REPO = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)/([A-Za-z0-9][A-Za-z0-9._-]*)")
 # repository creation (it answers 409): both are retried as the idempotent requests they are.
 _IDEMPOTENT = "PUT"
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+# The metadata routes, in the order asked: oxen-server's and the official client's, then the
+# docs page's [liboxen 0.54 services/meta.rs; docs.oxen.ai get-entry-metadata].
+_METADATA_ROUTES = ("meta", "metadata")
 
 
 def parse_repo(value: object) -> tuple[str, str]:
@@ -149,8 +157,18 @@ class Uploader:
         ```
     """
 
-    def __init__(self, api: Api, repo: str, *, concurrency: int = C.UPLOAD_CONCURRENCY) -> None:
+    def __init__(
+        self,
+        api: Api,
+        repo: str,
+        *,
+        concurrency: int = C.UPLOAD_CONCURRENCY,
+        public: bool = False,
+    ) -> None:
         self.namespace, self.name = parse_repo(repo)
+        if not isinstance(public, bool):
+            raise InvalidRequestError(f"upload_repo_public={public!r} must be True or False")
+        self.public = public
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidRequestError(f"concurrency={concurrency!r} must be a whole number >= 1")
         self._api = api
@@ -159,6 +177,8 @@ class Uploader:
         self._uploads: dict[str, asyncio.Task[str]] = {}  # by SHA-256: one per distinct image
         self._repo_ready: asyncio.Task[None] | None = None
         self._base = f"/api/repos/{quote(self.namespace, safe='')}/{quote(self.name, safe='')}"
+        # The metadata route that found a file here; until one has, both are asked.
+        self._metadata_route: str | None = None
 
     def path_for(self, data: bytes) -> str:
         """Where `data` goes in the repository: `oxedit-inputs/<sha256>.<ext>`."""
@@ -238,17 +258,25 @@ class Uploader:
     async def _exists(self, path: str, size: int) -> bool:
         """Whether the file is in the repository with this size (a file of another size at
         a content-addressed path is a broken upload: it is replaced)."""
-        try:
-            found = await self._api.call(
-                "GET",
-                self._route("metadata", path),
-                route="/api/repos/{namespace}/{repo}/metadata/{path}",
-                what=f"check for {path!r} in {self.namespace}/{self.name}",
-                decoder=_metadata_decoder,
-            )
-        except NotFoundError:
-            return False  # no such file, or no such repository yet
-        return found.entry is not None and found.entry.size in (None, size)
+        routes = (self._metadata_route,) if self._metadata_route else _METADATA_ROUTES
+        for kind in routes:
+            try:
+                found = await self._api.call(
+                    "GET",
+                    self._route(kind, path),
+                    route=f"/api/repos/{{namespace}}/{{repo}}/{kind}/{{path}}",
+                    what=f"check for {path!r} in {self.namespace}/{self.name}",
+                    decoder=_metadata_decoder,
+                )
+            except APIStatusError as exc:
+                # No such file, no such repository yet, or no such route on this server.
+                if exc.status_code in (404, 405):
+                    continue
+                raise
+            if found.entry is not None:
+                self._metadata_route = kind
+                return found.entry.size in (None, size)
+        return False
 
     async def _upload(self, path: str, data: bytes) -> None:
         await self._ensure_repo()
@@ -306,6 +334,7 @@ class Uploader:
                 "name": self.name,
                 "user": {"name": name, "email": email},
                 "description": "Input images uploaded by oxedit, one file per distinct image",
+                "is_public": self.public,
             }
         )
         await self._send(

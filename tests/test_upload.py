@@ -25,7 +25,8 @@ from .helpers import FAST_RETRY, cli, client_for, png, run_all
 pytestmark = pytest.mark.anyio
 
 PUT = "PUT /api/repos/{namespace}/{repo_name}/file/{resource}"
-META = "GET /api/repos/{namespace}/{repo_name}/metadata/{resource}"
+META = "GET /api/repos/{namespace}/{repo_name}/meta/{resource}"
+META_DOCS = "GET /api/repos/{namespace}/{repo_name}/metadata/{resource}"
 CREATE = "POST /api/repos"
 
 
@@ -69,21 +70,44 @@ async def test_the_url_is_the_api_hosts_and_named_by_the_bytes(
     await uploader.aclose()
 
 
-async def test_a_second_run_uploads_nothing(server: LocalServer) -> None:
+@pytest.mark.parametrize(
+    "routes",
+    [("meta",), ("metadata",), ("meta", "metadata")],
+    ids=["meta only", "metadata only", "both"],
+)
+async def test_a_second_run_uploads_nothing(routes: tuple[str, ...]) -> None:
+    # oxen-server and the official client use /meta/, the docs' page /metadata/: the hub may
+    # route either, and the uploader must find what it uploaded on any of them.
     images = [png((i, 0, 0)) for i in range(3)]
-    async with client_for(server) as first:
-        uploader = uploader_of(first)
-        urls = [await uploader.url_for(image) for image in images]
-        await uploader.aclose()
-    async with client_for(server) as second:
-        again = uploader_of(second)
-        assert [await again.url_for(image) for image in images] == urls
-        await again.aclose()
+    async with LocalServer(metadata_routes=routes) as server:
+        async with client_for(server) as first:
+            uploader = uploader_of(first)
+            urls = [await uploader.url_for(image) for image in images]
+            await uploader.aclose()
+        async with client_for(server) as second:
+            again = uploader_of(second)
+            assert [await again.url_for(image) for image in images] == urls
+            await again.aclose()
+        requests = server.stats.requests_by_route
     assert again.stats.uploaded == 0 and again.stats.skipped == 3
     assert again.stats.bytes_skipped == sum(map(len, images))
-    assert server.stats.requests_by_route[PUT] == 3  # all from the first run
-    assert server.stats.requests_by_route[CREATE] == 1  # nothing missing: no creation asked
-    assert server.stats.requests_by_route[META] == 6  # one cheap check per image per run
+    assert requests[PUT] == 3  # all from the first run
+    assert requests[CREATE] == 1  # nothing missing: no creation asked
+    # The first run asks /meta/, then /metadata/, of each missing image (a 404 of an unrouted
+    # path is not counted here); the second run learns from its first image which one answers
+    # and asks only that one from then on.
+    expected = {("meta",): (6, 0), ("metadata",): (0, 6), ("meta", "metadata"): (6, 3)}
+    assert (requests[META], requests[META_DOCS]) == expected[routes]
+
+
+async def test_the_repository_is_created_private_unless_asked_otherwise() -> None:
+    async with LocalServer() as server:
+        for repo, public in (("ox/private", None), ("ox/public", True)):
+            options = {} if public is None else {"upload_repo_public": public}
+            async with client_for(server, upload_repo=repo, **options) as client:
+                await client._tracker.uploader.url_for(png())  # type: ignore[union-attr]
+        assert server.repository("ox", "private")["is_public"] is False
+        assert server.repository("ox", "public")["is_public"] is True
 
 
 async def test_concurrent_calls_for_the_same_bytes_share_one_upload(
@@ -264,7 +288,11 @@ async def test_the_batch_command_uploads_with_upload_to(
     assert server.stats.requests_by_route[PUT] == 3
     rows = server.generations()
     assert len(rows) == 3 and all("/api/repos/ox/inputs/" in r["input_image"] for r in rows)
+    assert server.repository("ox", "inputs")["is_public"] is False
     assert await cli(*args[:-1], str(tmp_path / "bad"), "--upload-to", "nope") == 2
+    public = ("--upload-to", "ox/shared", "--upload-public")
+    assert await cli(*args[:-1], str(tmp_path / "out2"), *public) == 0
+    assert server.repository("ox", "shared")["is_public"] is True
 
 
 async def test_a_large_inline_image_is_sent_without_a_resource_warning(server: LocalServer) -> None:

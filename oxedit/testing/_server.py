@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -17,7 +18,7 @@ from ._api import Api
 from ._constants import DEFAULT_WORKERS
 from ._faults import Faults
 from ._files import ResultsHost
-from ._repos import Repos
+from ._repos import METADATA_ROUTES, Repos
 from ._stats import ServerStats
 from ._store import StateStore
 
@@ -75,6 +76,9 @@ class LocalServer:
             URLs are [doc]), served there behind the Bearer key like every `/api` route
             [guess]. `"redirect"`: the API's origin too, answering (with the key) a 302 to the
             file host's URL for the file [guess].
+        metadata_routes: Which of the repository metadata routes to serve: `"meta"`
+            (oxen-server's, which the official `oxenai` client calls), `"metadata"` (the docs'
+            page), or both (the default): a client of the hub must work with either.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class LocalServer:
         file_port: int = 0,
         state_dir: str | os.PathLike[str] | None = None,
         results_on_api_host: ResultsHost = False,
+        metadata_routes: Iterable[str] = METADATA_ROUTES,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -97,6 +102,12 @@ class LocalServer:
                 f"got {results_on_api_host!r}"
             )
         self._results_on_api_host = results_on_api_host
+        self._metadata_routes = tuple(metadata_routes)
+        if not self._metadata_routes or set(self._metadata_routes) - set(METADATA_ROUTES):
+            raise ValueError(
+                f"metadata_routes must be one or both of {METADATA_ROUTES}, got {metadata_routes!r}"
+            )
+        self._repos: Repos | None = None
         self._api_key = api_key or DEFAULT_API_KEY
         self._faults = faults if faults is not None else Faults()
         self._stats = ServerStats()
@@ -170,6 +181,18 @@ class LocalServer:
             gen.started_at = None if gen.started_at is None else gen.started_at - shift
             gen.completed_at = None if gen.completed_at is None else gen.completed_at - shift
 
+    def repository(self, namespace: str, name: str) -> dict[str, Any]:
+        """What the server holds of a repository: the settings its creation sent
+        (`is_public`, `description`: absent when not sent), its file paths (without the
+        branch), its latest commit (None before the first).
+
+        Raises:
+            KeyError: no such repository.
+        """
+        self._require_running()
+        assert self._repos is not None
+        return self._repos.describe(namespace, name)
+
     def generations(self) -> list[dict[str, Any]]:
         """Every row ever created, in enqueue order, whatever its status."""
         api = self._require_running()
@@ -236,7 +259,10 @@ class LocalServer:
             api_app = api.app()
             api.files.add_api_routes(api_app)
             folder = self._store.folder / "repos" if self._store is not None else None
-            Repos(self._faults, self._stats, folder).add_routes(api_app)
+            self._repos = Repos(
+                self._faults, self._stats, folder, metadata_routes=self._metadata_routes
+            )
+            self._repos.add_routes(api_app)
             for app, sock in ((api_app, api_sock), (api.files.app(), files_sock)):
                 runner = web.AppRunner(
                     app,
@@ -344,6 +370,14 @@ def run_server(
             state_dir=state_dir,
         ) as server:
             print(f"oxedit local server: {server.url}", flush=True)
+            if host in ("", "0.0.0.0", "::"):
+                # The URL above works on this machine; others need one of its own names.
+                port_ = server.url.rpartition(":")[2]
+                print(
+                    f"Listening on every interface: from another machine use "
+                    f"http://{socket.gethostname()}:{port_} (or this machine's address)",
+                    flush=True,
+                )
             print(f"API key: {server.api_key}", flush=True)
             print(f"Result files: {server.files_url}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)

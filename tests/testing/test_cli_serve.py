@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 
 from oxedit._cli import _parser
-from oxedit._cli_serve import embedded_state_dir, faults_from_args
+from oxedit._cli_serve import embedded_state_dir, faults_from_args, is_loopback
 from oxedit.testing import DEFAULT_API_KEY, LocalServer
 
 from ..helpers import eventually, png, run_process
@@ -171,3 +172,45 @@ async def test_embedded_batch_killed_with_sigkill_resumes_on_the_rerun(tmp_path:
         rows = server.generations()
     assert len(rows) == n  # one generation per item across both runs
     assert {row["status"] for row in rows} == {"succeeded"}
+
+
+@pytest.mark.parametrize(
+    ("host", "flags"),
+    [("0.0.0.0", ()), ("192.0.2.7", ()), ("::", ("--api-key", DEFAULT_API_KEY))],
+)
+async def test_serve_refuses_a_non_loopback_host_without_its_own_key(
+    host: str, flags: tuple[str, ...]
+) -> None:
+    # The default key is published in the README: a server open to the network with it would
+    # let anyone run edits, whose workers fetch any URL named (internal addresses included).
+    proc = await asyncio.create_subprocess_exec(
+        *OXEDIT, "serve", "--host", host, "--port", "0", *flags,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 2 and out == b""
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and f"--host {host!r}" in lines[0] and "--api-key" in lines[0]
+
+
+async def test_serve_on_a_port_in_use_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = await asyncio.create_subprocess_exec(
+            *OXEDIT, "serve", "--port", port,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+    assert proc.returncode == 2 and out == b""
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert f"port {port}" in lines[0] and "--port" in lines[0] and "in use" in lines[0]
+
+
+def test_loopback_hosts_need_no_key() -> None:
+    for host in ("127.0.0.1", "127.8.0.1", "localhost", "::1", "[::1]"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "", "::", "10.0.0.1", "myhost"):
+        assert not is_loopback(host), host
