@@ -114,6 +114,11 @@ class BulkRun:
         self._legacy = False  # the journal holds rows keyed the old way, not yet matched
         self._digests: dict[tuple[str, int, int], str] = {}  # local images' content hashes
         self._unreported: dict[int, EditRequest | OxeditError] = {}
+        #: Each item's journal key, by its index in the input (items that have one).
+        self.keys: dict[int, str] = {}
+        self._checked = asyncio.Event()  # the whole-batch checks are done
+        self._refused: BaseException | None = None  # what refused the whole batch
+        self._new_journal = False  # this run created the journal file
         self._adopted: dict[str, Pending] = {}  # found on the server by `recover_unrecorded`
         self._spending = Spending(
             tracker, tracker.api, max_cost=max_cost, unknown_cost=unknown_cost
@@ -173,6 +178,7 @@ class BulkRun:
         if self._task is None:
             self._tracker.require_open()
             if self._journal_path is not None:
+                self._new_journal = not Path(self._journal_path).exists()
                 self._journal = Journal(self._journal_path)
             self._task = asyncio.create_task(self._run(), name="oxedit-map")
 
@@ -193,7 +199,12 @@ class BulkRun:
             self._spending.start(journal.spent() if journal is not None else Decimal(0))
             source = self._requests
             if self._spending.budget is not None and isinstance(source, Collection):
-                await self._spending.check_all(await self._to_send(source))
+                try:
+                    await self._spending.check_all(await self._to_send(source))
+                except InvalidRequestError:
+                    self._discard_journal()  # refused whole: nothing to resume
+                    raise
+            self._checked.set()
             slots = asyncio.Semaphore(self._concurrency)
             async with asyncio.TaskGroup() as group:
                 index = 0
@@ -210,9 +221,34 @@ class BulkRun:
                     index += 1
             self._results.put_nowait(_DONE)
         except asyncio.CancelledError:
+            if not self._checked.is_set():  # closed before it began: `ready()` must not wait
+                self._refused = OxeditError("this batch run was closed before it began")
+                self._checked.set()
             raise
         except BaseException as exc:  # the source itself failed: surface it to the reader
+            if not self._checked.is_set():
+                self._refused = exc
+                self._checked.set()
             self._results.put_nowait(exc)
+
+    async def ready(self) -> None:
+        """Wait until the run has made its whole-batch checks (its journal opened, items a
+        crash left mid-send resolved, the cap) and begun sending. Raises what refused the
+        batch, before anything was sent (`InvalidRequestError` for the cap...)."""
+        self._start()
+        await self._checked.wait()
+        if self._refused is not None:
+            raise self._refused
+
+    def _discard_journal(self) -> None:
+        """Remove the journal this run created, with nothing in it."""
+        journal = self._journal
+        if journal is None or not self._new_journal or journal.entries():
+            return
+        journal.close()
+        self._journal = None
+        for suffix in ("-wal", "-shm", ".lock", ""):
+            Path(str(journal.path) + suffix).unlink(missing_ok=True)
 
     async def _iterate(self) -> AsyncIterator[EditRequest | OxeditError]:
         source = self._requests
@@ -362,6 +398,7 @@ class BulkRun:
             except InvalidRequestError as exc:
                 return BulkResult(index, request, "error", error=str(exc))
         key = key if key is not None else await self._key(request)
+        self.keys[index] = key
         journal = self._journal
         entry = journal.get(key) if journal is not None else None
         stems = self._output_stems(request, key, entry)

@@ -133,10 +133,14 @@ class JournalEntry:
         return retry_failed or self.state not in FINISHED
 
     @property
+    def sent(self) -> bool:
+        """Whether its enqueue was sent (and may have been billed)."""
+        return self.generation_id is not None or self.state in ("sending", "enqueued")
+
+    @property
     def spent(self) -> Decimal:
         """What this item cost the batch: its actual cost, else its estimate once sent."""
-        sent = self.generation_id is not None or self.state in ("sending", "enqueued")
-        amount = self.cost if self.cost is not None else self.estimate if sent else None
+        amount = self.cost if self.cost is not None else self.estimate if self.sent else None
         try:
             return Decimal(amount) if amount is not None else Decimal(0)
         except InvalidOperation:
@@ -282,13 +286,13 @@ class Journal:
         self._set(key, state=state, error=error, output=output, outputs=listed)
 
     def rejected(self, key: str, request: str, error: str) -> None:
-        """An item that was never sent (bad input)."""
+        """An item that was never sent (bad input) or that the API refused: it cost nothing."""
         now = time.time()
         self._db.execute(
             "INSERT INTO items (key, request, state, error, updated_at) "
             "VALUES (?, ?, 'error', ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'error', error = excluded.error, "
-            "updated_at = excluded.updated_at",
+            "estimate = NULL, cost = NULL, updated_at = excluded.updated_at",
             (key, request, error, now),
         )
 
