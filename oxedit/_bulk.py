@@ -272,13 +272,13 @@ class BulkRun:
         seen = self._keys if seen is None else seen
         seen[ident] += 1
         key = item_key(ident, seen[ident])
-        encoded = request.encoded()
-        seen_legacy = self._legacy_keys if seen_legacy is None else seen_legacy
-        seen_legacy[encoded] += 1
         journal = self._journal
-        if self._legacy and journal is not None and journal.get(key) is None:
+        if self._legacy and journal is not None:  # only journals of older versions
+            encoded = request.encoded()
+            seen_legacy = self._legacy_keys if seen_legacy is None else seen_legacy
+            seen_legacy[encoded] += 1
             old = legacy_key(encoded, seen_legacy[encoded])
-            if journal.get(old) is not None:
+            if journal.get(key) is None and journal.get(old) is not None:
                 journal.rekey(old, key, canonical(request).encoded().decode())
         return key
 
