@@ -9,7 +9,6 @@ and items caught mid-send by a crash are looked up on the server before anything
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -18,11 +17,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
+import anyio
 import msgspec
 
+from . import _constants as C
 from ._atomic import remove_own_temps
 from ._bulk_finish import RunContext, describe, disk_full, finish, unknown_outcome
-from ._bulk_resume import recover_unrecorded
+from ._bulk_names import OutputNames
+from ._bulk_resume import migrate_legacy, recover_unrecorded
 from ._cost import Spending, check_request, generations_of
 from ._exceptions import (
     AmbiguousRequestError,
@@ -32,9 +34,20 @@ from ._exceptions import (
 )
 from ._history import to_decimal
 from ._job import Job
-from ._journal import FINISHED, Journal, JournalEntry
+from ._journal import FINISHED, Journal, JournalEntry, is_legacy, item_key, legacy_key
 from ._registry import Pending
-from ._requests import BulkItem, BulkResult, EditRequest, check_name, coerce, default_name
+from ._requests import (
+    BulkItem,
+    BulkResult,
+    EditRequest,
+    canonical,
+    check_name,
+    coerce,
+    default_name,
+    file_digest,
+    identity,
+    is_local,
+)
 
 if TYPE_CHECKING:
     from ._tracker import Tracker
@@ -89,13 +102,23 @@ class BulkRun:
         self._concurrency = concurrency
         self._journal_path = journal
         self._journal: Journal | None = None
-        self._output_dir = Path(output_dir) if output_dir is not None else None
+        # Absolute: the journal records outputs, and a later run may start in another folder.
+        self._output_dir = Path(os.path.abspath(output_dir)) if output_dir is not None else None
+        self._names: OutputNames | None = None
         self._retry_failed = retry_failed
         self._results: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self._names: Counter[str] = Counter()
-        self._keys: Counter[bytes] = Counter()
+        self._keys: Counter[bytes] = Counter()  # repetitions of each identity
+        self._legacy_keys: Counter[bytes] = Counter()  # and of each request as written
+        self._legacy = False  # the journal holds rows keyed the old way, not yet matched
+        self._digests: dict[tuple[str, int, int], str] = {}  # local images' content hashes
+        self._unreported: dict[int, EditRequest | OxeditError] = {}
+        #: Each item's journal key, by its index in the input (items that have one).
+        self.keys: dict[int, str] = {}
+        self._checked = asyncio.Event()  # the whole-batch checks are done
+        self._refused: BaseException | None = None  # what refused the whole batch
+        self._new_journal = False  # this run created the journal file
         self._adopted: dict[str, Pending] = {}  # found on the server by `recover_unrecorded`
         self._spending = Spending(
             tracker, tracker.api, max_cost=max_cost, unknown_cost=unknown_cost
@@ -129,6 +152,7 @@ class BulkRun:
             await self.aclose()
             raise item
         assert isinstance(item, BulkResult)
+        self._unreported.pop(item.index, None)
         return item
 
     async def aclose(self) -> None:
@@ -154,6 +178,7 @@ class BulkRun:
         if self._task is None:
             self._tracker.require_open()
             if self._journal_path is not None:
+                self._new_journal = not Path(self._journal_path).exists()
                 self._journal = Journal(self._journal_path)
             self._task = asyncio.create_task(self._run(), name="oxedit-map")
 
@@ -165,11 +190,21 @@ class BulkRun:
                 remove_own_temps(self._output_dir)
             journal = self._journal
             if journal is not None:
+                migrate_legacy(journal)
                 self._adopted = await recover_unrecorded(self._tracker, journal, self._payload)
+                self._legacy = any(is_legacy(entry.key) for entry in journal.entries())
+            if self._output_dir is not None:
+                entries = journal.entries() if journal is not None else []
+                self._names = OutputNames(self._output_dir, entries)
             self._spending.start(journal.spent() if journal is not None else Decimal(0))
             source = self._requests
             if self._spending.budget is not None and isinstance(source, Collection):
-                await self._spending.check_all(await self._to_send(source))
+                try:
+                    await self._spending.check_all(await self._to_send(source))
+                except InvalidRequestError:
+                    self._discard_journal()  # refused whole: nothing to resume
+                    raise
+            self._checked.set()
             slots = asyncio.Semaphore(self._concurrency)
             async with asyncio.TaskGroup() as group:
                 index = 0
@@ -181,13 +216,39 @@ class BulkRun:
                     if self.stopped is not None:
                         slots.release()
                         break
+                    self._unreported[index] = request
                     group.create_task(self._item(index, request, key, charged, slots))
                     index += 1
             self._results.put_nowait(_DONE)
         except asyncio.CancelledError:
+            if not self._checked.is_set():  # closed before it began: `ready()` must not wait
+                self._refused = OxeditError("this batch run was closed before it began")
+                self._checked.set()
             raise
         except BaseException as exc:  # the source itself failed: surface it to the reader
+            if not self._checked.is_set():
+                self._refused = exc
+                self._checked.set()
             self._results.put_nowait(exc)
+
+    async def ready(self) -> None:
+        """Wait until the run has made its whole-batch checks (its journal opened, items a
+        crash left mid-send resolved, the cap) and begun sending. Raises what refused the
+        batch, before anything was sent (`InvalidRequestError` for the cap...)."""
+        self._start()
+        await self._checked.wait()
+        if self._refused is not None:
+            raise self._refused
+
+    def _discard_journal(self) -> None:
+        """Remove the journal this run created, with nothing in it."""
+        journal = self._journal
+        if journal is None or not self._new_journal or journal.entries():
+            return
+        journal.close()
+        self._journal = None
+        for suffix in ("-wal", "-shm", ".lock", ""):
+            Path(str(journal.path) + suffix).unlink(missing_ok=True)
 
     async def _iterate(self) -> AsyncIterator[EditRequest | OxeditError]:
         source = self._requests
@@ -198,13 +259,46 @@ class BulkRun:
             for item in source:
                 yield coerce(item)
 
-    def _key(self, request: EditRequest, seen: Counter[bytes] | None = None) -> str:
-        """Stable identity across runs: the request's content, plus which repetition it is."""
-        encoded = request.encoded()
+    async def _key(
+        self,
+        request: EditRequest,
+        seen: Counter[bytes] | None = None,
+        seen_legacy: Counter[bytes] | None = None,
+    ) -> str:
+        """The item's journal key, the same in every run from any folder: its identity (see
+        `_requests.identity`), plus which repetition of it it is. A row an older oxedit
+        keyed by the request as written is re-keyed when this request matches it."""
+        ident = await self._identity(request)
         seen = self._keys if seen is None else seen
-        seen[encoded] += 1
-        digest = hashlib.sha256(encoded).hexdigest()[:24]
-        return f"{digest}-{seen[encoded]}"
+        seen[ident] += 1
+        key = item_key(ident, seen[ident])
+        journal = self._journal
+        if self._legacy and journal is not None:  # only journals of older versions
+            encoded = request.encoded()
+            seen_legacy = self._legacy_keys if seen_legacy is None else seen_legacy
+            seen_legacy[encoded] += 1
+            old = legacy_key(encoded, seen_legacy[encoded])
+            if journal.get(key) is None and journal.get(old) is not None:
+                journal.rekey(old, key, canonical(request).encoded().decode())
+        return key
+
+    async def _identity(self, request: EditRequest) -> bytes:
+        if not request.image or not is_local(request.image):
+            return identity(request)
+        cache = _file_version(request.image)
+        if cache is None:
+            return identity(request)  # identified by its path; its payload fails anyway
+
+        def digest(path: str) -> str:
+            known = self._digests.get(cache)
+            if known is None:
+                known = self._digests[cache] = file_digest(path)
+            return known
+
+        if cache in self._digests or cache[1] <= C.BULK_HASH_INLINE_BYTES:
+            return identity(request, digest)
+        # A large file is hashed off the event loop; small ones cost less than the hop.
+        return await anyio.to_thread.run_sync(identity, request, digest)
 
     def _will_send(self, key: str) -> bool:
         entry = self._journal.get(key) if self._journal is not None else None
@@ -213,13 +307,14 @@ class BulkRun:
     async def _to_send(self, source: Collection[Any]) -> list[EditRequest]:
         """The valid items of a sized input that this run would send, for the cap's check."""
         seen: Counter[bytes] = Counter()
+        seen_legacy: Counter[bytes] = Counter()
         found = []
         for item in source:
             request = coerce(item)
             if not isinstance(request, EditRequest):
                 continue
             try:
-                if self._will_send(self._key(request, seen)):
+                if self._will_send(await self._key(request, seen, seen_legacy)):
                     await check_request(request)
                     found.append(request)
             except Exception:  # refused before sending (or unencodable): costs nothing
@@ -230,7 +325,7 @@ class BulkRun:
         """The item's key and what it is charged (None: nothing, or unknown); sets `stopped`
         when the cap does not let it go."""
         try:
-            key = self._key(request)
+            key = await self._key(request)
         except Exception:  # unencodable (a lone surrogate...): that item's error, in _process
             return None, None
         if not self._will_send(key):
@@ -250,14 +345,19 @@ class BulkRun:
             self.stopped, self.stopped_at = reason, index
             log.warning("stopping the batch: %s", reason)
 
-    def _output_path(self, request: EditRequest, key: str) -> Path | None:
-        if self._output_dir is None:
+    def _output_stems(
+        self, request: EditRequest, key: str, entry: JournalEntry | None
+    ) -> list[Path] | None:
+        """The item's output paths without extension, one per generation (None: no output
+        folder), reserved so that no other item's output and no foreign file is overwritten."""
+        if self._names is None:
             return None
-        name = request.name or default_name(request.image)
-        self._names[name] += 1
-        if self._names[name] > 1:
-            name = f"{name}-{key[:8]}"
-        return self._output_dir / name
+        try:
+            generations = generations_of(request)
+        except InvalidRequestError:
+            generations = 1  # refused before sending: its names are never written
+        base = request.name or default_name(request.image)
+        return self._names.claim(key, base, generations, entry.stems if entry else [])
 
     async def _item(
         self,
@@ -297,16 +397,17 @@ class BulkRun:
                 check_name(request.name)
             except InvalidRequestError as exc:
                 return BulkResult(index, request, "error", error=str(exc))
-        key = key if key is not None else self._key(request)
-        stem = self._output_path(request, key)
+        key = key if key is not None else await self._key(request)
+        self.keys[index] = key
         journal = self._journal
         entry = journal.get(key) if journal is not None else None
+        stems = self._output_stems(request, key, entry)
         if entry is not None and entry.state in FINISHED:
             estimated, cost = to_decimal(entry.estimate), to_decimal(entry.cost)
             paths = [Path(p) for p in entry.output_paths]
             ids = tuple(entry.generation_ids)
             kept = len(paths) == len(ids) and all(p.exists() for p in paths)
-            if entry.state == "succeeded" and (stem is None or kept):
+            if entry.state == "succeeded" and (stems is None or kept):
                 return BulkResult(
                     index, request, "succeeded", entry.generation_id,
                     output=paths[0] if paths else None, outputs=tuple(paths),
@@ -325,8 +426,12 @@ class BulkRun:
                     estimated_cost=estimated,
                     cost=cost,
                 )
+        if charged is None and entry is not None and not entry.will_send(self._retry_failed):
+            # Sent by an earlier run: its estimate was counted in the spend it started with,
+            # and is what its actual cost replaces when it ends.
+            charged = to_decimal(entry.estimate)
         try:
-            jobs = await self._enqueue(request, key, entry, charged)
+            jobs = await self._enqueue(request, key, entry, charged, stems)
         except AmbiguousRequestError as exc:
             # It may have been created: the row stays 'sending', and the next run looks it
             # up on the server before sending anything.
@@ -343,13 +448,18 @@ class BulkRun:
                     "to continue",
                 )
             if journal is not None:
-                journal.rejected(key, request.encoded().decode(), str(exc))
+                journal.rejected(key, canonical(request).encoded().decode(), str(exc))
             return BulkResult(index, request, "error", error=str(exc))
         run = RunContext(self._journal, self._tracker, self._spending, self._check_disk_full)
-        return await finish(run, index, request, key, jobs, stem, charged)
+        return await finish(run, index, request, key, jobs, stems, charged)
 
     async def _enqueue(
-        self, request: EditRequest, key: str, entry: JournalEntry | None, charged: Decimal | None
+        self,
+        request: EditRequest,
+        key: str,
+        entry: JournalEntry | None,
+        charged: Decimal | None,
+        stems: list[Path] | None,
     ) -> list[Job]:
         if (
             entry is not None
@@ -362,8 +472,9 @@ class BulkRun:
         journal = self._journal
         on_send = None
         if journal is not None:
-            encoded = request.encoded().decode()
-            journal.sending(key, encoded, estimate=charged)
+            encoded = canonical(request).encoded().decode()
+            names = [stem.name for stem in stems] if stems is not None else None
+            journal.sending(key, encoded, estimate=charged, names=names)
 
             def on_send(at: float, journal: Journal = journal) -> None:
                 # Each attempt's send time: a crash recovery adopts only a row enqueued within
@@ -382,6 +493,12 @@ class BulkRun:
             return self._tracker.job(pending)
         return self._tracker.follow(generation_id)
 
+    def unreported(self) -> list[tuple[int, EditRequest | OxeditError]]:
+        """The items this run started and has not yielded a result for (in flight when it
+        was closed early): `(index, request)`, in input order. Their outcome is unknown to
+        this run; a re-run with the same journal follows or sends them, never twice."""
+        return sorted(self._unreported.items(), key=lambda pair: pair[0])
+
     async def _payload(self, request: EditRequest) -> dict[str, Any]:
         if self._tracker.uploader is not None:  # the hosted URL goes in the request sent
             image = await self._tracker.hosted(request.image)
@@ -396,3 +513,14 @@ class BulkRun:
         """On a full disk, stop sending new items: their results could not be kept."""
         if disk_full(exc):
             self._stop(None, f"the disk is full ({exc}); no new items were sent")
+
+
+def _file_version(path: str) -> tuple[str, int, int] | None:
+    """A local file's resolved path, size and mtime (what its content hash is cached under:
+    a file rewritten between two items is hashed again), or None if it cannot be read.
+    A stat, no read: cheap enough for the event loop."""
+    try:
+        info = os.stat(path)
+        return os.path.realpath(path), info.st_size, info.st_mtime_ns
+    except (OSError, ValueError):
+        return None

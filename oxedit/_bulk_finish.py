@@ -62,11 +62,12 @@ async def finish(
     request: EditRequest,
     key: str,
     jobs: list[Job],
-    stem: Path | None,
+    stems: list[Path] | None,
     charged: Decimal | None,
 ) -> BulkResult:
-    """Await the item's generations (one per `num_generations`), save each result (`NAME`, or
-    `NAME-1`, `NAME-2`, ... for several), record the outcome; the item's result."""
+    """Await the item's generations (one per `num_generations`), save each result to its
+    reserved name in `stems` (one per generation, without extension), record the outcome;
+    the item's result."""
     journal = run.journal
     ids = tuple(job.id for job in jobs)
     outcomes = await asyncio.gather(*(_outcome(job) for job in jobs))
@@ -88,11 +89,11 @@ async def finish(
         if status != "succeeded":
             state = status if state == "succeeded" else state
             problems.append(f"generation {number} of {len(jobs)}: {value}" if several else value)
-        elif stem is not None:
-            name = f"{stem.name}-{number}" if several else stem.name
+        elif stems is not None:
+            stem = stems[number - 1]
             try:
                 data = await run.reader.read(value)
-                output = stem.with_name(name + _EXTENSIONS.get(sniff_mime(data) or "", ".png"))
+                output = stem.with_name(stem.name + _EXTENSIONS.get(sniff_mime(data) or "", ".png"))
                 await save_atomic(output, data)
                 outputs.append(output)
             except Exception as exc:  # an odd body, a full disk...: this item's error

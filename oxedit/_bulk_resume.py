@@ -1,23 +1,26 @@
 """Resuming a batch after a crash: items its journal left `sending` are looked up on the
-server before anything new is sent, so no new row can be mistaken for theirs."""
+server before anything new is sent, so no new row can be mistaken for theirs. And journals
+written before items were keyed by identity are re-keyed, so that they are resumed, not
+billed again."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ._exceptions import OxeditError
-from ._journal import Journal
+from ._journal import Journal, is_legacy, item_key
 from ._registry import Pending
-from ._requests import EditRequest
+from ._requests import EditRequest, canonical, identity, is_local
 
 if TYPE_CHECKING:
     from ._tracker import Tracker
 
-__all__ = ["recover_unrecorded"]
+__all__ = ["migrate_legacy", "recover_unrecorded"]
 
 log = logging.getLogger("oxedit")
 
@@ -63,3 +66,28 @@ async def recover_unrecorded(
         adopted.count(None),
     )
     return adopted_by_id
+
+
+def migrate_legacy(journal: Journal) -> int:
+    """Re-key the rows an older oxedit keyed by the image path as written, whose image can
+    be read from here (a relative path is taken from the working folder, as that oxedit did;
+    the content decides, so a path that now names another file only matches that file's
+    item). Rows whose image cannot be read keep their key: `BulkRun` still matches them by
+    the request as written. Returns how many were re-keyed."""
+    legacy = [e for e in journal.entries() if is_legacy(e.key)]
+    moved = 0
+    for entry in sorted(legacy, key=lambda e: (e.sent_at or 0.0, e.key)):
+        try:
+            request = msgspec.json.decode(entry.request, type=EditRequest)
+        except msgspec.DecodeError:
+            continue
+        if is_local(request.image) and not os.path.isfile(request.image):
+            continue
+        ident, repetition = identity(request), 1
+        while journal.get(item_key(ident, repetition)) is not None:
+            repetition += 1
+        journal.rekey(entry.key, item_key(ident, repetition), canonical(request).encoded().decode())
+        moved += 1
+    if moved:
+        log.info("journal %s: %d row(s) of an older oxedit re-keyed", journal.path, moved)
+    return moved

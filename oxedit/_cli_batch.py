@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,7 @@ from ._cost import to_amount
 from ._estimate_view import print_estimate
 from ._exceptions import InvalidRequestError, OxeditError
 from ._progress import BatchProgress, summary_table
-from ._report import write_html_report
+from ._report import journal_items, write_html_report
 from ._requests import BulkResult, EditRequest
 from ._sources import load_source
 from ._terminal import line
@@ -35,7 +35,9 @@ __all__ = ["run_batch"]
 
 # The summary's counts: this run's outcomes, and "resumed" for items skipped as done earlier.
 _COUNTED = ("succeeded", "resumed", "failed", "cancelled", "unknown", "error")
-_INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); re-run the same command to resume"
+# What `_cli.main` says once the command is interrupted; the summary only marks it.
+_INTERRUPTED = "interrupted"
+_IN_FLIGHT = "in flight when the batch was interrupted; re-run the same command to follow it"
 
 
 async def run_batch(
@@ -72,30 +74,41 @@ async def run_batch(
             pace=lambda: api.stats.enqueue_rate,
             uploads=lambda: api.upload_stats,
         )
+        run = api.map(
+            items,
+            concurrency=args.concurrency,
+            journal=journal,
+            output_dir=out_dir,
+            retry_failed=args.retry_failed,
+            max_cost=max_cost,
+            unknown_cost=unknown_cost,
+        )
         try:
-            with progress:
-                run = api.map(
-                    items,
-                    concurrency=args.concurrency,
-                    journal=journal,
-                    output_dir=out_dir,
-                    retry_failed=args.retry_failed,
-                    max_cost=max_cost,
-                    unknown_cost=unknown_cost,
-                )
-                async with run:
+            async with run:
+                # Whole-batch refusals (the cap, a busy journal) come before the bar shows.
+                await run.ready()
+                with progress:
                     async for result in run:
                         results.append(result)
                         progress.add(result, run.in_flight)
                         if not result.ok and not result.resumed:
                             progress.print(_problem(result))
         except asyncio.CancelledError:
-            # Interrupted: what finished is in the journal; say so in a (partial) report.
-            _finish(err, report_path, results, progress, out_dir, _INTERRUPTED)
+            # Interrupted: what finished is in the journal; what was in flight has an
+            # outcome this run does not know. Say so in a (partial) report.
+            for index, request in run.unreported():
+                if not isinstance(request, EditRequest):  # a bad row: never sent
+                    request = EditRequest(image="", prompt="")
+                unknown = BulkResult(index, request, "unknown", error=_IN_FLIGHT)
+                results.append(unknown)
+                progress.count(unknown)
+            _finish(err, report_path, results, run.keys, journal, progress, out_dir, _INTERRUPTED)
             _page(err, out_dir, journal, report_path)
             raise
     stopped = run.stopped
-    reported = _finish(err, report_path, results, progress, out_dir, stopped, run.stopped_at)
+    reported = _finish(
+        err, report_path, results, run.keys, journal, progress, out_dir, stopped, run.stopped_at
+    )
     _page(err, out_dir, journal, report_path)
     ok = reported and stopped is None and all(r.ok for r in results)
     return 0 if ok else 1
@@ -152,21 +165,43 @@ def _finish(
     err: Console,
     path: Path,
     results: list[BulkResult],
+    keys: dict[int, str],
+    journal: Path,
     progress: BatchProgress,
     out_dir: Path,
     stopped: str | None,
     stopped_at: int | None = None,
 ) -> bool:
-    """Write the report and print the summary; False if the report could not be written."""
+    """Write the report and print the summary; False if the report could not be written.
+
+    Both describe every item of the journal: this run's, and those of earlier runs or other
+    manifests sharing it (`earlier`), so that the costs cover the whole batch and the JSON
+    report lists what the page shows."""
     try:
-        write_report(path, results, progress, stopped, stopped_at)
+        earlier = journal_items(journal, set(keys.values()))
+    except OxeditError as exc:  # a damaged journal: the report still has this run's items
+        line(err, f"error: the journal could not be read for the report: {exc}", style="red")
+        earlier = []
+    costs = totals(results, earlier)
+    try:
+        write_report(path, results, keys, earlier, progress, stopped, stopped_at)
     except OSError as exc:
         line(err, f"error: the report {path} could not be written: {exc}", style="red")
         written = False
     else:
         written = True
-    err.print(summary_table(progress, out_dir, path, interrupted=stopped, costs=totals(results)))
-    if stopped is not None:
+    interrupted = stopped == _INTERRUPTED
+    err.print(
+        summary_table(
+            progress,
+            out_dir,
+            path,
+            interrupted=stopped,
+            costs=costs,
+            earlier=len(earlier),
+        )
+    )
+    if stopped is not None and not interrupted:
         line(err, f"stopped early: {stopped}", style="yellow")
     return written
 
@@ -183,10 +218,16 @@ def _page(err: Console, out_dir: Path, journal: Path, report: Path) -> None:
         line(err, f"report page: {page}")
 
 
-def totals(results: list[BulkResult]) -> tuple[Decimal | None, Decimal | None]:
-    """The estimated and the actual cost of the items, each None when no item has one."""
+def totals(
+    results: list[BulkResult], earlier: Sequence[dict[str, Any]] = ()
+) -> tuple[Decimal | None, Decimal | None]:
+    """The estimated and the actual cost of the items (this run's results and the journal's
+    `earlier` items), each None when no item has one."""
     estimates = [r.estimated_cost for r in results if r.estimated_cost is not None]
     costs = [r.cost for r in results if r.cost is not None]
+    for item in earlier:
+        estimates += [Decimal(item["estimated_cost"])] if item.get("estimated_cost") else []
+        costs += [Decimal(item["cost"])] if item.get("cost") else []
     return (
         sum(estimates, Decimal(0)) if estimates else None,
         sum(costs, Decimal(0)) if costs else None,
@@ -200,18 +241,23 @@ def _text(amount: Decimal | None) -> str | None:
 def write_report(
     path: Path,
     results: list[BulkResult],
+    keys: dict[int, str],
+    earlier: list[dict[str, Any]],
     progress: BatchProgress,
     stopped: str | None,
     stopped_at: int | None = None,
 ) -> None:
-    """The JSON report of this run: what it did, item by item (partial when `stopped`).
+    """The JSON report: what this run did, item by item (partial when `stopped`), then the
+    journal's items of earlier runs (`earlier`: index null). The summary's counts and
+    `total` are this run's; `earlier_items` counts the others; the costs cover every item.
     Amounts are decimal strings in USD, null when unknown."""
     rate = progress.rate
-    estimated, cost = totals(results)
+    estimated, cost = totals(results, earlier)
     report = {
         "summary": {
             **{key: progress.counts[key] for key in _COUNTED},
             "total": len(results),
+            "earlier_items": len(earlier),
             "wall_seconds": round(progress.elapsed, 3),
             "items_per_second": None if rate is None else round(rate, 3),
             "interrupted": stopped == _INTERRUPTED,
@@ -219,11 +265,13 @@ def write_report(
             "stopped_at": stopped_at,
             "estimated_cost": _text(estimated),
             "cost": _text(cost),
-            "cost_unknown": sum(r.generation_id is not None and r.cost is None for r in results),
+            "cost_unknown": sum(r.generation_id is not None and r.cost is None for r in results)
+            + sum(bool(i["generation_ids"]) and i["cost"] is None for i in earlier),
         },
         "items": [
             {
                 "index": r.index,
+                "key": keys.get(r.index),
                 "image": r.request.image,
                 "prompt": r.request.prompt,
                 "model": r.request.model,
@@ -235,10 +283,12 @@ def write_report(
                 "outputs": [str(p) for p in r.outputs],
                 "error": r.error,
                 "resumed": r.resumed,
+                "earlier": False,
                 "estimated_cost": _text(r.estimated_cost),
                 "cost": _text(r.cost),
             }
             for r in sorted(results, key=lambda r: r.index)
-        ],
+        ]
+        + earlier,
     }
     write_atomic(path, (json.dumps(report, indent=1) + "\n").encode())

@@ -17,6 +17,9 @@ DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # one server-sent event; a longer one is 
 DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # one result file; far above any real image
 DEFAULT_MAX_DOWNLOADS = 8  # concurrent result downloads per client
 DEFAULT_BULK_CONCURRENCY = 256  # generations in flight in `Client.map`
+# A batch hashes each local image to identify its item (`_requests.identity`); files up to this
+# size are hashed on the event loop (~0.1 ms), larger ones in a thread.
+BULK_HASH_INLINE_BYTES = 256 * 1024
 
 # Event stream: keep-alives come every 15 s, so 45 s of silence means the stream is dead.
 STREAM_IDLE_TIMEOUT = 45.0

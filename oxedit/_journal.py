@@ -16,11 +16,20 @@ counts it against its cap. Journals written before these columns existed get the
 
 An item with `num_generations` > 1 is one enqueue with several generations: `generation_id`
 holds the first, `more_ids` the others, `outputs` every output path (JSON lists).
+
+Keys: an item is keyed by what it is (`v2-` + a digest of `_requests.identity`, its image's
+content, prompt, model, parameters and name, + which repetition), never by how its image path
+was written, and its stored `request` holds the image's absolute path: a re-run from another
+folder finds it. Rows of older journals, keyed by the path as written, are re-keyed when their
+image can be read or their request is met again (`_bulk_resume.migrate_legacy`, `BulkRun`).
+`names` holds the output file names (stems) the item reserved before it was sent: no other
+item of the folder may take them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -37,9 +46,26 @@ try:
 except ImportError:  # Windows: no advisory locks; one run at a time is then up to the user
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FINISHED", "Journal", "JournalEntry"]
+__all__ = ["FINISHED", "Journal", "JournalEntry", "is_legacy", "item_key", "legacy_key"]
 
 FINISHED: Final = frozenset({"succeeded", "failed", "cancelled", "error"})
+
+_KEY_PREFIX: Final = "v2-"
+
+
+def item_key(identity: bytes, repetition: int) -> str:
+    """The key of the `repetition`-th item (from 1) with this `_requests.identity`."""
+    return f"{_KEY_PREFIX}{hashlib.sha256(identity).hexdigest()[:24]}-{repetition}"
+
+
+def legacy_key(encoded: bytes, repetition: int) -> str:
+    """The key older journals gave an item: its request as written (`EditRequest.encoded`)."""
+    return f"{hashlib.sha256(encoded).hexdigest()[:24]}-{repetition}"
+
+
+def is_legacy(key: str) -> bool:
+    return not key.startswith(_KEY_PREFIX)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -54,7 +80,8 @@ CREATE TABLE IF NOT EXISTS items (
     estimate TEXT,
     cost TEXT,
     more_ids TEXT,
-    outputs TEXT
+    outputs TEXT,
+    names TEXT
 );
 CREATE INDEX IF NOT EXISTS items_generation ON items (generation_id);
 """
@@ -73,6 +100,7 @@ class JournalEntry:
     cost: str | None = None
     more_ids: str | None = None
     outputs: str | None = None
+    names: str | None = None
 
     @property
     def generation_ids(self) -> list[str]:
@@ -88,6 +116,13 @@ class JournalEntry:
             return _json_list(self.outputs)
         return [self.output] if self.output is not None else []
 
+    @property
+    def stems(self) -> list[str]:
+        """The output file names (without extension) the item holds in its output folder:
+        reserved before it was sent, or (journals from before reservations) its outputs'."""
+        reserved = _json_list(self.names)
+        return reserved or [Path(path).stem for path in self.output_paths]
+
     def will_send(self, retry_failed: bool) -> bool:
         """Whether a run would enqueue this item again, not skip or follow what an earlier
         run did (as `BulkRun._process` decides)."""
@@ -98,10 +133,14 @@ class JournalEntry:
         return retry_failed or self.state not in FINISHED
 
     @property
+    def sent(self) -> bool:
+        """Whether its enqueue was sent (and may have been billed)."""
+        return self.generation_id is not None or self.state in ("sending", "enqueued")
+
+    @property
     def spent(self) -> Decimal:
         """What this item cost the batch: its actual cost, else its estimate once sent."""
-        sent = self.generation_id is not None or self.state in ("sending", "enqueued")
-        amount = self.cost if self.cost is not None else self.estimate if sent else None
+        amount = self.cost if self.cost is not None else self.estimate if self.sent else None
         try:
             return Decimal(amount) if amount is not None else Decimal(0)
         except InvalidOperation:
@@ -109,7 +148,8 @@ class JournalEntry:
 
 
 _FIELDS = (
-    "key, request, state, generation_id, sent_at, error, output, estimate, cost, more_ids, outputs"
+    "key, request, state, generation_id, sent_at, error, output, estimate, cost, more_ids, "
+    "outputs, names"
 )
 
 
@@ -184,22 +224,42 @@ class Journal:
         return {gid for first, more in rows for gid in (first, *_json_list(more))}
 
     def sending(
-        self, key: str, request: str, at: float | None = None, estimate: Decimal | None = None
+        self,
+        key: str,
+        request: str,
+        at: float | None = None,
+        estimate: Decimal | None = None,
+        names: list[str] | None = None,
     ) -> float:
         """Record that the item's enqueue is about to be sent (at Unix time `at`, default now:
-        a crash recovery adopts only rows enqueued shortly after it) and what it is expected
-        to cost (kept from the first attempt when None); returns the time."""
+        a crash recovery adopts only rows enqueued shortly after it), what it is expected to
+        cost and the output names it reserves (each kept from the first attempt when None);
+        returns the time."""
         now = time.time() if at is None else at
         self._db.execute(
-            "INSERT INTO items (key, request, state, sent_at, updated_at, estimate) "
-            "VALUES (?, ?, 'sending', ?, ?, ?) "
+            "INSERT INTO items (key, request, state, sent_at, updated_at, estimate, names) "
+            "VALUES (?, ?, 'sending', ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'sending', sent_at = excluded.sent_at, "
             "generation_id = NULL, more_ids = NULL, error = NULL, output = NULL, "
-            "outputs = NULL, cost = NULL, "
+            "outputs = NULL, cost = NULL, names = COALESCE(excluded.names, names), "
             "estimate = COALESCE(excluded.estimate, estimate), updated_at = excluded.updated_at",
-            (key, request, now, now, None if estimate is None else str(estimate)),
+            (
+                key,
+                request,
+                now,
+                now,
+                None if estimate is None else str(estimate),
+                None if names is None else json.dumps(names),
+            ),
         )
         return now
+
+    def rekey(self, old: str, new: str, request: str) -> None:
+        """Give the item `old` the key `new` (and its request as now stored): how rows of a
+        journal keyed the old way (by the image path as written) join this run."""
+        self._db.execute(
+            "UPDATE items SET key = ?, request = ? WHERE key = ?", (new, request, old)
+        )
 
     def costed(self, key: str, cost: Decimal) -> None:
         """Record what the item actually cost."""
@@ -226,13 +286,13 @@ class Journal:
         self._set(key, state=state, error=error, output=output, outputs=listed)
 
     def rejected(self, key: str, request: str, error: str) -> None:
-        """An item that was never sent (bad input)."""
+        """An item that was never sent (bad input) or that the API refused: it cost nothing."""
         now = time.time()
         self._db.execute(
             "INSERT INTO items (key, request, state, error, updated_at) "
             "VALUES (?, ?, 'error', ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET state = 'error', error = excluded.error, "
-            "updated_at = excluded.updated_at",
+            "estimate = NULL, cost = NULL, updated_at = excluded.updated_at",
             (key, request, error, now),
         )
 
@@ -251,7 +311,7 @@ class Journal:
 def _add_cost_columns(db: sqlite3.Connection) -> None:
     """Journals from before cost tracking lack these columns: add them (both start empty)."""
     have = {row[1] for row in db.execute("PRAGMA table_info(items)")}
-    for column in ("estimate", "cost", "more_ids", "outputs"):
+    for column in ("estimate", "cost", "more_ids", "outputs", "names"):
         if have and column not in have:
             db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT")
 

@@ -29,13 +29,25 @@ from ._upload import UploadStats
 __all__ = ["BatchProgress", "summary_table"]
 
 
+# The outcomes as the bar and the summary both name them (`BulkResult.status` -> words);
+# "succeeded" on the bar counts the items skipped as done earlier too.
+OUTCOMES = (
+    ("failed", "failed"),
+    ("cancelled", "cancelled"),
+    ("unknown", "outcome unknown"),
+    ("error", "errors"),
+)
+
+
 class _Counts(ProgressColumn):
     def render(self, task: Task) -> Text:
         fields = task.fields
-        return Text.from_markup(
-            f"[green]{fields['ok']} done[/] [red]{fields['failed']} failed[/] "
-            f"[cyan]{fields['in_flight']} in flight[/]"
-        )
+        text = Text(f"{fields['ok']} succeeded", style="green")
+        for status, words in OUTCOMES:
+            if fields[status]:
+                text.append(f" {fields[status]} {words}", style="red")
+        text.append(f" {fields['in_flight']} in flight", style="cyan")
+        return text
 
 
 class _Rate(ProgressColumn):
@@ -85,7 +97,9 @@ class BatchProgress:
             refresh_per_second=4,
             get_time=clock,
         )
-        self._task = self._progress.add_task("batch", total=total, ok=0, failed=0, in_flight=0)
+        self._task = self._progress.add_task(
+            "batch", total=total, ok=0, in_flight=0, failed=0, cancelled=0, unknown=0, error=0
+        )
 
     def __enter__(self) -> BatchProgress:
         self._progress.__enter__()
@@ -121,12 +135,25 @@ class BatchProgress:
         return text
 
     def add(self, result: BulkResult, in_flight: int) -> None:
+        self.count(result)
+        self._progress.update(self._task, in_flight=in_flight)
+
+    def count(self, result: BulkResult) -> None:
+        """Count an item's outcome (shown on the bar, summed up by the summary)."""
         key = "resumed" if result.resumed and result.ok else result.status
         self.counts[key] += 1
         self._worked += not result.resumed
         ok = self.counts["succeeded"] + self.counts["resumed"]
-        failed = sum(v for k, v in self.counts.items() if k not in ("succeeded", "resumed"))
-        self._progress.update(self._task, advance=1, ok=ok, failed=failed, in_flight=in_flight)
+        counts = self.counts
+        self._progress.update(
+            self._task,
+            advance=1,
+            ok=ok,
+            failed=counts["failed"],
+            cancelled=counts["cancelled"],
+            unknown=counts["unknown"],
+            error=counts["error"],
+        )
 
     def in_flight(self, count: int) -> None:
         self._progress.update(self._task, in_flight=count)
@@ -142,27 +169,37 @@ def summary_table(
     *,
     interrupted: str | None,
     costs: tuple[Decimal | None, Decimal | None] = (None, None),
+    earlier: int = 0,
 ) -> Table:
-    """The end-of-run summary; `interrupted` says why the run stopped early, if it did."""
+    """The end-of-run summary; `interrupted` says why the run stopped early, if it did
+    ("interrupted" when it was: the command says what to do once, itself); `earlier`
+    counts the journal's items of earlier runs, which the costs cover too."""
     counts = progress.counts
     rate = progress.rate
-    title = "oxedit batch" if interrupted is None else "oxedit batch (stopped early)"
+    title = "oxedit batch" if interrupted is None else f"oxedit batch ({_why(interrupted)})"
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("succeeded (this run)", str(counts["succeeded"]))
     table.add_row("already done earlier (skipped)", str(counts["resumed"]))
-    table.add_row("failed", str(counts["failed"]))
-    table.add_row("cancelled", str(counts["cancelled"]))
-    table.add_row("outcome unknown (re-run to follow)", str(counts["unknown"]))
-    table.add_row("errors (not sent / not saved)", str(counts["error"]))
+    words = dict(OUTCOMES)
+    table.add_row(words["failed"], str(counts["failed"]))
+    table.add_row(words["cancelled"], str(counts["cancelled"]))
+    table.add_row(f"{words['unknown']} (re-run to follow)", str(counts["unknown"]))
+    table.add_row(f"{words['error']} (not sent / not saved)", str(counts["error"]))
     table.add_row("total", str(sum(counts.values())))
+    if earlier:
+        table.add_row("items of earlier runs (in the report)", str(earlier))
     table.add_row("wall time", f"{progress.elapsed:.1f} s")
     table.add_row("rate", "-" if rate is None else f"{rate:.1f} items/s")
     table.add_row("estimated cost", money(costs[0]))
     table.add_row("actual cost (history)", money(costs[1]))
     table.add_row("images in", cell(out))
     table.add_row("report", cell(report))
-    if interrupted is not None:
+    if interrupted is not None and interrupted != "interrupted":
         table.add_row("stopped early", cell(interrupted))
     return table
+
+
+def _why(stopped: str) -> str:
+    return "interrupted" if stopped == "interrupted" else "stopped early"

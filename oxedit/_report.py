@@ -32,7 +32,7 @@ from ._report_page import STATUSES, render
 from ._report_thumbs import Source, Thumbnailer, data_uri_source
 from ._requests import EditRequest, default_name
 
-__all__ = ["JOURNAL_NAME", "html_path_for", "write_html_report"]
+__all__ = ["JOURNAL_NAME", "html_path_for", "journal_items", "write_html_report"]
 
 # The journal `oxedit batch` keeps in its output folder by default (see `_cli_batch`).
 JOURNAL_NAME: Final = ".oxedit-journal.sqlite"
@@ -141,25 +141,75 @@ def _merge(
 ) -> list[_Item]:
     """One item per journal row, in input order where the JSON report knows it, then the
     report's items that never reached the journal (malformed rows, refused names)."""
+    by_key: dict[str, dict[str, Any]] = {}
     by_identity: defaultdict[str, deque[dict[str, Any]]] = defaultdict(deque)
     for record in sorted(reported, key=lambda r: _int(r.get("index"))):
-        ident = _identity(
+        key = record.get("key")
+        if isinstance(key, str):  # the journal row it describes
+            by_key[key] = record
+            continue
+        ident = _identity(  # a report of an older oxedit: matched by its request
             record.get("image"), record.get("prompt"), record.get("model"), record.get("params")
         )
         by_identity[ident].append(record)
     items = []
     for entry in sorted(entries, key=lambda e: (e.sent_at or 0.0, e.key)):
-        try:
-            request = _REQUEST.decode(entry.request)
-        except msgspec.DecodeError:  # ValidationError is one too
-            request = EditRequest(image="", prompt="(unreadable journal row)")
-        ident = _identity(request.image, request.prompt, request.model, request.params)
-        match = by_identity[ident].popleft() if by_identity[ident] else None
+        request = _request_of(entry)
+        match = by_key.pop(entry.key, None)
+        if match is None:
+            ident = _identity(request.image, request.prompt, request.model, request.params)
+            match = by_identity[ident].popleft() if by_identity[ident] else None
+        if match is not None and match.get("index") is None:
+            match = None  # the report's copy of this very row (an item of an earlier run)
         items.append(_from_entry(entry, request, ended.get(entry.key), match))
-    for queue in by_identity.values():
-        items.extend(_from_record(record) for record in queue)
+    for queue in (*by_identity.values(), by_key.values()):
+        items.extend(_from_record(record) for record in queue if record.get("index") is not None)
     items.sort(key=lambda item: (item.index is None, _int(item.index), item.sent_at or 0.0))
     return items
+
+
+def _request_of(entry: JournalEntry) -> EditRequest:
+    try:
+        return _REQUEST.decode(entry.request)
+    except msgspec.DecodeError:  # ValidationError is one too
+        return EditRequest(image="", prompt="(unreadable journal row)")
+
+
+def journal_items(journal: Path, exclude: set[str]) -> list[dict[str, Any]]:
+    """The items of `journal` whose keys are not in `exclude` (those of earlier runs, other
+    manifests sharing the folder), as the JSON report lists items, in the order they were
+    sent; `index` null and `earlier` true. Empty when there is no journal."""
+    if not journal.is_file():
+        return []
+    with Journal(journal) as opened:
+        entries = opened.entries()
+    ended = _ended_at(journal)
+    records = []
+    for entry in sorted(entries, key=lambda e: (e.sent_at or 0.0, e.key)):
+        if entry.key in exclude:
+            continue
+        item = _from_entry(entry, _request_of(entry), ended.get(entry.key), None)
+        records.append(
+            {
+                "index": None,
+                "key": entry.key,
+                "image": item.image,
+                "prompt": item.prompt,
+                "model": item.model,
+                "params": item.params,
+                "status": item.status,
+                "generation_id": item.generation_ids[0] if item.generation_ids else None,
+                "output": item.outputs[0] if item.outputs else None,
+                "generation_ids": item.generation_ids,
+                "outputs": item.outputs,
+                "error": item.error,
+                "resumed": False,
+                "earlier": True,
+                "estimated_cost": item.estimated_cost,
+                "cost": item.cost,
+            }
+        )
+    return records
 
 
 def _int(value: Any) -> int:
@@ -201,7 +251,8 @@ def _from_entry(
         error=error,
         seconds=seconds if seconds is None or seconds >= 0 else None,
         cost=entry.cost,
-        estimated_cost=entry.estimate,
+        # What it was expected to cost, once sent: a refused item cost nothing.
+        estimated_cost=entry.estimate if entry.sent else None,
         resumed=bool(record.get("resumed")) if record is not None else False,
         sent_at=entry.sent_at,
     )

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
 from . import _constants as C
 from ._exceptions import InvalidRequestError, OxeditError
 
-__all__ = ["BulkItem", "BulkResult", "EditRequest", "check_name", "coerce", "default_name"]
+__all__ = [
+    "BulkItem",
+    "BulkResult",
+    "EditRequest",
+    "canonical",
+    "check_name",
+    "coerce",
+    "default_name",
+    "file_digest",
+    "identity",
+    "is_local",
+]
 
 
 class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,6 +151,71 @@ def default_name(image: str) -> str:
         return "image"
     path = urlsplit(image).path if image.startswith(("http://", "https://")) else image
     return Path(path).stem or "image"
+
+
+def is_local(image: str) -> bool:
+    """Whether `image` names a local file (not a URL or a data URI)."""
+    return not image.startswith(("http://", "https://", "data:"))
+
+
+def canonical(request: EditRequest) -> EditRequest:
+    """`request` with a local image as its absolute, resolved path: what a journal stores, so
+    that a later run from another folder can still read it."""
+    if not request.image or not is_local(request.image):
+        return request
+    return msgspec.structs.replace(request, image=os.path.realpath(request.image))
+
+
+def _normal_url(url: str) -> str:
+    """A URL as the same resource is always written: scheme and host in lower case, no
+    default port, no fragment (the server never sees it)."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:  # a bad port...: the request fails later; compare it as written
+        return url
+    if port is not None and (parts.scheme.lower(), port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    if parts.username or parts.password:
+        host = f"{parts.netloc.rpartition('@')[0]}@{host}"
+    return urlunsplit((parts.scheme.lower(), host, parts.path or "/", parts.query, ""))
+
+
+def file_digest(path: str) -> str:
+    """The SHA-256 of a file's content, in hex."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def identity(request: EditRequest, digest: Callable[[str], str] = file_digest) -> bytes:
+    """What makes an item of a batch the same item in every run, whichever folder it runs
+    from and however its image path is spelled: the image's content (a local file's SHA-256,
+    a URL as normalised, a data URI itself), the prompt, model, parameters and output name.
+    Reads a local image (`digest(path)`); a file that cannot be read is identified by its
+    resolved path (the item fails before anything is sent anyway)."""
+    image = request.image
+    if image.startswith("data:"):
+        source = "data:" + hashlib.sha256(image.encode("utf-8", "surrogatepass")).hexdigest()
+    elif not is_local(image):
+        source = _normal_url(image)
+    else:
+        path = os.path.realpath(image) if image else image
+        try:
+            source = "sha256:" + digest(path)
+        except (OSError, ValueError):
+            source = "path:" + path
+    name = request.name or (default_name(image) if image else None)
+    return msgspec.json.encode(
+        {
+            "image": source,
+            "prompt": request.prompt,
+            "model": request.model,
+            "params": request.params,
+            "name": name,
+        },
+        order="sorted",
+    )
 
 
 def coerce(item: Any) -> EditRequest | OxeditError:
