@@ -24,6 +24,11 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 # 1.3:1, plain JSON rows 5-20:1, a bomb 1000:1), so a bomb stops there too.
 DEFAULT_MAX_LIST_RESPONSE_BYTES = 1024 * 1024 * 1024
 RESPONSE_MAX_INFLATION = 100
+# Events over max_event_bytes are dropped: the first is logged, then one line with a count
+# every this many drops or this many seconds (a server sending only such events would
+# otherwise write a warning per event).
+DROPPED_EVENTS_LOG_EVERY = 100
+DROPPED_EVENTS_LOG_INTERVAL = 60.0
 DEFAULT_MAX_DOWNLOADS = 8  # concurrent result downloads per client
 DEFAULT_BULK_CONCURRENCY = 256  # generations in flight in `Client.map`
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import zlib
 from collections.abc import Awaitable, Callable
@@ -129,3 +130,40 @@ async def test_a_redirect_to_a_bad_port_is_a_download_error(oxen_server: LocalSe
         gen = oxedit.Generation(id="g1", status="succeeded", url=files + "/g1.png")
         with pytest.raises(oxedit.DownloadError, match="bad URL"):
             await client.read(gen)
+
+
+async def test_fifty_oversized_events_are_two_warning_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reconnected = asyncio.Event()
+    streams: list[int] = []
+    big = b"event: media_generation_completed\ndata: " + b"x" * 128 * 1024 + b"\n\n"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path != "/api/events":
+            return web.json_response({"generation_id": "g1", "status": "queued"})
+        streams.append(1)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if len(streams) > 1:
+            reconnected.set()  # the first stream was read to its end
+            await asyncio.Event().wait()
+        for _ in range(50):
+            await resp.write(big)
+        return resp
+
+    limits = oxedit.Limits(max_event_bytes=64 * 1024)
+    policy = oxedit.ReconcilePolicy(stale_floor=60, stale_after=60)
+    with caplog.at_level(logging.WARNING, logger="oxedit"):
+        async with serve(handler) as url:
+            client = oxedit.Client(api_key="k", base_url=url, limits=limits, reconcile=policy)
+            async with client, asyncio.timeout(10):
+                client.job("g1")  # starts the event stream
+                await reconnected.wait()
+    dropped = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
+    assert dropped == [
+        "dropped a server-sent event longer than 65536 bytes (Limits.max_event_bytes); "
+        "further ones are counted every 100 or 60 s",
+        "dropped 49 more server-sent event(s) longer than 65536 bytes "
+        "(Limits.max_event_bytes), 50 in all",
+    ]
