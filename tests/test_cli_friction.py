@@ -139,4 +139,5 @@ async def test_a_second_batch_on_a_busy_out_names_the_process_holding_it(tmp_pat
     finally:
         await interrupt(first, lambda: True, signal.SIGTERM)
     assert code == 2, output
-    assert f"is in use by process {first.pid} (" in output and "batch in" in output
+    assert f"in use by another running server, process {first.pid} (" in output
+    assert "batch in --prompt p --out out)" in output

@@ -205,8 +205,9 @@ def _lock(path: Path) -> IO[bytes]:
         holder = file.read(500).decode("utf-8", "replace").strip() or "unknown"
         file.close()
         raise ConfigurationError(
-            f"the local server state folder {str(path.parent)!r} is in use by process "
-            f"{holder}; wait for it to end or stop it, or give this one another folder"
+            f"the local server state folder {str(path.parent)!r} is in use by another running "
+            f"server, process {holder}; stop that one or wait for it to end, or give this one "
+            "another folder"
         ) from None
     with contextlib.suppress(OSError):
         command = " ".join(sys.orig_argv)[:200]
