@@ -28,8 +28,9 @@ async def main() -> None:
         for i, prompt in enumerate(EDITS)
     ]
     async with oxedit.Client() as client:
+        # Outputs and journal under out/ (in .gitignore), never beside the code.
         run = client.map(
-            requests, concurrency=16, journal="bulk-out/journal.sqlite", output_dir="bulk-out"
+            requests, concurrency=16, journal="out/bulk/journal.sqlite", output_dir="out/bulk"
         )
         async with run:  # leaving the block early cancels what is in flight, nothing leaks
             async for result in run:

@@ -13,6 +13,7 @@ from pathlib import Path
 import oxedit
 
 IMAGE = Path(__file__).parent / "images" / "night.jpg"
+OUT = Path("out")  # results go here, never beside the code (`out/` is in .gitignore)
 
 
 async def main() -> None:
@@ -20,9 +21,10 @@ async def main() -> None:
         job = await client.submit(prompt="Add a funny hat", image=IMAGE)
         print("enqueued", job.id)
         gen = await job  # resolved by the one shared event stream, no polling
-        await gen.save("night-hat.png")
-        print("saved night-hat.png from", gen.url)
+        await gen.save(OUT / "night-hat.png")
+        print("saved", OUT / "night-hat.png", "from", gen.url)
 
 
 if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
     asyncio.run(main())

@@ -34,6 +34,7 @@ from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OxeditError as OxeditError
 from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
 from ._history import HistoryEntry as HistoryEntry
@@ -96,6 +97,7 @@ __all__ = [
     "ReconcilePolicy",
     "RequestInfo",
     "ResponseInfo",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
     "Timeouts",

@@ -37,6 +37,10 @@ __all__ = ["Api", "ClientStats", "decode"]
 
 _T = TypeVar("_T")
 
+# Answers that list rows (each echoing its request, data-URI inputs included): read up to
+# `Limits.max_list_response_bytes` rather than `max_response_bytes`.
+_LISTS = frozenset({"/api/ai/queue", "/api/ai/generations", "/api/ai/models"})
+
 
 def decode(decoder: msgspec.json.Decoder[_T], resp: Response, what: str) -> _T:
     """Decode a success body, or raise `APIResponseValidationError` saying what came instead."""
@@ -126,9 +130,11 @@ class Api:
         malformed success body; returns the decoded body.
 
         Raises `APIStatusError` on error statuses, `APIResponseValidationError` when the body
-        stays malformed, `APIConnectionError` when no response came.
+        stays malformed, `APIConnectionError` when no response came, `ResponseTooLargeError`
+        (at once: the same answer would come again) when the answer is over its cap.
         """
         attempt = 0
+        listing = route in _LISTS
         what = what or f"{method} {route}"
         while True:
             self.stats.count(f"{method} {route}")
@@ -136,7 +142,7 @@ class Api:
             error: Exception
             try:
                 resp = await self.transport.request(
-                    method, path, params=params, timeouts=self.timeouts
+                    method, path, params=params, timeouts=self.timeouts, listing=listing
                 )
                 self.stats.bytes_received += len(resp.body)
             except ClientStateError:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 from PIL import Image
@@ -27,19 +28,20 @@ from rich.text import Text
 
 from . import _constants as C
 from ._atomic import save_atomic
-from ._catalogue import ASPECT_RATIOS
 from ._cli_batch import run_batch
 from ._cli_serve import add_serve_arguments
 from ._cli_serve import serve as serve_command
 from ._client import Client
 from ._config import _key_from_oxen_cli, resolve_base_url
 from ._exceptions import (
+    APIStatusError,
     AuthenticationError,
     ConfigurationError,
     InvalidRequestError,
     OxeditError,
     PermissionDeniedError,
 )
+from ._models import TERMINAL_STATUSES
 from ._terminal import cell, line, make_console
 from ._validate import DiskCache
 from ._version import __version__
@@ -50,6 +52,9 @@ __all__ = ["main"]
 # not); see `_terminal.make_console`.
 err = make_console(stderr=True)
 out = make_console(stderr=False)
+
+# Where `oxedit edit` saves without `-o` (the README's and .gitignore's folder for results).
+_EDITED: Final = "edited"
 
 # What `oxedit edit -o FILE` can write, by FILE's extension (converted with Pillow if needed).
 _OUTPUT_FORMATS: Final = {
@@ -110,7 +115,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _edit(args: argparse.Namespace) -> int:
-    output = Path(args.output or f"{Path(args.image).stem}-edited.png")
+    output = Path(args.output or Path(_EDITED) / f"{_stem(args.image)}.png")
     image_format = _OUTPUT_FORMATS.get(output.suffix.lower())
     if image_format is None:  # refused before anything is sent (or billed)
         raise InvalidRequestError(
@@ -125,9 +130,16 @@ async def _edit(args: argparse.Namespace) -> int:
             generation = await job
             data = await client.read(generation)
             data = await anyio.to_thread.run_sync(_convert, data, image_format)
+            output.parent.mkdir(parents=True, exist_ok=True)
             await save_atomic(output, data)
     line(out, f"saved {output} (generation {generation.id})")
     return 0
+
+
+def _stem(image: str) -> str:
+    """The output name of an image path or URL (a data URI has none worth keeping)."""
+    stem = Path(urlsplit(image).path if "://" in image else image).stem
+    return stem if stem and not image.startswith("data:") else "image"
 
 
 def _convert(data: bytes, image_format: str) -> bytes:
@@ -174,8 +186,22 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _cancel(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        generation = await client.cancel(args.id)
-    line(out, f"{generation.id}: {generation.status}")
+        before = await client.get(args.id)
+        # DELETE affects only active rows: asking first tells "cancelled now" from "had
+        # already finished", which the answer to the DELETE alone cannot.
+        generation = before if before.status in TERMINAL_STATUSES else await client.cancel(args.id)
+    if before.status == "cancelled":
+        line(out, f"{generation.id}: already cancelled; nothing to do")
+        return 0
+    if generation.status != "cancelled":  # finished before (or while) we asked
+        line(
+            err,
+            f"{generation.id}: nothing was cancelled: it had already finished "
+            f"({generation.status})",
+            style="yellow",
+        )
+        return 1
+    line(out, f"{generation.id}: cancelled")
     return 0
 
 
@@ -226,11 +252,10 @@ def _range(prop: dict[str, Any]) -> str:
 # -- parsing -----------------------------------------------------------------------------------
 
 
-def _aspect_ratio(value: str) -> str:
-    # A typo guard only: which ratios a model takes is checked against its schema.
-    if value not in ASPECT_RATIOS:
-        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(ASPECT_RATIOS)}")
-    return value
+# Each model takes its own ratios (qwen-image-edit 7, flux-kontext-dev 12 with
+# `match_input_image`): a value is checked against the chosen model's schema before anything
+# is sent, and the error lists that model's values.
+_ASPECT_HELP = "the model's aspect ratio, e.g. 1:1 (`oxedit models MODEL` lists its values)"
 
 
 def _latency(value: str) -> tuple[float, float]:
@@ -258,9 +283,11 @@ def _parser() -> argparse.ArgumentParser:
     edit = sub.add_parser("edit", help="edit one image and save the result")
     edit.add_argument("image", help="image file or URL")
     edit.add_argument("prompt", help="the edit instruction")
-    edit.add_argument("-o", "--output", help="where to save (default: IMAGE-edited.png)")
+    edit.add_argument(
+        "-o", "--output", help=f"where to save (default: {_EDITED}/IMAGE.png, created if missing)"
+    )
     edit.add_argument("--model", default=C.DEFAULT_MODEL)
-    edit.add_argument("--aspect-ratio", type=_aspect_ratio)
+    edit.add_argument("--aspect-ratio", metavar="RATIO", help=_ASPECT_HELP)
     edit.set_defaults(run=_edit)
 
     batch = sub.add_parser("batch", help="edit a folder of images or a JSONL/CSV manifest")
@@ -275,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--model", help=f"model for rows that name none ({C.DEFAULT_MODEL})")
     batch.add_argument(
-        "--aspect-ratio", type=_aspect_ratio, help="aspect ratio for rows that give none"
+        "--aspect-ratio", metavar="RATIO", help=_ASPECT_HELP + "; for rows that give none"
     )
     batch.add_argument("--journal", help="journal file (default: OUT/.oxedit-journal.sqlite)")
     batch.add_argument(
@@ -320,7 +347,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("id")
     status.set_defaults(run=_status)
 
-    cancel = sub.add_parser("cancel", help="cancel a queued or running generation")
+    cancel = sub.add_parser(
+        "cancel",
+        help="cancel a queued or running generation",
+        description="Cancel a queued or running generation. Exit 0 when it is cancelled (now "
+        "or before), 1 when nothing was cancelled because it had already succeeded or failed "
+        "(or the API refused), 2 on a usage or key mistake.",
+    )
     cancel.add_argument("id")
     cancel.set_defaults(run=_cancel)
 
@@ -348,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.run(args))
         return asyncio.run(_run(args))
     except OxeditError as exc:
-        line(err, f"error: {exc}", style="red")
+        line(err, f"error: {_explain(exc)}", style="red")
         return _exit_code(exc)
     except (KeyboardInterrupt, asyncio.CancelledError):
         line(err, "interrupted; re-run the same command to resume where it stopped")
@@ -375,6 +408,28 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
+
+
+def _explain(exc: OxeditError) -> str:
+    """What to print for an error that ends a command: most say it all themselves; a refused
+    key is about the key, not about whichever request met the refusal first."""
+    if isinstance(exc, AuthenticationError):
+        return (
+            f"the API at {_base_url()} refused the API key ({_said(exc)}); set a valid key in "
+            "OXEN_API_KEY (or with `oxen config --auth HOST KEY`)"
+        )
+    return str(exc)
+
+
+def _base_url() -> str:
+    try:
+        return resolve_base_url(None)
+    except OxeditError:
+        return "OXEN_BASE_URL"
+
+
+def _said(exc: APIStatusError) -> str:
+    return f"HTTP {exc.status_code}: {exc.message}" if exc.message else f"HTTP {exc.status_code}"
 
 
 def _exit_code(exc: OxeditError) -> int:

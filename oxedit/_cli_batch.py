@@ -52,7 +52,8 @@ async def run_batch(
     if not args.dry_run:
         _check_out_dir(out_dir)
     defaults = {"prompt": args.prompt, "model": args.model, "aspect_ratio": args.aspect_ratio}
-    items: list[Any] = load_source(args.source, defaults=defaults)
+    where: list[str] = []  # each item's place in the source, to name it in errors
+    items: list[Any] = load_source(args.source, defaults=defaults, where=where)
     if not items:
         raise InvalidRequestError(f"{args.source!r} holds no images or rows to edit")
     if args.dry_run:
@@ -67,7 +68,7 @@ async def run_batch(
     async with client() as api:
         if args.model:
             await _check_model(api, args.model)
-        items = await _check_row_models(api, items)
+        items = await _check_row_models(api, items, where)
         progress = BatchProgress(
             err,
             total=len(items),
@@ -92,7 +93,7 @@ async def run_batch(
                         results.append(result)
                         progress.add(result, run.in_flight)
                         if not result.ok and not result.resumed:
-                            progress.print(_problem(result))
+                            progress.print(_problem(result, where))
         except asyncio.CancelledError:
             # Interrupted: what finished is in the journal; what was in flight has an
             # outcome this run does not know. Say so in a (partial) report.
@@ -137,7 +138,7 @@ async def _check_model(client: Client, model: str) -> None:
         )
 
 
-async def _check_row_models(client: Client, items: list[Any]) -> list[Any]:
+async def _check_row_models(client: Client, items: list[Any], where: list[str]) -> list[Any]:
     """Rows naming a model the API does not know become errors before anything is sent."""
     models = {i.model for i in items if isinstance(i, EditRequest)}
     unknown = set()
@@ -146,19 +147,21 @@ async def _check_row_models(client: Client, items: list[Any]) -> list[Any]:
             unknown.add(model)
     return [
         InvalidRequestError(
-            f"{item.image}: unknown model {item.model!r}; `oxedit models` lists the known ones"
+            f"{where[i]}: unknown model {item.model!r}; `oxedit models` lists the known ones"
         )
         if isinstance(item, EditRequest) and item.model in unknown
         else item
-        for item in items
+        for i, item in enumerate(items)
     ]
 
 
-def _problem(result: BulkResult) -> str:
-    """One line naming the item and what went wrong."""
-    image, error = result.request.image, result.error or ""
-    where = f"{image}: " if image and image not in error else ""
-    return f"{result.status}: {where}{error}"
+def _problem(result: BulkResult, where: list[str]) -> str:
+    """One line naming the item (its manifest line, or its file) and what went wrong."""
+    error = result.error or ""
+    place = where[result.index] if result.index < len(where) else result.request.image
+    if error.startswith(place.partition(" (")[0]) or place in error:  # named already
+        return f"{result.status}: {error}"
+    return f"{result.status}: {place}: {error}"
 
 
 def _finish(

@@ -163,6 +163,12 @@ class Limits:
             warning (the completion events are a few hundred bytes).
         max_download_bytes: Largest result file accepted (after decompression); a larger one
             fails with `DownloadError`.
+        max_response_bytes: Largest API answer accepted (after decompression; a list, see
+            below, may be larger); a larger one fails with `ResponseTooLargeError`, not retried.
+        max_list_response_bytes: Largest list answer accepted (`GET /api/ai/queue`, a history
+            page, the models), whose rows echo their inputs, data URIs included. Past
+            `max_response_bytes` a list may also inflate no more than 100x the bytes that
+            came on the wire, so a gzip bomb stops at `max_response_bytes` there too.
         max_rate: Enqueues per second at most (None: no cap). The rate adapts below it: on a
             429/503 it halves, and it grows back with each success.
         initial_rate: Enqueues per second to start from; None starts unpaced and learns the
@@ -173,11 +179,20 @@ class Limits:
     max_downloads: int = C.DEFAULT_MAX_DOWNLOADS
     max_event_bytes: int = C.DEFAULT_MAX_EVENT_BYTES
     max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES
+    max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES
+    max_list_response_bytes: int = C.DEFAULT_MAX_LIST_RESPONSE_BYTES
     max_rate: float | None = None
     initial_rate: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "max_downloads", "max_event_bytes", "max_download_bytes"):
+        for name in (
+            "max_connections",
+            "max_downloads",
+            "max_event_bytes",
+            "max_download_bytes",
+            "max_response_bytes",
+            "max_list_response_bytes",
+        ):
             at_least(name, getattr(self, name), 1, whole=True)
         positive("max_rate", self.max_rate, allow_none=True)
         positive("initial_rate", self.initial_rate, allow_none=True)

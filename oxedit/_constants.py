@@ -15,6 +15,20 @@ DEFAULT_TOTAL_TIMEOUT = 120.0
 DEFAULT_DOWNLOAD_TIMEOUT = 300.0
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024  # one server-sent event; a longer one is dropped
 DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # one result file; far above any real image
+# One API answer, inflated (a gzip bomb of 0.6 MB inflates to gigabytes). A row echoes its
+# request, a data-URI input included, so one row may hold a large photo's base64: 32 MiB.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# A list answer (the queue, a history page, the models) holds many such rows: 256 active rows
+# of 2 MB data URIs are 512 MB, legitimately. Past DEFAULT_MAX_RESPONSE_BYTES a list may only
+# inflate to RESPONSE_MAX_INFLATION x the bytes that came on the wire (base64 JSON gzips about
+# 1.3:1, plain JSON rows 5-20:1, a bomb 1000:1), so a bomb stops there too.
+DEFAULT_MAX_LIST_RESPONSE_BYTES = 1024 * 1024 * 1024
+RESPONSE_MAX_INFLATION = 100
+# Events over max_event_bytes are dropped: the first is logged, then one line with a count
+# every this many drops or this many seconds (a server sending only such events would
+# otherwise write a warning per event).
+DROPPED_EVENTS_LOG_EVERY = 100
+DROPPED_EVENTS_LOG_INTERVAL = 60.0
 DEFAULT_MAX_DOWNLOADS = 8  # concurrent result downloads per client
 DEFAULT_BULK_CONCURRENCY = 256  # generations in flight in `Client.map`
 # A batch hashes each local image to identify its item (`_requests.identity`); files up to this

@@ -32,6 +32,7 @@ from ._exceptions import (
     APIResponseValidationError,
     ClientStateError,
     OxeditError,
+    ResponseTooLargeError,
     status_error,
 )
 from ._http import Response, is_success, parse_retry_after
@@ -153,6 +154,8 @@ class Enqueuer:
                 except APIConnectionError as exc:
                     error: OxeditError = exc
                     verdict = classify("POST", None, sent=exc.sent)
+                except ResponseTooLargeError as exc:  # not read: it may have named ids
+                    error, verdict = exc, Verdict.AMBIGUOUS
                 else:
                     stats.bytes_sent += len(body)
                     stats.bytes_received += len(resp.body)

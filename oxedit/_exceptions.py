@@ -9,7 +9,8 @@ OxeditError
 ├── TransportError                no answer came, or it could not be read
 │   ├── APIConnectionError        the connection failed or was lost (refused, reset, DNS)
 │   │   └── APITimeoutError       a connect or read timed out, or `Timeouts.total` passed
-│   └── AmbiguousRequestError     a POST was sent but its response was lost
+│   ├── AmbiguousRequestError     a POST was sent but its response was lost
+│   └── ResponseTooLargeError     an answer larger than `Limits` allow (a gzip bomb); not read
 ├── APIStatusError                the API answered with an error status
 │   ├── BadRequestError           400
 │   │   └── ModelNotFoundError    400 or 404 "Model not found: X" (also a NotFoundError and
@@ -65,6 +66,7 @@ __all__ = [
     "OxeditError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "TransportError",
     "status_error",
@@ -122,6 +124,20 @@ class APITimeoutError(APIConnectionError):
 
 class AmbiguousRequestError(TransportError):
     """A request was sent, but its response was lost: the server may have acted on it."""
+
+
+class ResponseTooLargeError(TransportError):
+    """An answer grew past its cap (`Limits.max_response_bytes`, or for lists
+    `max_list_response_bytes`) once decompressed: it was not read further, and the request is
+    not retried (the same answer would come again). Result downloads raise `DownloadError`.
+
+    Attributes:
+        limit: The cap, in bytes, that the answer passed.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class APIStatusError(OxeditError):

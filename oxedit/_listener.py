@@ -31,7 +31,7 @@ from ._models import TERMINAL_STATUSES, Generation, GenerationRow, event_decoder
 from ._reconcile_cost import ReconcileCost
 from ._registry import Pending, Registry
 from ._retry import backoff
-from ._sse import SSEDecoder
+from ._sse import DropWarnings, SSEDecoder
 
 __all__ = ["Listener"]
 
@@ -48,6 +48,7 @@ class Listener:
         self._registry = registry
         self._policy = policy
         self._max_event_bytes = max_event_bytes
+        self._drops = DropWarnings(max_event_bytes)  # one throttle across reconnects
         self._cost = ReconcileCost()  # per-id GETs or a list, by the bytes each costs
         self.epoch = 0  # increments on every confirmed (re)connection
         self._connected = asyncio.Event()
@@ -132,6 +133,7 @@ class Listener:
                     raise  # close() itself was cancelled
             except Exception:  # a bug: it must not keep close() from closing the sessions
                 log.exception("background task %s failed", task.get_name())
+        self._drops.flush()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -146,7 +148,9 @@ class Listener:
                 async with self._api.transport.stream("/api/events") as chunks:
                     self._on_connected()
                     opened = loop.time()
-                    decoder = SSEDecoder(max_event_bytes=self._max_event_bytes)
+                    decoder = SSEDecoder(
+                        max_event_bytes=self._max_event_bytes, warnings=self._drops
+                    )
                     async for chunk in chunks:
                         if not healthy:
                             healthy = True

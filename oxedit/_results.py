@@ -8,12 +8,18 @@ import binascii
 import logging
 
 from ._api import Api, ClientStats
-from ._exceptions import ClientStateError, DownloadError, InvalidRequestError, TransportError
+from ._exceptions import (
+    ClientStateError,
+    DownloadError,
+    InvalidRequestError,
+    ResponseTooLargeError,
+    TransportError,
+)
 from ._http import Response, parse_retry_after
 from ._inputs import sniff_mime
 from ._models import EditResult, Generation
 from ._retry import RetryPolicy, Verdict, classify_download, decide
-from ._transport import ResponseTooLarge, Transport
+from ._transport import Transport, url_problem
 
 __all__ = ["Downloader"]
 
@@ -66,12 +72,19 @@ class Downloader:
         """The answer to a GET of `url`, retried (honouring `Retry-After`) while it is a 429,
         a 5xx, or no answer at all."""
         what = f"download of {generation_id or 'edit'} result"
+        problem = url_problem(url)
+        if problem is not None:  # nothing to retry: the URL itself is unusable
+            raise DownloadError(
+                f"{what}: the result URL {url.partition('?')[0]!r} is unusable ({problem}); "
+                "ask the API for the row again (client.get(id)) or report the URL to Oxen",
+                generation_id=generation_id,
+            )
         attempt = 0
         while True:
             retry_after = None
             try:
                 resp = await self._transport.download(url)
-            except ResponseTooLarge as exc:
+            except ResponseTooLargeError as exc:
                 raise DownloadError(f"{what}: {exc}", generation_id=generation_id) from None
             except ClientStateError:
                 raise

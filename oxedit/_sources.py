@@ -7,6 +7,7 @@ and the fix: a bad row never stops the others.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +24,18 @@ _MANIFEST_SUFFIXES: Final = frozenset({".jsonl", ".ndjson", ".csv"})
 Item = EditRequest | InvalidRequestError
 
 
-def load_source(source: str | Path, *, defaults: dict[str, Any]) -> list[Item]:
+def load_source(
+    source: str | Path, *, defaults: dict[str, Any], where: list[str] | None = None
+) -> list[Item]:
     """The items of a folder or manifest; `defaults` fills keys a row leaves out (prompt,
-    model, aspect_ratio from the command line)."""
+    model, aspect_ratio from the command line). `where`, if given, receives each item's
+    place, to name it in later errors: `manifest.jsonl line 3 (cat.png)`, or a folder's file.
+    """
     path = Path(source)
     if path.is_dir():
         items = list(_folder(path, defaults))
+        if where is not None:
+            where.extend(i.image if isinstance(i, EditRequest) else str(i) for i in items)
         if items and not defaults.get("prompt"):
             raise InvalidRequestError(
                 f"no prompt for the images of {str(source)!r}: give one with --prompt"
@@ -49,7 +56,14 @@ def load_source(source: str | Path, *, defaults: dict[str, Any]) -> list[Item]:
             f"no prompt: no row of {path.name} has a 'prompt'; add a 'prompt' to the rows or "
             "give one for all of them with --prompt"
         )
-    return [_row(path, where, row, defaults) for where, row in rows]
+    if where is not None:
+        where.extend(_place(at, row) for at, row in rows)
+    return [_row(path, at, row, defaults) for at, row in rows]
+
+
+def _place(at: str, row: dict[str, Any] | InvalidRequestError) -> str:
+    image = row.get("image") if isinstance(row, dict) else None
+    return f"{at} ({image})" if isinstance(image, str) and image else at
 
 
 def _has_prompt(row: dict[str, Any] | InvalidRequestError) -> bool:
@@ -140,4 +154,18 @@ def _row(
     try:
         return EditRequest.from_mapping(merged)
     except InvalidRequestError as exc:
-        return InvalidRequestError(f"{where} {exc}")
+        return InvalidRequestError(f"{where} {exc}{_near_miss(merged)}")
+
+
+_KEYS: Final = ("image", "prompt", "model", "name")
+
+
+def _near_miss(row: dict[str, Any]) -> str:
+    """`; did you mean 'image' for 'imgae'?` when a key the row lacks is a typo away."""
+    for key in _KEYS:
+        if key in row:
+            continue
+        close = difflib.get_close_matches(key, [k for k in row if k not in _KEYS], n=1)
+        if close:
+            return f"; did you mean {key!r} for {close[0]!r}?"
+    return ""

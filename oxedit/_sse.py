@@ -9,11 +9,13 @@ lines from aiohttp.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Final
 
 from . import _constants as C
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+__all__ = ["DropWarnings", "SSEDecoder", "ServerSentEvent"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 
@@ -49,6 +51,62 @@ class ServerSentEvent:
     __hash__ = None  # type: ignore[assignment]
 
 
+class DropWarnings:
+    """Warnings about events dropped for their size, throttled: the first drop is logged at
+    once, then one line with the count every `every` drops or `interval` seconds, whichever
+    comes first, and what is left unsaid by `flush()` (the listener's close). One lives as long
+    as its client, across reconnects.
+    """
+
+    __slots__ = ("_clock", "_every", "_interval", "_last", "_limit", "_unsaid", "total")
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        every: int = C.DROPPED_EVENTS_LOG_EVERY,
+        interval: float = C.DROPPED_EVENTS_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit = limit
+        self._every = every
+        self._interval = interval
+        self._clock = clock
+        self._last = 0.0  # when a line was last written
+        self._unsaid = 0  # drops since then
+        self.total = 0
+
+    def dropped(self) -> None:
+        self.total += 1
+        now = self._clock()
+        if self.total == 1:
+            self._last = now
+            log.warning(
+                "dropped a server-sent event longer than %d bytes (Limits.max_event_bytes); "
+                "further ones are counted every %d or %g s",
+                self._limit,
+                self._every,
+                self._interval,
+            )
+            return
+        self._unsaid += 1
+        if self._unsaid >= self._every or now - self._last >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Log the drops not reported yet, if any."""
+        if self._unsaid:
+            log.warning(
+                "dropped %d more server-sent event(s) longer than %d bytes "
+                "(Limits.max_event_bytes), %d in all",
+                self._unsaid,
+                self._limit,
+                self.total,
+            )
+            self._unsaid = 0
+            self._last = self._clock()
+
+
 class SSEDecoder:
     """Incremental decoder: feed it chunks split anywhere, get back the completed events.
 
@@ -57,7 +115,8 @@ class SSEDecoder:
     is optional, several `data:` lines join with LF, a leading BOM is dropped.
 
     Bounded and linear: a partial line is kept as a list of chunks (never re-copied as more
-    arrives), and an event longer than `max_event_bytes` is dropped with a warning, however its
+    arrives), and an event longer than `max_event_bytes` is dropped with a warning (throttled by
+    `warnings`, which may be shared by the decoders of successive connections), however its
     bytes are split.
 
     Example:
@@ -80,11 +139,18 @@ class SSEDecoder:
         "_retry",
         "_skip_lf",
         "_started",
+        "_warnings",
         "dropped",
     )
 
-    def __init__(self, *, max_event_bytes: int = C.DEFAULT_MAX_EVENT_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_event_bytes: int = C.DEFAULT_MAX_EVENT_BYTES,
+        warnings: DropWarnings | None = None,
+    ) -> None:
         self._max = max_event_bytes
+        self._warnings = warnings or DropWarnings(max_event_bytes)
         self._partial: list[bytes] = []  # the current line so far, when a chunk ended mid-line
         self._partial_len = 0
         self._skip_lf = False  # the previous chunk ended in CR: an LF opening the next is its pair
@@ -157,10 +223,7 @@ class SSEDecoder:
             if not line:
                 if self._drop:
                     self.dropped += 1
-                    log.warning(
-                        "dropped a server-sent event longer than %d bytes (Limits.max_event_bytes)",
-                        limit,
-                    )
+                    self._warnings.dropped()
                 elif self._data:
                     events.append(
                         ServerSentEvent(

@@ -23,11 +23,13 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from . import _constants as C
 from ._config import Limits, Timeouts
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
     ClientStateError,
+    ResponseTooLargeError,
     TransportError,
     status_error,
 )
@@ -41,9 +43,9 @@ __all__ = [
     "HttpSettings",
     "NotAdmitted",
     "Response",
-    "ResponseTooLarge",
     "Transport",
     "is_success",
+    "url_problem",
 ]
 
 _MAX_REDIRECTS = 5
@@ -61,14 +63,66 @@ class Gate(Protocol):
     ticket: int
 
 
-class ResponseTooLarge(TransportError):
-    """A download went past `Limits.max_download_bytes`; retrying cannot help."""
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable for a GET (None: nothing): a scheme other than http(s), no
+    host, or a port that is not a number from 0 to 65535 (`:99999`, `:+80`, `:1:2`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL with a host"
+    return None
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return (parts.scheme, parts.hostname, port)
+
+
+async def _read_capped(
+    resp: aiohttp.ClientResponse, limits: Limits, what: str, *, listing: bool = False
+) -> bytes:
+    """The whole (decompressed) body, read piece by piece so that no more than the cap is ever
+    held: past it, the connection is closed and `ResponseTooLargeError` raised.
+
+    The cap is `Limits.max_response_bytes`; a list (`listing`) may reach
+    `max_list_response_bytes`, but past `max_response_bytes` only while it is at most
+    `RESPONSE_MAX_INFLATION` x the bytes that came on the wire: honest rows of base64 images
+    are megabytes each and hardly compress, a gzip bomb inflates 1000:1.
+    """
+    floor = limits.max_response_bytes
+    cap = limits.max_list_response_bytes if listing else floor
+    length = resp.content_length
+    if length is not None and length <= floor and not resp.headers.get("Content-Encoding"):
+        return await resp.read()  # the common case: a small, plain answer, read at once
+    content = resp.content
+    pieces: list[bytes] = []
+    size = 0
+    while piece := await content.readany():
+        size += len(piece)
+        if size > floor:
+            setting, limit = "max_response_bytes", floor
+            if listing:
+                # aiohttp >= 3.12 counts the bytes before decompression; with older ones only
+                # the list's own cap applies.
+                wire = getattr(content, "total_raw_bytes", None)
+                inflated = isinstance(wire, int) and size > C.RESPONSE_MAX_INFLATION * max(wire, 1)
+                if not inflated:
+                    setting, limit = "max_list_response_bytes", cap
+            if size > limit:
+                resp.close()  # drop the connection: the rest of the answer is never read
+                raise ResponseTooLargeError(
+                    f"{what}: the answer is larger than {limit} bytes once decompressed "
+                    f"(Limits.{setting}); it was not read further and is not retried. If the "
+                    "API's answers are really this big, raise the limit: "
+                    f"Client(limits=oxedit.Limits({setting}=...))",
+                    limit=limit,
+                )
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def _translate(exc: BaseException, what: str) -> APIConnectionError:
@@ -163,11 +217,14 @@ class Transport:
         ticket: int = 0,
         content_type: str = "application/json",
         timeouts: Timeouts | None = None,
+        listing: bool = False,
     ) -> Response:
-        """One API request. Raises `APIConnectionError` when no response came, and
-        `ClientStateError` when the client closed before it was sent. With a `gate`, raises
-        `NotAdmitted` (nothing sent) when its ticket changed from `ticket` meanwhile.
-        `timeouts` replaces the client's for this request (`Client.with_options`)."""
+        """One API request. Raises `APIConnectionError` when no response came,
+        `ResponseTooLargeError` when the answer passed `Limits.max_response_bytes` (with
+        `listing`, a list's `max_list_response_bytes`), and `ClientStateError` when the client
+        closed before it was sent. With a `gate`, raises `NotAdmitted` (nothing sent) when its
+        ticket changed from `ticket` meanwhile. `timeouts` replaces the client's for this
+        request (`Client.with_options`)."""
         limits = timeouts or self._timeouts
         # acquire/release rather than `async with`: a parked request then holds no
         # `__aenter__` coroutine and bound `__aexit__`, two objects fewer per waiting request
@@ -204,7 +261,9 @@ class Transport:
                     key = id(resp)
                     self._reading[key] = (started + limits.total, resp)
                     try:
-                        data = await resp.read()
+                        data = await _read_capped(
+                            resp, self._limits, f"{method} {path}", listing=listing
+                        )
                     finally:
                         expired = self._reading.pop(key, None) is None
                     if self.hooks.response or log.isEnabledFor(logging.DEBUG):
@@ -253,7 +312,8 @@ class Transport:
             ) as resp:
                 self._observed("GET", url, resp.status, started)
                 if not is_success(resp.status):
-                    raise status_error(Response(resp.status, resp.headers, await resp.read()))
+                    body = await _read_capped(resp, self._limits, f"stream {path}")
+                    raise status_error(Response(resp.status, resp.headers, body))
                 yield self._chunks(resp, path)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _translate(exc, f"stream {path}") from exc
@@ -283,6 +343,9 @@ class Transport:
             if self._closing or channel is None:
                 raise self._closed_error("download")
             channel.check_open("download")
+            problem = url_problem(url)
+            if problem is not None:  # a redirect's Location, say (`Downloader` checks the first)
+                raise TransportError(f"download: bad URL {url.partition('?')[0]!r}: {problem}")
             route = self._sessions.route_for(url)
             headers = channel.headers
             if route.headers or _origin(url) == self._origin:
@@ -309,12 +372,12 @@ class Transport:
                     async for piece in resp.content.iter_chunked(64 * 1024):
                         body += piece
                         if len(body) > limit:
-                            raise ResponseTooLarge(
+                            raise ResponseTooLargeError(
                                 f"download: the result is larger than {limit} bytes "
-                                "(Limits.max_download_bytes); it was not read further"
+                                "(Limits.max_download_bytes); it was not read further",
+                                limit=limit,
                             )
                     return Response(resp.status, resp.headers, bytes(body))
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, "download") from exc
         raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
-

@@ -133,3 +133,13 @@ async def test_inputs_run_once_in_processes(tmp_path: Path) -> None:
     assert size < hosted["wire_sent"] < 1.1 * size  # each photo once
     assert inline["wire_sent"] > 6 * size / 2  # each photo in every enqueue body
     assert (inline["large_inline_warnings"], hosted["large_inline_warnings"]) == (1, 0)
+
+
+@pytest.mark.anyio
+async def test_response_bomb_is_one_request_and_bounded_memory() -> None:
+    from benchmarks import response_bomb
+
+    route = {"GET /api/ai/models/{id}": "model"}
+    [result] = await response_bomb.run(inflated_mb=64, routes=route)  # twice the default cap
+    assert result["outcome"] == "ResponseTooLargeError" and result["requests"] == 1
+    assert result["peak_rss_mb"] < 300, result

@@ -29,7 +29,8 @@ async def test_quickstart(tmp_path: Path) -> None:
         output = await run_example("quickstart.py", server, tmp_path)
         (row,) = server.generations()
     assert f"enqueued {row['generation_id']}" in output
-    assert (tmp_path / "night-hat.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "out" / "night-hat.png").read_bytes()[:4] == b"\x89PNG"
+    assert os.listdir(tmp_path) == ["out"]  # nothing beside it
 
 
 async def test_bulk_example_and_its_rerun(tmp_path: Path) -> None:
@@ -38,4 +39,5 @@ async def test_bulk_example_and_its_rerun(tmp_path: Path) -> None:
         second = await run_example("bulk.py", server, tmp_path)
         assert len(server.generations()) == 24  # the re-run sent nothing
     assert first.count("succeeded") == second.count("succeeded") == 24
-    assert len(list((tmp_path / "bulk-out").glob("*.png"))) == 24
+    assert len(list((tmp_path / "out" / "bulk").glob("*.png"))) == 24
+    assert os.listdir(tmp_path) == ["out"]  # nothing beside it

@@ -28,10 +28,10 @@ def test_connection_failures_are_public_under_transport_error() -> None:
     assert issubclass(oxedit.APIConnectionError, oxedit.TransportError)
 
 
-def test_no_private_exception_but_the_ones_always_wrapped() -> None:
+def test_no_private_exception() -> None:
     # A private subclass would reach users under a name they cannot import (as the transport's
-    # `ConnectionFailed` once did). The only one left is turned into `DownloadError` in
-    # `_results` before any caller sees it.
+    # `ConnectionFailed` once did, and `ResponseTooLarge` of downloads until it became the
+    # public `ResponseTooLargeError`).
     def subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
         found = set(cls.__subclasses__())
         return found.union(*(subclasses(sub) for sub in found))
@@ -41,4 +41,4 @@ def test_no_private_exception_but_the_ones_always_wrapped() -> None:
         for cls in subclasses(oxedit.OxeditError)
         if cls.__module__.startswith("oxedit.") and getattr(oxedit, cls.__name__, None) is not cls
     }
-    assert private == {"ResponseTooLarge"}
+    assert private == set()

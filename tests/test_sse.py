@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from oxedit._sse import ServerSentEvent, SSEDecoder
+from oxedit._sse import DropWarnings, ServerSentEvent, SSEDecoder
 
 COMPLETED = (
     b'event: media_generation_completed\ndata: {"generation_id":"g1","status":"succeeded"}\n\n'
@@ -131,3 +133,40 @@ def test_a_huge_line_in_small_chunks_costs_linear_time() -> None:
         assert decoder.feed(piece) == []
     assert decoder.feed(b"\n\n" + COMPLETED)[0].event == "media_generation_completed"
     assert decoder.dropped == 1
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_oversized_events_are_warned_about_once_then_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    warnings = DropWarnings(100, every=100, interval=60.0, clock=lambda: now[0])
+    big = b"data: " + b"x" * 200 + b"\n\n"
+    with caplog.at_level(logging.WARNING, logger="oxedit"):
+        # Two connections' decoders share the client's throttle.
+        for decoder in (SSEDecoder(max_event_bytes=100, warnings=warnings) for _ in range(2)):
+            assert decoder.feed(big * 25 + COMPLETED)[0].event == "media_generation_completed"
+        assert len(_warnings(caplog)) == 1  # 50 drops, one line
+        assert "longer than 100 bytes (Limits.max_event_bytes)" in _warnings(caplog)[0]
+        decoder = SSEDecoder(max_event_bytes=100, warnings=warnings)
+        decoder.feed(big * 51)  # the 101st drop since the first line: a count
+        assert _warnings(caplog)[1:] == [
+            "dropped 100 more server-sent event(s) longer than 100 bytes "
+            "(Limits.max_event_bytes), 101 in all"
+        ]
+        now[0] = 61.0  # a minute later one more drop is reported at once
+        decoder.feed(big)
+        assert _warnings(caplog)[2:] == [
+            "dropped 1 more server-sent event(s) longer than 100 bytes "
+            "(Limits.max_event_bytes), 102 in all"
+        ]
+        decoder.feed(big * 3)
+        warnings.flush()  # at close: what is left unsaid
+        warnings.flush()  # nothing more
+    assert _warnings(caplog)[3:] == [
+        "dropped 3 more server-sent event(s) longer than 100 bytes "
+        "(Limits.max_event_bytes), 105 in all"
+    ]

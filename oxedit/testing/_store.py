@@ -188,7 +188,8 @@ def _mutable(gen: Generation) -> tuple[Any, ...]:
 
 
 def _lock(path: Path) -> IO[bytes]:
-    """Open `path` and hold an exclusive, non-blocking OS lock on it."""
+    """Open `path` and hold an exclusive, non-blocking OS lock on it; it records who holds it
+    (pid and command), so that the next one can say."""
     file = open(path, "a+b")  # noqa: SIM115 - held open for the server's lifetime
     try:
         if sys.platform == "win32":
@@ -200,9 +201,18 @@ def _lock(path: Path) -> IO[bytes]:
 
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        file.seek(0)
+        holder = file.read(500).decode("utf-8", "replace").strip() or "unknown"
         file.close()
         raise ConfigurationError(
             f"the local server state folder {str(path.parent)!r} is in use by another running "
-            "server; stop that one, or give this one another folder"
+            f"server, process {holder}; stop that one or wait for it to end, or give this one "
+            "another folder"
         ) from None
+    with contextlib.suppress(OSError):
+        command = " ".join(sys.orig_argv)[:200]
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()} ({command})".encode())
+        file.flush()
     return file
