@@ -448,6 +448,7 @@ class SyncBulkRun:
         return self._run.stopped
 
     def __enter__(self) -> Self:
+        self._client._portal.run(self._run.__aenter__())  # starts sending, as `async with`
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -592,7 +593,7 @@ class SyncClient:
     ) -> SyncJob:
         """Enqueue one edit (see `Client.submit`); returns once it is enqueued."""
         coro = self._client.submit(prompt=prompt, image=image, model=model, **params)
-        (job,) = self._enqueue(_as_list(coro))
+        (job,) = self._enqueue(coro)
         return job
 
     def submit_generations(
@@ -611,11 +612,11 @@ class SyncClient:
             )
         )
 
-    def _enqueue(self, coro: Coroutine[Any, Any, _list[Job]]) -> _list[SyncJob]:
+    def _enqueue(self, coro: Coroutine[Any, Any, Job | _list[Job]]) -> _list[SyncJob]:
         portal = self._portal
         future = portal.submit(coro)
         try:
-            jobs = wait(future)
+            created = wait(future)
         except KeyboardInterrupt:
             # A POST already sent is answered within `Timeouts.total`: wait a little for it
             # and cancel what it created. Past that, cancelling the submit hands it to the
@@ -624,10 +625,10 @@ class SyncClient:
             if not done:
                 future.cancel()
             elif not future.cancelled() and future.exception() is None:
-                created = future.result()
-                portal.settle(_cancel_all(created), "cancel the interrupted submit's generations")
+                jobs = _jobs(future.result())
+                portal.settle(_cancel_all(jobs), "cancel the interrupted submit's generations")
             raise
-        return [SyncJob(self, job, owned=True) for job in jobs]
+        return [SyncJob(self, job, owned=True) for job in _jobs(created)]
 
     def edit(
         self,
@@ -744,8 +745,8 @@ class SyncClient:
         return self._portal.run(self._client.history_entry(generation_id))
 
 
-async def _as_list(coro: Coroutine[Any, Any, Job]) -> _list[Job]:
-    return [await coro]
+def _jobs(created: Job | _list[Job]) -> _list[Job]:
+    return created if isinstance(created, _list) else [created]
 
 
 async def _cancel_all(jobs: _list[Job]) -> None:
