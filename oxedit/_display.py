@@ -168,14 +168,22 @@ class BatchBar:
     def __init__(self, total: int | None, *, notebook: bool) -> None:
         self._notebook = notebook
         self._console = (
-            Console(record=True, file=io.StringIO(), width=100, force_terminal=True)
+            Console(
+                record=True,
+                file=io.StringIO(),
+                width=100,
+                force_terminal=True,
+                force_jupyter=False,  # rich would display each print itself: one output only
+            )
             if notebook
             else Console(stderr=True)
         )
         self._progress = Progress(
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            TextColumn("[green]{task.fields[ok]} succeeded[/] [red]{task.fields[failed]} not[/]"),
+            TextColumn(
+                "[green]{task.fields[ok]} succeeded[/] [red]{task.fields[failed]} failed[/]"
+            ),
             TimeElapsedColumn(),
             console=self._console,
             auto_refresh=not notebook,
