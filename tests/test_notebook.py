@@ -30,7 +30,8 @@ def check_shows_images(notebook: Any) -> None:
 
 
 def test_the_saved_notebook_holds_its_images() -> None:
-    check_shows_images(nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call])
+    saved = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
+    check_shows_images(saved)
 
 
 def test_the_notebook_runs_in_a_real_kernel(
