@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ import pytest
 import oxedit
 from oxedit.testing import FAST_RECONCILE, Faults, LocalServer
 
-from .helpers import png
+from .helpers import png, run_process
 
 T = TypeVar("T")
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -298,3 +300,17 @@ def test_a_batch_with_a_journal_leaves_its_unfinished_items_to_the_next_run(tmp_
         st.server.faults.latency = 0.0
         for row in st.rows():
             client.cancel(row["generation_id"])  # the test's own cleanup: nothing left running
+
+
+@pytest.mark.anyio
+async def test_the_script_example(tmp_path: Path) -> None:
+    async with LocalServer() as server:
+        env = {**os.environ, "OXEN_BASE_URL": server.url, "OXEN_API_KEY": server.api_key}
+        script = str(EXAMPLES / "script.py")
+        code, output = await run_process(sys.executable, script, env=env, cwd=tmp_path)
+        assert code == 0, output
+        first, *_ = server.generations()
+    assert f"enqueued {first['generation_id']}" in output
+    assert output.count("succeeded") == 8
+    assert (tmp_path / "night-hat.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((tmp_path / "script-out").glob("*.png"))) == 8
