@@ -118,3 +118,19 @@ async def test_ctrl_c_in_a_batch_stops_it_and_cancels_what_it_sent() -> None:
         assert {row["status"] for row in rows} == {"cancelled"}
     assert "KeyboardInterrupt" in stderr
     assert "Unclosed" not in stderr and "Task was destroyed" not in stderr
+
+
+async def test_closing_right_after_a_cancelled_submit_still_cancels_what_it_created() -> None:
+    # The root of "Ctrl-C, then the script exits": a submit cancelled with its POST on the
+    # wire leaves a search for what it created; closing the client at once must let that search
+    # finish (within `Timeouts.total`), not cancel it and leave the generation running.
+    faults = Faults(latency=30.0, event_before_response_rate=1.0)
+    async with LocalServer(faults=faults) as server:
+        async with server.client() as client:
+            submit = asyncio.create_task(client.submit(prompt="p", image=str(NIGHT)))
+            await eventually(lambda: server.stats.generations_created == 1)
+            submit.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await submit
+        (row,) = server.generations()
+        assert row["status"] == "cancelled"
