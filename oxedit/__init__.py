@@ -51,6 +51,11 @@ from ._models import Model as Model
 from ._requests import BulkResult as BulkResult
 from ._requests import EditRequest as EditRequest
 from ._retry import RetryPolicy as RetryPolicy
+from ._sync import BulkResults as BulkResults
+from ._sync import SyncAsCompleted as SyncAsCompleted
+from ._sync import SyncBulkRun as SyncBulkRun
+from ._sync import SyncClient as SyncClient
+from ._sync import SyncJob as SyncJob
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BulkResult",
+    "BulkResults",
     "BulkRun",
     "Client",
     "ClientStateError",
@@ -100,6 +106,10 @@ __all__ = [
     "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
+    "SyncAsCompleted",
+    "SyncBulkRun",
+    "SyncClient",
+    "SyncJob",
     "Timeouts",
     "TransportError",
     "__version__",

@@ -129,6 +129,9 @@ class BulkRun:
         self.stopped: str | None = None
         #: The index of the first item it did not send because it stopped (None if unknown).
         self.stopped_at: int | None = None
+        #: Generations of items enqueued (or followed) and not finished yet: what stopping the
+        #: run early leaves running (`SyncClient` cancels them when there is no journal).
+        self.unfinished: set[str] = set()
 
     # -- iteration ---------------------------------------------------------------------------
 
@@ -370,6 +373,7 @@ class BulkRun:
         self.in_flight += 1
         try:
             result = await self._process(index, request, key, charged)
+            self.unfinished.difference_update(result.generation_ids)
         except Exception as exc:  # one item's failure is that item's result
             # Whatever escaped (a journal write on a full disk, a bug, an odd response body)
             # ends this item only. Its journal row keeps its last state, which a re-run
@@ -467,6 +471,7 @@ class BulkRun:
             and (entry.state in ("enqueued", "succeeded"))
         ):
             # Sent by an earlier run: follow it, never send it again.
+            self.unfinished.update(entry.generation_ids)
             return [self._follow(generation_id) for generation_id in entry.generation_ids]
         payload = await self._payload(request)
         journal = self._journal
@@ -483,6 +488,7 @@ class BulkRun:
 
         n = payload.get("num_generations", 1)
         jobs = await self._tracker.enqueue(payload, n, on_send=on_send)
+        self.unfinished.update(job.id for job in jobs)
         if journal is not None:
             journal.enqueued(key, *(job.id for job in jobs))
         return jobs

@@ -117,6 +117,16 @@ REPORT_THUMB_QUALITY = 60
 REPORT_THUMB_WORKERS = 4
 REPORT_CARDS_PER_CHUNK = 120
 
+# `SyncClient` (scripts and notebooks): what a Ctrl-C waits for before it re-raises (the
+# answer of an enqueue already sent, and the DELETE of what the interrupted call leaves behind:
+# both take milliseconds on a healthy API); how often a notebook's batch bar is redrawn; and
+# the inline before/after grid: this many items, thumbnails this many pixels on a side.
+SYNC_INTERRUPT_GRACE = 10.0
+SYNC_PROGRESS_TICK = 0.25
+SYNC_GRID_ITEMS = 24
+SYNC_GRID_THUMB_PIXELS = 160
+SYNC_GRID_THUMB_QUALITY = 70
+
 # Hosted inputs (`upload_repo`, see `oxedit._upload`): uploads in flight per client (each a
 # few MB, sharing the API connections with everything else), and where in the repository
 # they go: `<UPLOAD_DIRECTORY>/<sha256>.<ext>` on UPLOAD_BRANCH (the branch a new repository

@@ -241,6 +241,15 @@ class Enqueuer:
             if self._recovery.finished(key):
                 await self._recovery.notify()
 
+    async def settle_orphans(self, deadline: float) -> None:
+        """Let the searches for what cancelled submits created finish (at most `deadline` s),
+        before the client closes: cancelled by `close`, they would leave those generations
+        running with nobody to follow them."""
+        if self._orphans:
+            _, pending = await asyncio.wait(set(self._orphans), timeout=deadline)
+            if pending:
+                log.warning("closing with %d cancelled submit(s) not checked yet", len(pending))
+
     async def close(self, deadline: float) -> None:
         """Refuse new enqueues; let POSTs already sent be answered (at most `deadline` s), so
         what they created is registered or reported, never silently lost."""

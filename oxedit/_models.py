@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 
 import msgspec
 
+from ._display import show_image
 from ._exceptions import ClientStateError
 
 __all__ = [
@@ -139,6 +140,14 @@ class _Bound:
         return reader
 
 
+def _bundle(result: Generation | EditResult) -> dict[str, Any] | None:
+    """Jupyter's MIME bundle of a result: its image inline when its reader can fetch it without
+    the notebook's own event loop (`SyncClient`'s results); None leaves the text repr (an async
+    `Client`'s results: `await gen.show()` does not block the loop)."""
+    bundle = getattr(getattr(result, "_reader", None), "display_bundle", None)
+    return bundle(result) if bundle is not None else None
+
+
 def bind(result: _B, reader: ResultReader | None) -> _B:
     """Attach `reader` to a result (`object.__setattr__`: the dataclass is frozen)."""
     _set(result, "_reader", reader)
@@ -220,6 +229,14 @@ class Generation(_Bound):
         """Download the result image to `path`, atomically (see `Client.save`)."""
         return await self._owner().save(self, path)
 
+    async def show(self) -> None:
+        """Download the result image and show it: inline in a notebook (`await gen.show()`),
+        else in the system's image viewer."""
+        show_image(await self.read(), f"generation {self.id}")
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> Any:
+        return _bundle(self)
+
 
 def _generation(
     reader: ResultReader | None,
@@ -293,6 +310,13 @@ class EditResult(_Bound):
     async def save(self, path: str | os.PathLike[str], index: int = 0) -> Path:
         """Write image `index` to `path`, atomically."""
         return await self._owner().save(self, path, index=index)
+
+    async def show(self, index: int = 0) -> None:
+        """Show image `index`: inline in a notebook, else in the system's image viewer."""
+        show_image(await self.read(index), f"edit result ({self.model}) image {index}")
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> Any:
+        return _bundle(self)
 
 
 edit_decoder: Final = msgspec.json.Decoder(EditResult)

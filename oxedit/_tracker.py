@@ -145,6 +145,8 @@ class Tracker:
             return  # a derived tracker's parent closes what they share
         self._life.state = State.CLOSED
         try:
+            if self._life.parts is not None:  # their requests need the transport still open
+                await self._life.parts.enqueuer.settle_orphans(self._timeouts.total)
             self._transport.begin_close()
             if self._life.parts is not None:
                 registry, listener, enqueuer = self._life.parts
