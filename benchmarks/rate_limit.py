@@ -31,7 +31,7 @@ async def run(n: int, rate: float, *, adaptive: bool, retries: int) -> dict[str,
         async with server.client(retry=retry) as client:
             if not adaptive:  # private on purpose: the pacing off, as before it existed
                 pace = client._tracker.require_open().enqueuer.pace
-                pace.refused = lambda sent_at, retry_after: None  # type: ignore[method-assign]
+                pace.refused = lambda *args, **kwargs: None  # type: ignore[method-assign]
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(client.submit(prompt=f"{i}", image=png) for i in range(n)),

@@ -124,7 +124,7 @@ class Enqueuer:
             while True:
                 # The stream must be up before anything is sent (events are not replayed).
                 epoch = listener.epoch if listener.connected else await listener.ready()
-                if pace.limited:
+                if pace.must_wait():
                     await pace.acquire()
                 ticket = pace.ticket
                 sent_at = time.time()
@@ -136,6 +136,7 @@ class Enqueuer:
                 unsure = True
                 self._posting += 1
                 self._idle.clear()
+                pace.sending()
                 try:
                     resp = await self._transport.request(
                         "POST",
@@ -190,8 +191,14 @@ class Enqueuer:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         if resp.status in (429, 503):
                             stats.enqueue_refusals += 1
-                            pace.refused(sent_at, retry_after)
+                            pace.refused(
+                                sent_at,
+                                retry_after,
+                                status=resp.status,
+                                cap=retry.retry_after_max,
+                            )
                 finally:
+                    pace.answered()
                     self._posting -= 1
                     if not self._posting:
                         self._idle.set()
