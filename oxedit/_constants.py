@@ -51,9 +51,16 @@ RETRY_BACKOFF_MAX = 8.0
 RETRY_AFTER_MAX = 60.0  # never sleep longer than this on a server's Retry-After
 
 # A POST whose response was lost: how long to let the server settle before asking it whether
-# the POST created anything, and how many times to ask.
+# the POST created anything; then how long to keep asking (a load balancer that gave up on the
+# request does not stop the backend, which may commit the row tens of seconds later), with
+# gaps doubling from the grace, at least 1/16 of the window and at most LOST_RESPONSE_MAX_GAP.
+# Only then is the POST sent again; a row the lost POST still commits after that is watched
+# for (one list of the active rows per LOST_RESPONSE_MAX_GAP) for LOST_RESPONSE_WATCH windows
+# more, and cancelled.
 LOST_RESPONSE_GRACE = 1.0
-LOST_RESPONSE_CHECKS = 3
+LOST_RESPONSE_WINDOW = 30.0
+LOST_RESPONSE_MAX_GAP = 5.0
+LOST_RESPONSE_WATCH = 4
 
 # When a pending job with no event is checked through the queue endpoints (events can be
 # lost, and cancellations have none): first once it is older than LATENCY_MULTIPLE x the p99

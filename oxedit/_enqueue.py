@@ -216,6 +216,9 @@ class Enqueuer:
                         stats.adopted += len(adopted)
                         return adopted
                     log.info("the lost enqueue created nothing; sending it again")
+                    # Nothing within the window; should the backend still commit it, the
+                    # second generation is cancelled on sight.
+                    self._recovery.abandoned(payload, key, sent_at)
                     verdict = Verdict.RETRY  # it surely created nothing: safe to send again
                 wait = decide(retry, attempt, verdict, retry_after)
                 if wait is None:
@@ -260,6 +263,7 @@ class Enqueuer:
         for task in list(self._orphans):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._recovery.close()
 
     def _follow_orphans(self, payload: dict[str, Any], n: int, sent_at: float, key: int) -> None:
         task = asyncio.get_running_loop().create_task(
