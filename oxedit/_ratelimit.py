@@ -112,33 +112,43 @@ class AdaptiveRate:
                 self._reserved += 1
 
     async def acquire(self) -> None:
-        """Wait for this request's turn (FIFO): a slot of the start window while unpaced, its
-        time once paced. The caller calls `sending()` before it next awaits anything."""
+        """Wait for this request's turn (FIFO): while unpaced, a slot of the start window and
+        the end of any `Retry-After` pause; once paced, its time. The caller calls `sending()`
+        before it next awaits anything."""
+        loop = asyncio.get_running_loop()
+        held = False  # a slot of the start window, reserved for this request
+        try:
+            while self.rate is None:
+                if self._closed:
+                    raise ClientStateError("the client was closed; nothing was sent")
+                if not held and self.in_flight + self._reserved < self.window and not self._slots:
+                    self._reserved += 1
+                    held = True
+                elif not held:
+                    slot: asyncio.Future[None] = loop.create_future()
+                    self._slots.append(slot)
+                    try:
+                        await slot
+                    finally:
+                        # Woken (even if cancelled right after): `_open_slots` reserved a slot.
+                        held = slot.done() and not slot.cancelled()
+                    continue
+                # Unpaced, but a `Retry-After` (capped, see `refused`) still holds every send.
+                delay = self._pause_until - loop.time()
+                if delay <= 0:
+                    return
+                await asyncio.sleep(delay)
+        except BaseException:
+            if held:  # the slot goes to the next in line
+                self._reserved -= 1
+                held = False
+                self._open_slots()
+            raise
+        finally:
+            if held:  # returning: the caller's `sending()` takes the slot at once
+                self._reserved -= 1
         if self._closed:
             raise ClientStateError("the client was closed; nothing was sent")
-        loop = asyncio.get_running_loop()
-        if self.rate is None and self.in_flight + self._reserved >= self.window:
-            slot: asyncio.Future[None] = loop.create_future()
-            self._slots.append(slot)
-            try:
-                await slot
-            except BaseException:
-                if slot.done() and not slot.cancelled():  # woken, then cancelled: pass it on
-                    self._reserved -= 1
-                    self._open_slots()
-                raise
-            self._reserved -= 1
-            if self._closed:
-                raise ClientStateError("the client was closed while this enqueue waited its turn")
-        if self.rate is None:
-            # Unpaced, but a `Retry-After` (capped, see `refused`) still holds every send.
-            delay = self._pause_until - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._closed:
-                raise ClientStateError("the client was closed while this enqueue waited its turn")
-            if self.rate is None:
-                return
         now = loop.time()
         if self.rate is None or (not self._waiters and now >= max(self._next, self._pause_until)):
             if self.rate is not None:
