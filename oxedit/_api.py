@@ -76,6 +76,9 @@ class ClientStats:
         enqueue_rate: The adaptive pace of enqueues now, per second (None: not paced; it is
             learned from the first refusal, see `Limits.max_rate`).
         adopted: Generations found on the server after a lost response, instead of re-sending.
+        late_duplicates_cancelled: Generations a lost POST created after its search window
+            closed (the POST had been sent again), cancelled on sight (see
+            `ReconcilePolicy.lost_response_window`).
         bytes_sent: Bytes of the API request bodies sent (headers not counted).
         bytes_received: Bytes of the API response bodies received (event stream and result
             downloads not counted).
@@ -91,6 +94,7 @@ class ClientStats:
     enqueue_refusals: int = 0
     enqueue_rate: float | None = None
     adopted: int = 0
+    late_duplicates_cancelled: int = 0
     bytes_sent: int = 0
     bytes_received: int = 0
 

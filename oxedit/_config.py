@@ -223,6 +223,12 @@ class ReconcilePolicy:
         interval: The longest gap between two checks of a job that stays active.
         lost_response_grace: How long to let the server settle before asking it whether a POST
             whose response was lost created a generation.
+        lost_response_window: How long after a POST's response was lost a row it created is
+            still looked for (and adopted), with checks further and further apart: a load
+            balancer gives up on a request while the backend goes on with it, for tens of
+            seconds. The POST is sent again only once this has passed with no row; a row it
+            commits later still is cancelled (`DELETE`) when seen, and counted in
+            `ClientStats.late_duplicates_cancelled`.
         refused_stream_grace: How long a reconnect of an accepted event stream that is refused
             (401/403/404) is retried before the refusal fails every pending job.
     """
@@ -233,11 +239,12 @@ class ReconcilePolicy:
     interval: float = C.RECONCILE_INTERVAL
     lost_response_grace: float = C.LOST_RESPONSE_GRACE
     refused_stream_grace: float = C.REFUSED_STREAM_GRACE
+    lost_response_window: float = C.LOST_RESPONSE_WINDOW
 
     def __post_init__(self) -> None:
         for name in ("stale_floor", "stale_after", "latency_multiple", "interval"):
             positive(name, getattr(self, name))
-        for name in ("lost_response_grace", "refused_stream_grace"):
+        for name in ("lost_response_grace", "refused_stream_grace", "lost_response_window"):
             at_least(name, getattr(self, name), 0)
 
 

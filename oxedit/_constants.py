@@ -46,15 +46,20 @@ REFUSED_STREAM_GRACE = 60.0
 RECONNECT_BACKOFF_INITIAL = 0.1
 RECONNECT_BACKOFF_MAX = 10.0
 
-# The adaptive enqueue rate (see _ratelimit): unpaced until refusals (429/503) reach
-# RATE_REFUSED_SHARE of the recent answers (a moving average of weight RATE_EWMA: ~30
-# answers), then half of what succeeded; +RATE_INCREASE enqueues/s every second of successes,
-# halved again when the share of refusals climbs back.
+# The adaptive enqueue rate (see _ratelimit): unpaced until a 429 with a Retry-After of a
+# second or more, or until refusals (429/503) reach RATE_REFUSED_SHARE of the recent answers (a
+# moving average of weight RATE_EWMA: ~30 answers), then half of what succeeded; +RATE_INCREASE
+# enqueues/s every second of successes, halved again at the next such refusal.
 RATE_INCREASE = 2.0
 RATE_DECREASE = 0.5
 RATE_MIN = 1.0
 RATE_EWMA = 0.03
 RATE_REFUSED_SHARE = 0.2
+# The slow start while unpaced: enqueues in flight at most this many plus one per success so
+# far. A burst against a limit it does not know yet then loses at most this many plus the
+# account's burst to refusals, not `max_connections`; a healthy run reaches full concurrency
+# after a few round trips.
+RATE_START_WINDOW = 8
 
 # Retries of requests that are safe to repeat (GETs, and POSTs answered 429/503).
 MAX_RETRIES = 5
@@ -63,9 +68,16 @@ RETRY_BACKOFF_MAX = 8.0
 RETRY_AFTER_MAX = 60.0  # never sleep longer than this on a server's Retry-After
 
 # A POST whose response was lost: how long to let the server settle before asking it whether
-# the POST created anything, and how many times to ask.
+# the POST created anything; then how long to keep asking (a load balancer that gave up on the
+# request does not stop the backend, which may commit the row tens of seconds later), with
+# gaps doubling from the grace, at least 1/16 of the window and at most LOST_RESPONSE_MAX_GAP.
+# Only then is the POST sent again; a row the lost POST still commits after that is watched
+# for (one list of the active rows per LOST_RESPONSE_MAX_GAP) for LOST_RESPONSE_WATCH windows
+# more, and cancelled.
 LOST_RESPONSE_GRACE = 1.0
-LOST_RESPONSE_CHECKS = 3
+LOST_RESPONSE_WINDOW = 30.0
+LOST_RESPONSE_MAX_GAP = 5.0
+LOST_RESPONSE_WATCH = 4
 
 # When a pending job with no event is checked through the queue endpoints (events can be
 # lost, and cancellations have none): first once it is older than LATENCY_MULTIPLE x the p99

@@ -125,7 +125,7 @@ class Enqueuer:
             while True:
                 # The stream must be up before anything is sent (events are not replayed).
                 epoch = listener.epoch if listener.connected else await listener.ready()
-                if pace.limited:
+                if pace.must_wait():
                     await pace.acquire()
                 ticket = pace.ticket
                 sent_at = time.time()
@@ -137,6 +137,7 @@ class Enqueuer:
                 unsure = True
                 self._posting += 1
                 self._idle.clear()
+                pace.sending()
                 try:
                     resp = await self._transport.request(
                         "POST",
@@ -193,8 +194,14 @@ class Enqueuer:
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         if resp.status in (429, 503):
                             stats.enqueue_refusals += 1
-                            pace.refused(sent_at, retry_after)
+                            pace.refused(
+                                sent_at,
+                                retry_after,
+                                status=resp.status,
+                                cap=retry.retry_after_max,
+                            )
                 finally:
+                    pace.answered()
                     self._posting -= 1
                     if not self._posting:
                         self._idle.set()
@@ -212,6 +219,9 @@ class Enqueuer:
                         stats.adopted += len(adopted)
                         return adopted
                     log.info("the lost enqueue created nothing; sending it again")
+                    # Nothing within the window; should the backend still commit it, the
+                    # second generation is cancelled on sight.
+                    self._recovery.abandoned(payload, key, sent_at)
                     verdict = Verdict.RETRY  # it surely created nothing: safe to send again
                 wait = decide(retry, attempt, verdict, retry_after)
                 if wait is None:
@@ -265,6 +275,7 @@ class Enqueuer:
         for task in list(self._orphans):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._recovery.close()
 
     def _follow_orphans(self, payload: dict[str, Any], n: int, sent_at: float, key: int) -> None:
         task = asyncio.get_running_loop().create_task(

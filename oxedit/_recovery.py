@@ -10,6 +10,8 @@ run one at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,6 +31,8 @@ from ._inputs import QUEUE_PARAMS
 from ._registry import Registry
 
 __all__ = ["Recovery", "matches_request"]
+
+log = logging.getLogger("oxedit")
 
 _FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 
@@ -104,6 +108,10 @@ class Recovery:
         self._recovering: Counter[int] = Counter()
         self._settled = asyncio.Condition()
         self._locks: dict[int, asyncio.Lock] = {}
+        # Lost POSTs sent again after their window: (body, its key, sent at (Unix time),
+        # watched until (loop time)).
+        self._abandoned: list[tuple[dict[str, Any], int, float, float]] = []
+        self._watcher: asyncio.Task[None] | None = None
 
     def started(self, key: int) -> None:
         self._in_flight[key] += 1
@@ -144,8 +152,11 @@ class Recovery:
                     await self._settled.wait_for(
                         lambda: self._in_flight[key] <= self._recovering[key]
                     )
-                for _ in range(C.LOST_RESPONSE_CHECKS):
-                    await asyncio.sleep(self._policy.lost_response_grace)
+                loop = asyncio.get_running_loop()
+                closes = loop.time() + self._policy.lost_response_window
+                for wait in self._gaps():
+                    await asyncio.sleep(max(0.0, min(wait, closes - loop.time())))
+                    last = loop.time() >= closes
                     try:
                         rows = await self._candidates(payload, sent_at, n)
                     except ClientStateError:
@@ -161,12 +172,92 @@ class Recovery:
                             for row in rows[:n]:
                                 self._registry.claim(row["generation_id"])
                         return rows[:n]
-                return []
+                    if last:
+                        return []
+                raise AssertionError("unreachable: the gaps never end")  # pragma: no cover
         finally:
             self._recovering[key] -= 1
             if not self._recovering[key]:
                 del self._recovering[key]
                 self._locks.pop(key, None)
+
+    def _gaps(self) -> Iterator[float]:
+        """The waits before each check of a lost POST's search: the grace first, then each
+        twice the last, at least 1/16 of the window (a zero grace must not spin) and at most
+        `LOST_RESPONSE_MAX_GAP`; the search ends at the check at the window's close."""
+        policy = self._policy
+        wait = policy.lost_response_grace
+        while True:
+            yield wait
+            wait = min(max(2 * wait, policy.lost_response_window / 16), C.LOST_RESPONSE_MAX_GAP)
+
+    def abandoned(self, payload: dict[str, Any], key: int, sent_at: float) -> None:
+        """A lost POST's window closed with no row, and it is sent again: a row it still
+        commits is a second generation nobody follows. Watch the active rows for one, for
+        `LOST_RESPONSE_WATCH` windows more, and cancel it on sight."""
+        loop = asyncio.get_running_loop()
+        horizon = C.LOST_RESPONSE_WATCH * self._policy.lost_response_window
+        self._abandoned.append((payload, key, sent_at, loop.time() + horizon))
+        if self._watcher is None or self._watcher.done():
+            self._watcher = loop.create_task(self._watch(), name="oxedit-late-rows")
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        gap = min(self._policy.lost_response_window / 4, C.LOST_RESPONSE_MAX_GAP)
+        while self._abandoned:
+            await asyncio.sleep(gap)
+            now = loop.time()
+            self._abandoned = [entry for entry in self._abandoned if entry[3] > now]
+            try:
+                await self._cancel_late_rows()
+            except ClientStateError:
+                return
+            except OxeditError as exc:
+                log.warning("could not look for rows of lost enqueues: %s", exc)
+
+    async def _cancel_late_rows(self) -> None:
+        lists: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        taken: set[str] = set()
+        for entry in list(self._abandoned):
+            payload, key, sent_at, _ = entry
+            if self._in_flight[key]:
+                # A request with this body is waiting for its answer (the one sent again,
+                # first of all): its row is not known yet and must not be taken for the late one.
+                continue
+            where = (payload["model"], payload.get("target_namespace"))
+            if where not in lists:
+                self._api.stats.poll_requests += 1
+                lists[where] = await self._api.list_raw(model=where[0], namespace=where[1])
+            rows = _matching(
+                lists[where],
+                payload,
+                (sent_at, time.time()),
+                lambda gid: gid in taken or self._registry.knows(gid),
+            )
+            if not rows:
+                continue
+            generation_id = rows[0]["generation_id"]
+            taken.add(generation_id)
+            self._abandoned.remove(entry)
+            self._registry.claim(generation_id)
+            log.warning(
+                "generation %s was created by an enqueue whose response was lost, after the "
+                "%g s it was looked for, so the request had been sent again: cancelling it, "
+                "so it is not billed twice (raise ReconcilePolicy.lost_response_window if "
+                "this recurs)",
+                generation_id,
+                self._policy.lost_response_window,
+            )
+            await self._api.delete(generation_id)
+            self._api.stats.late_duplicates_cancelled += 1
+
+    async def close(self) -> None:
+        """Stop watching for late rows (the client is closing)."""
+        watcher = self._watcher
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def _candidates(
         self, payload: dict[str, Any], sent_at: float, n: int

@@ -18,7 +18,9 @@ import oxedit
 from oxedit.testing import LocalServer
 
 # Fast reconciliation, so tests with lost events or silent cancellations finish quickly.
-FAST = oxedit.ReconcilePolicy(stale_after=0.3, interval=0.1, lost_response_grace=0.05)
+FAST = oxedit.ReconcilePolicy(
+    stale_after=0.3, interval=0.1, lost_response_grace=0.05, lost_response_window=0.3
+)
 FAST_RETRY = oxedit.RetryPolicy(max_retries=8, initial=0.01, maximum=0.05, retry_after_max=0.05)
 
 

@@ -122,10 +122,12 @@ async def test_submit_waiting_for_the_stream_ends_when_the_client_closes(
 async def test_submits_in_flight_at_close_report_what_they_created(
     oxen_server: LocalServer,
 ) -> None:
-    # Answers held until the jobs finished: the client closes while 20 POSTs are on the wire.
+    # Answers held until the jobs finished: the client closes while 20 POSTs are on the wire
+    # (paced from the start, so no slow start holds some back until the first are answered).
     oxen_server.faults.latency = 0.5
     oxen_server.faults.event_before_response_rate = 1.0
-    async with client_for(oxen_server) as client:
+    limits = oxedit.Limits(initial_rate=10_000)
+    async with client_for(oxen_server, limits=limits) as client:
         submits = [
             asyncio.create_task(client.submit(prompt=f"c {i}", image=png())) for i in range(20)
         ]

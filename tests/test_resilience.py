@@ -94,9 +94,12 @@ async def test_lost_events_are_found_at_a_bounded_rate(oxen_server: LocalServer)
 
 @pytest.mark.oxen_faults(enqueue_429_rate=0.4, enqueue_5xx_rate=0.2, retry_after=0, seed=5)
 async def test_429_and_503_are_retried_without_duplicates(oxen_server: LocalServer) -> None:
+    # 50 jobs, not 100: with 60% of the enqueues refused the adaptive rate paces at a few per
+    # second (it cannot tell random refusals from a limit), and twice the jobs only doubles
+    # the wait.
     async with client_for(oxen_server, retry=FAST_RETRY) as client:
         jobs = await asyncio.gather(
-            *(client.submit(prompt=f"r {i}", image=png()) for i in range(100))
+            *(client.submit(prompt=f"r {i}", image=png()) for i in range(50))
         )
         outcomes = await settle(jobs)
         assert client.stats.retries > 0
@@ -104,7 +107,7 @@ async def test_429_and_503_are_retried_without_duplicates(oxen_server: LocalServ
             client.stats.enqueue_requests
             == oxen_server.stats.requests_by_route["POST /api/ai/queue"]
         )
-    assert_matches_server(oxen_server, outcomes, 100)
+    assert_matches_server(oxen_server, outcomes, 50)
 
 
 async def test_rate_limit_exhausted_raises_with_retry_after(oxen_server: LocalServer) -> None:

@@ -39,7 +39,7 @@ from ._responses import (
     typed_error,
     unauthenticated,
 )
-from ._schemas import MODELS
+from ._schemas import MODELS, Model
 from ._stats import ServerStats
 from ._store import StateStore
 from ._validation import edit_request, queue_request
@@ -98,6 +98,7 @@ class Api:
             workers, faults, self._fetch, self._finished, self._silent_cancel, self._started
         )
         self._session: aiohttp.ClientSession | None = None
+        self._late: set[asyncio.Task[None]] = set()  # enqueues committed after their cut
 
     def app(self) -> web.Application:
         # Data URIs of real photos exceed aiohttp's 1 MiB default; the docs set no limit.
@@ -137,6 +138,8 @@ class Api:
             self._idle.clear()
 
     async def stop(self) -> None:
+        for task in self._late:
+            task.cancel()
         self.broker.cancel_delayed()
         await self.pool.stop()
         if self._session is not None:
@@ -245,7 +248,10 @@ class Api:
         faults = self.faults
         limit = faults.enqueue_rate_limit
         limited = limit is not None and not self._bucket.take(limit, faults.enqueue_burst)
-        if limited or faults.roll(faults.enqueue_429_rate):
+        refused = faults.refuse_enqueues > 0
+        if refused:
+            faults.refuse_enqueues -= 1
+        if limited or refused or faults.roll(faults.enqueue_429_rate):
             self.stats.rate_limited += limited
             headers = (
                 None if faults.retry_after is None else {"Retry-After": str(faults.retry_after)}
@@ -257,26 +263,68 @@ class Api:
         refusal = credits_refusal(faults, self.stats.generations_created, count)
         if refusal is not None:
             return refusal
-        gens = [Generation(str(uuid.uuid4()), model, params, targets) for _ in range(count)]
-        if self.store is not None:
-            self.store.insert(gens)  # committed before the answer: a kill -9 cannot lose them
-        for gen in gens:
-            self.generations[gen.id] = gen
-            self.pool.submit(gen)
+        transport = request.transport
+        if (
+            faults.commit_delay is not None
+            and transport is not None
+            and faults.roll(faults.lost_response_rate)
+        ):
+            # A load balancer gives up on the request while the backend goes on with it: the
+            # client's connection is cut now, the rows are committed later (and counted as
+            # work in progress meanwhile, so `wait_idle` waits for them).
+            transport.close()
+            self._active += count
+            self._idle.clear()
+            delay = faults.draw(faults.commit_delay)
+            task = asyncio.get_running_loop().create_task(
+                self._commit_late(delay, model, params, targets, count)
+            )
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            return web.Response(status=502)  # never reaches the client: the socket is closed
+        gens = self._commit(model, params, targets, count)
         self._active += count
         self._idle.clear()
-        self.stats.generations_created += count
-        self.stats.generations_created_per_request.append(count)
         # Built now: the status at creation, even if the response is then held back.
         resp = bad_enqueue_answer(faults, [g.id for g in gens]) or json_response(
             {"generations": [{"generation_id": g.id, "status": "queued"} for g in gens]}
         )
         if faults.roll(faults.event_before_response_rate):
             await self.broker.wait_delivered(gens)
-        if faults.roll(faults.lost_response_rate) and request.transport is not None:
+        if (
+            faults.commit_delay is None
+            and faults.roll(faults.lost_response_rate)
+            and request.transport is not None
+        ):
             # Created, but the client never hears of it: the ambiguous enqueue of the docs.
             request.transport.close()
         return resp
+
+    def _commit(
+        self, model: Model, params: dict[str, Any], targets: dict[str, str], count: int
+    ) -> list[Generation]:
+        gens = [Generation(str(uuid.uuid4()), model, params, targets) for _ in range(count)]
+        if self.store is not None:
+            self.store.insert(gens)  # committed before the answer: a kill -9 cannot lose them
+        for gen in gens:
+            self.generations[gen.id] = gen
+            self.pool.submit(gen)
+        self.stats.generations_created += count
+        self.stats.generations_created_per_request.append(count)
+        return gens
+
+    async def _commit_late(
+        self,
+        delay: float,
+        model: Model,
+        params: dict[str, Any],
+        targets: dict[str, str],
+        count: int,
+    ) -> None:
+        """`Faults.commit_delay`: the rows of an enqueue whose connection was cut, committed
+        `delay` seconds later (their `enqueued_at` is the commit's time, as a backend's is)."""
+        await asyncio.sleep(delay)
+        self._commit(model, params, targets, count)
 
     async def list_generations(self, request: web.Request) -> web.StreamResponse:
         broken = get_fault(self.faults)

@@ -39,7 +39,13 @@ _RATE_FIELDS = frozenset(
 )
 # Non-negative whole numbers (bytes or counts); 0 switches the fault off.
 _COUNT_FIELDS = frozenset(
-    {"refuse_streams", "oversized_event_bytes", "result_gzip_bomb", "fail_uploads"}
+    {
+        "refuse_streams",
+        "oversized_event_bytes",
+        "result_gzip_bomb",
+        "fail_uploads",
+        "refuse_enqueues",
+    }
 )
 
 #: What `enqueue_bad_body` may name: the broken bodies a 200 enqueue answer can carry.
@@ -87,6 +93,10 @@ class Faults:
             created generations finished and their events were written to every stream.
         lost_response_rate: Chance that the generations are created, then the connection is
             cut instead of answering.
+        commit_delay: When set, an enqueue picked by `lost_response_rate` is cut first and
+            committed later: the connection is closed at once (a load balancer giving up) and
+            the generations are created this long after it (the backend going on), so a
+            client that searches the queue sooner finds nothing. Drawn per enqueue.
         keepalive_interval: Seconds of silence after which a stream sends `: keep-alive`.
         stall_streams: While true, open streams write nothing at all, keep-alives included
             (a dead but open connection); events meant for them are lost.
@@ -137,6 +147,8 @@ class Faults:
             body without it is answered 400 `invalid_params` "image is required").
         fail_uploads: The next this-many file uploads (`PUT /api/repos/.../file/...`) are
             answered 503, storing nothing; each refusal decrements it.
+        refuse_enqueues: The next this-many `POST /api/ai/queue` are answered 429 (with
+            `retry_after`), creating nothing; each refusal decrements it.
     """
 
     seed: int = 0
@@ -151,6 +163,7 @@ class Faults:
     delay_event: Duration = 0.0
     event_before_response_rate: float = 0.0
     lost_response_rate: float = 0.0
+    commit_delay: Duration | None = None
     keepalive_interval: float = 15.0
     stall_streams: bool = False
     unrelated_event_rate: float = 0.0
@@ -175,6 +188,7 @@ class Faults:
     insufficient_credits_after: int | None = None
     edit_field: str = "input_image"
     fail_uploads: int = 0
+    refuse_enqueues: int = 0
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -182,7 +196,7 @@ class Faults:
         # running server and a typo'd rate of 5 should fail there, loudly.
         if name in _RATE_FIELDS and not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
             raise ValueError(f"Faults.{name} must be a probability in [0, 1], got {value!r}")
-        if name in ("latency", "delay_event"):
+        if name in ("latency", "delay_event") or (name == "commit_delay" and value is not None):
             _check_duration(name, value)
         if name == "keepalive_interval" and not value > 0:
             raise ValueError(f"Faults.keepalive_interval must be > 0, got {value!r}")

@@ -28,9 +28,15 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_API_KEY", "FAST_RECONCILE", "LocalServer", "run_server"]
 
 #: Reconciliation settings for tests against a local server: jobs are checked from 0.5 s of
-#: age, and at most 1 s apart, so a lost event or a silent cancellation settles in ~1-2 s.
+#: age, and at most 1 s apart, so a lost event or a silent cancellation settles in ~1-2 s; a
+#: lost enqueue is looked for during 1 s (the local server commits at once unless
+#: `Faults.commit_delay` says otherwise).
 FAST_RECONCILE = ReconcilePolicy(
-    stale_floor=0.5, stale_after=1.0, interval=1.0, lost_response_grace=0.1
+    stale_floor=0.5,
+    stale_after=1.0,
+    interval=1.0,
+    lost_response_grace=0.1,
+    lost_response_window=1.0,
 )
 
 #: The API key of a server started without one.
