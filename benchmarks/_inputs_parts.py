@@ -231,7 +231,8 @@ class _Reconciled:
 
     @classmethod
     def install(cls) -> None:
-        from oxedit import _listener, _transport
+        from oxedit._engine import listener as _listener
+        from oxedit._http import transport as _transport
 
         reconcile = _listener.Listener.reconcile
         request = _transport.Transport.request

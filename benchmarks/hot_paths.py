@@ -26,8 +26,8 @@ from typing import Any
 import msgspec
 
 from benchmarks._common import Stopwatch, cpu_seconds, median, print_table, spread, write_json
+from oxedit._http.sse import SSEDecoder
 from oxedit._models import event_decoder
-from oxedit._sse import SSEDecoder
 
 EVENT = (
     b"event: media_generation_completed\n"

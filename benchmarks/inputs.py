@@ -71,7 +71,7 @@ async def run_client(
     """N edits over `paths` (job i uses image i mod len(paths)) through `client.map`; the
     measurements of the client side."""
     import oxedit
-    from oxedit._inputs import LargeInlineImageWarning
+    from oxedit._resources.inputs import LargeInlineImageWarning
 
     from ._common import cpu_seconds
 

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from benchmarks._common import machine, print_table, write_json
-from oxedit._journal import Journal
-from oxedit._report import write_html_report
-from oxedit._report_thumbs import THUMBS_DIR
-from oxedit._requests import EditRequest
+from oxedit._bulk.journal import Journal
+from oxedit._bulk.requests import EditRequest
+from oxedit._cli.report.build import write_html_report
+from oxedit._cli.report.thumbs import THUMBS_DIR
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser

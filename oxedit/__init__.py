@@ -3,14 +3,17 @@
 Thousands of edits are enqueued at once and awaited over one shared event stream.
 """
 
-from ._api import ClientStats as ClientStats
-from ._bulk import BulkRun as BulkRun
+from ._bulk.cost import Estimate as Estimate
+from ._bulk.cost import ModelEstimate as ModelEstimate
+from ._bulk.requests import BulkResult as BulkResult
+from ._bulk.requests import EditRequest as EditRequest
+from ._bulk.run import BulkRun as BulkRun
 from ._client import Client as Client
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
 from ._config import Timeouts as Timeouts
-from ._cost import Estimate as Estimate
-from ._cost import ModelEstimate as ModelEstimate
+from ._engine.job import AsCompleted as AsCompleted
+from ._engine.job import Job as Job
 from ._exceptions import AmbiguousRequestError as AmbiguousRequestError
 from ._exceptions import APIConnectionError as APIConnectionError
 from ._exceptions import APIResponseValidationError as APIResponseValidationError
@@ -37,20 +40,17 @@ from ._exceptions import RateLimitError as RateLimitError
 from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import TransportError as TransportError
-from ._history import HistoryEntry as HistoryEntry
-from ._history import HistoryPage as HistoryPage
-from ._hooks import JobSettled as JobSettled
-from ._hooks import RequestInfo as RequestInfo
-from ._hooks import ResponseInfo as ResponseInfo
-from ._inputs import LargeInlineImageWarning as LargeInlineImageWarning
-from ._job import AsCompleted as AsCompleted
-from ._job import Job as Job
+from ._http.api import ClientStats as ClientStats
+from ._http.hooks import JobSettled as JobSettled
+from ._http.hooks import RequestInfo as RequestInfo
+from ._http.hooks import ResponseInfo as ResponseInfo
+from ._http.retry import RetryPolicy as RetryPolicy
 from ._models import EditResult as EditResult
 from ._models import Generation as Generation
 from ._models import Model as Model
-from ._requests import BulkResult as BulkResult
-from ._requests import EditRequest as EditRequest
-from ._retry import RetryPolicy as RetryPolicy
+from ._resources.history import HistoryEntry as HistoryEntry
+from ._resources.history import HistoryPage as HistoryPage
+from ._resources.inputs import LargeInlineImageWarning as LargeInlineImageWarning
 from ._sync import BulkResults as BulkResults
 from ._sync import SyncAsCompleted as SyncAsCompleted
 from ._sync import SyncBulkRun as SyncBulkRun

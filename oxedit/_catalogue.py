@@ -1,5 +1,5 @@
 """The models oxedit knows, as plain data: one source for the local server's catalogue
-(`oxedit.testing`) and for the client's offline fallback schemas (`oxedit._validate`).
+(`oxedit.testing`) and for the client's offline fallback schemas (`oxedit._resources.validate`).
 
 Each model follows its page on docs.oxen.ai (inference-api/reference/models/<id>): the
 parameters, their types, enums, ranges and defaults. Those pages are generated from the

@@ -14,8 +14,9 @@ from types import TracebackType
 from typing import Any, Self, Unpack
 
 from . import _constants as C
-from ._api import Api, ClientStats
-from ._bulk import BulkRun
+from ._bulk.cost import to_amount
+from ._bulk.requests import BulkItem
+from ._bulk.run import BulkRun
 from ._client_cost import CostMethods
 from ._client_queries import QueryMethods
 from ._config import (
@@ -26,16 +27,20 @@ from ._config import (
     resolve_base_url,
     timeouts_for,
 )
-from ._cost import to_amount
-from ._inputs import ImageInput, build_payload, check_num_generations, drop_single_generation
-from ._job import AsCompleted, Job
+from ._engine.job import AsCompleted, Job
+from ._engine.tracker import Tracker
+from ._http.api import Api, ClientStats
+from ._http.retry import RetryPolicy
+from ._http.sessions import HttpSettings
+from ._http.transport import Transport
 from ._models import json_encoder
-from ._requests import BulkItem
-from ._retry import RetryPolicy
-from ._sessions import HttpSettings
-from ._tracker import Tracker
-from ._transport import Transport
-from ._upload import UploadStats, resolve_upload_repo
+from ._resources.inputs import (
+    ImageInput,
+    build_payload,
+    check_num_generations,
+    drop_single_generation,
+)
+from ._resources.upload import UploadStats, resolve_upload_repo
 
 __all__ = ["Client"]
 

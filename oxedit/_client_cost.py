@@ -11,14 +11,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from . import _constants as C
-from ._cost import Estimate, estimate, to_amount
-from ._history import HistoryEntry, HistoryPage, history_entry, history_page
+from ._bulk.cost import Estimate, estimate, to_amount
+from ._bulk.requests import BulkItem
 from ._models import bind
-from ._requests import BulkItem
+from ._resources.history import HistoryEntry, HistoryPage, history_entry, history_page
 
 if TYPE_CHECKING:
+    from ._engine.tracker import Tracker
     from ._models import Model
-    from ._tracker import Tracker
 
 __all__ = ["CostMethods"]
 

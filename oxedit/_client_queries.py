@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _constants as C
-from ._edit import blocking_edit
 from ._exceptions import InvalidRequestError, OxeditError
-from ._inputs import ImageInput, build_payload
 from ._models import EditResult, Generation, Model, bind
+from ._resources.edit import blocking_edit
+from ._resources.inputs import ImageInput, build_payload
 
 if TYPE_CHECKING:
-    from ._tracker import Tracker
+    from ._engine.tracker import Tracker
 
 __all__ = ["QueryMethods"]
 

@@ -108,8 +108,8 @@ KNOWN_ID_TTL = 900.0
 # Events for ids we do not know (yet): kept for the enqueue response that may follow them.
 EARLY_EVENT_LIMIT = 100_000
 
-# Model schemas (`oxedit._validate`): a model the models endpoint said does not exist is asked
-# about again after this long (it may have been added since); a schema that could not be
+# Model schemas (`oxedit._resources.validate`): a model the models endpoint said does not exist
+# is asked about again after this long (it may have been added since); a schema that could not be
 # fetched is tried again after this long (the offline table or no check meanwhile); the CLI's
 # disk cache keeps schemas this long.
 UNKNOWN_MODEL_RECHECK = 60.0
@@ -139,8 +139,8 @@ SYNC_GRID_ITEMS = 24
 SYNC_GRID_THUMB_PIXELS = 160
 SYNC_GRID_THUMB_QUALITY = 70
 
-# Hosted inputs (`upload_repo`, see `oxedit._upload`): uploads in flight per client (each a
-# few MB, sharing the API connections with everything else), and where in the repository
+# Hosted inputs (`upload_repo`, see `oxedit._resources.upload`): uploads in flight per client
+# (each a few MB, sharing the API connections with everything else), and where in the repository
 # they go: `<UPLOAD_DIRECTORY>/<sha256>.<ext>` on UPLOAD_BRANCH (the branch a new repository
 # has [doc: File Upload Example]).
 UPLOAD_CONCURRENCY = 4

@@ -40,7 +40,7 @@ from typing import Any
 
 import msgspec
 
-from ._http import Response, parse_retry_after
+from ._response import Response, parse_retry_after
 
 __all__ = [
     "APIConnectionError",

@@ -33,18 +33,18 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from . import _constants as C
-from ._bulk import BulkRun
+from ._bulk.cost import Estimate
+from ._bulk.requests import BulkItem, BulkResult
+from ._bulk.run import BulkRun
 from ._client import Client
 from ._config import Timeouts
-from ._cost import Estimate
 from ._display import BatchBar, Card, grid_html, image_bundle, in_notebook, thumbnail_uri
+from ._engine.job import AsCompleted, Job
 from ._exceptions import ClientStateError, InvalidRequestError, OxeditError
-from ._history import HistoryEntry, HistoryPage
-from ._inputs import ImageInput
-from ._job import AsCompleted, Job
+from ._http.retry import RetryPolicy
 from ._models import EditResult, Generation, Model, bind
-from ._requests import BulkItem, BulkResult
-from ._retry import RetryPolicy
+from ._resources.history import HistoryEntry, HistoryPage
+from ._resources.inputs import ImageInput
 
 __all__ = ["BulkResults", "SyncAsCompleted", "SyncBulkRun", "SyncClient", "SyncJob"]
 

@@ -61,7 +61,7 @@ async def eventually(predicate: Callable[[], bool], *, within: float = 30.0) -> 
 async def cli(*argv: str) -> int:
     """Run the `oxedit` command in-process; `main()` runs its own event loop, so it gets a
     thread while the test's server runs in this one."""
-    from oxedit._cli import main
+    from oxedit._cli.main import main
 
     return await anyio.to_thread.run_sync(main, list(argv))
 

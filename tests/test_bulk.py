@@ -161,7 +161,7 @@ async def test_crash_between_record_and_response_is_adopted(tmp_path: Path) -> N
             async for _ in run:
                 pass
         # Simulate the crash: forget the outcome of two items as if only 'sending' was written.
-        from oxedit._journal import Journal
+        from oxedit._bulk.journal import Journal
 
         with Journal(journal) as j:
             stranded = j.entries()[:2]

@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 import oxedit
-from oxedit._cli import main
-from oxedit._sources import load_source
+from oxedit._cli.main import main
+from oxedit._cli.sources import load_source
 from oxedit.testing import LocalServer
 
 from .helpers import client_for, png, run_all

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from oxedit._sources import load_source
+from oxedit._cli.sources import load_source
 from oxedit.testing import LocalServer
 
 from .helpers import cli, client_for, png

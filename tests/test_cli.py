@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from oxedit._sse import SSEDecoder
+from oxedit._http.sse import SSEDecoder
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import cli, png, run_process

@@ -117,7 +117,7 @@ async def test_batch_wide_mistakes_are_one_usage_error_before_sending(
 async def test_a_journal_in_use_is_exit_2_naming_the_process(
     tmp_path: Path, use_server: Callable[[LocalServer], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from oxedit._journal import Journal
+    from oxedit._bulk.journal import Journal
 
     holder = Journal(tmp_path / "out" / ".oxedit-journal.sqlite")
     try:
@@ -181,7 +181,7 @@ def test_progress_and_summary_give_the_same_rate() -> None:
     from rich.console import Console
 
     import oxedit
-    from oxedit._progress import BatchProgress, summary_table
+    from oxedit._cli.progress import BatchProgress, summary_table
 
     now = [100.0]
     console = Console(file=io.StringIO(), width=200)
@@ -258,7 +258,7 @@ async def test_a_full_disk_ends_the_batch_with_a_report_that_says_so(
     async def full_disk(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("oxedit._bulk_finish.save_atomic", full_disk)
+    monkeypatch.setattr("oxedit._bulk.finish.save_atomic", full_disk)
     out = tmp_path / "out"
     async with LocalServer() as server:
         use_server(server)
@@ -295,7 +295,7 @@ def test_api_keys_with_whitespace_are_refused_without_echoing_them(
 
 def test_names_are_plain_file_names() -> None:
     from oxedit import EditRequest, InvalidRequestError
-    from oxedit._requests import check_name
+    from oxedit._bulk.requests import check_name
 
     for good in ("cat", "cat.v2", "...x", "a b", "über-katze", ".hidden"):
         assert check_name(good) == good

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import oxedit
-from oxedit._cost import unit_cost
+from oxedit._bulk.cost import unit_cost
 from oxedit._exceptions import status_error
-from oxedit._http import Response
 from oxedit._models import Model
+from oxedit._response import Response
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import client_for, png

@@ -12,11 +12,11 @@ import pytest
 from rich.console import Console
 
 import oxedit
-from oxedit._cost import Budget, Estimate, ModelEstimate, Spending, money, to_amount
-from oxedit._estimate_view import print_estimate
-from oxedit._history import to_decimal
-from oxedit._journal import Journal
+from oxedit._bulk.cost import Budget, Estimate, ModelEstimate, Spending, money, to_amount
+from oxedit._bulk.journal import Journal
+from oxedit._cli.estimate_view import print_estimate
 from oxedit._models import Model
+from oxedit._resources.history import to_decimal
 
 
 @pytest.mark.parametrize(

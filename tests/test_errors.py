@@ -137,7 +137,7 @@ async def test_message_is_the_servers_text_and_str_says_the_rest() -> None:
 )
 def test_message_from_every_error_body_shape(body: bytes, message: str) -> None:
     from oxedit._exceptions import status_error
-    from oxedit._http import Response
+    from oxedit._response import Response
 
     error = status_error(Response(418, {}, body), what="enqueue")
     assert error.message == message
@@ -146,7 +146,7 @@ def test_message_from_every_error_body_shape(body: bytes, message: str) -> None:
 
 def test_message_of_the_special_cases_is_the_servers_text_too() -> None:
     from oxedit._exceptions import status_error
-    from oxedit._http import Response
+    from oxedit._response import Response
 
     limited = status_error(Response(429, {"Retry-After": "7"}, b'{"error": "Slow down"}'))
     assert isinstance(limited, oxedit.RateLimitError)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 import oxedit
 from oxedit._exceptions import status_error
-from oxedit._http import Response
+from oxedit._response import Response
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import png, serve
@@ -229,7 +229,7 @@ async def test_edit_400_that_is_not_about_the_field_is_not_sent_again() -> None:
     ],
 )
 def test_names_field_edges(status: int, text: str, named: bool) -> None:
-    from oxedit._edit import names_field
+    from oxedit._resources.edit import names_field
 
     body = f'{{"error": {{"message": "{text}"}}}}'.encode()
     error = status_error(Response(status, {}, body), what="POST /api/ai/images/edit")

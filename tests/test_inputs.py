@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from oxedit import InvalidRequestError
-from oxedit._inputs import build_payload, image_to_uri, sniff_mime
-from oxedit._validate import FALLBACK, Schema
+from oxedit._resources.inputs import build_payload, image_to_uri, sniff_mime
+from oxedit._resources.validate import FALLBACK, Schema
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16

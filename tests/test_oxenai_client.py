@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from oxedit._upload import Uploader
+from oxedit._resources.upload import Uploader
 from oxedit.testing import LocalServer
 
 from .helpers import client_for, png

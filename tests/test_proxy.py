@@ -15,7 +15,7 @@ import pytest
 
 import oxedit
 from oxedit._config import env_proxy
-from oxedit._sessions import proxy_route
+from oxedit._http.sessions import proxy_route
 from oxedit.testing import LocalServer
 
 from .forward_proxy import ForwardProxy

@@ -9,7 +9,7 @@ import pytest
 
 import oxedit
 from oxedit import _constants as C
-from oxedit._ratelimit import AdaptiveRate
+from oxedit._engine.ratelimit import AdaptiveRate
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import FAST_RETRY, eventually, png
@@ -169,7 +169,7 @@ def test_the_progress_bar_shows_the_pace_once_enqueues_are_paced() -> None:
 
     from rich.console import Console
 
-    from oxedit._progress import BatchProgress
+    from oxedit._cli.progress import BatchProgress
 
     pace: list[float | None] = [None]
     console = Console(file=io.StringIO(), width=200)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import oxedit
-from oxedit._reconcile_cost import ReconcileCost
+from oxedit._engine.reconcile_cost import ReconcileCost
 from oxedit.testing import LocalServer
 
 from .helpers import FAST, client_for, eventually

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 import oxedit
-from oxedit._recovery import history_pages
+import oxedit._resources.inputs
+from oxedit._engine.recovery import history_pages
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import FAST_RETRY, client_for, png
@@ -24,7 +25,7 @@ DAY = 86_400.0
 async def old_history(server: LocalServer, rows: int) -> None:
     """`rows` finished generations, enqueued a day ago."""
     headers = {"Authorization": f"Bearer {server.api_key}"}
-    uri = await oxedit._inputs.image_to_uri(png())
+    uri = await oxedit._resources.inputs.image_to_uri(png())
     async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
         for i in range(0, rows, 4):
             body = {"model": "qwen-image-edit", "prompt": f"old {i}", "input_image": uri}

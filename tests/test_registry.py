@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from oxedit import Generation, GenerationExpired, ReconcilePolicy
+from oxedit._engine.registry import Registry
+from oxedit._engine.schedule import CheckSchedule
 from oxedit._models import Status
-from oxedit._registry import Registry
-from oxedit._schedule import CheckSchedule
 
 pytestmark = pytest.mark.anyio
 

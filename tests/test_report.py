@@ -22,10 +22,10 @@ from urllib.parse import unquote
 import pytest
 from aiohttp import web
 
-from oxedit._journal import Journal
-from oxedit._report import write_html_report
-from oxedit._report_page import embed_json
-from oxedit._report_thumbs import THUMBS_DIR
+from oxedit._bulk.journal import Journal
+from oxedit._cli.report.build import write_html_report
+from oxedit._cli.report.page import embed_json
+from oxedit._cli.report.thumbs import THUMBS_DIR
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import FAST, cli, client_for, interrupt, png, run_all, serve

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from benchmarks.report_load import CHROMIUM, chromium
-from oxedit._report import write_html_report
+from oxedit._cli.report.build import write_html_report
 
 from .test_report import HOSTILE, UNREACHABLE, image_host, mixed_run
 

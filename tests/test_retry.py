@@ -7,8 +7,8 @@ import random
 import pytest
 
 from oxedit import RetryPolicy
-from oxedit._http import parse_retry_after
-from oxedit._retry import Verdict, backoff, classify, classify_download, decide
+from oxedit._http.retry import Verdict, backoff, classify, classify_download, decide
+from oxedit._response import parse_retry_after
 
 
 @pytest.mark.parametrize(

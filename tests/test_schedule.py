@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oxedit import ReconcilePolicy
-from oxedit._schedule import CheckSchedule, percentile
+from oxedit._engine.schedule import CheckSchedule, percentile
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from oxedit._sse import DropWarnings, ServerSentEvent, SSEDecoder
+from oxedit._http.sse import DropWarnings, ServerSentEvent, SSEDecoder
 
 COMPLETED = (
     b'event: media_generation_completed\ndata: {"generation_id":"g1","status":"succeeded"}\n\n'

@@ -1,4 +1,4 @@
-"""Hosted inputs (`oxedit._upload`, `_inputs.hosted`) against the local server over real
+"""Hosted inputs (`oxedit._resources.upload`, `_inputs.hosted`) against the local server over real
 sockets: content addressing, uploads once, retries, where the key goes, the large data URI
 warning."""
 
@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 import oxedit
-from oxedit._inputs import ImageInput, LargeInlineImageWarning, hosted, image_to_uri
-from oxedit._upload import Uploader, multipart, parse_repo
+from oxedit._resources.inputs import ImageInput, LargeInlineImageWarning, hosted, image_to_uri
+from oxedit._resources.upload import Uploader, multipart, parse_repo
 from oxedit.testing import LocalServer
 
 from .helpers import FAST_RETRY, cli, client_for, png, run_all

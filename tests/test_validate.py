@@ -17,11 +17,11 @@ from PIL import Image
 import oxedit
 from oxedit._catalogue import CatalogueModel
 from oxedit._models import Model
-from oxedit._validate import FALLBACK, DiskCache, Schema, Schemas
+from oxedit._resources.validate import FALLBACK, DiskCache, Schema, Schemas
+from oxedit.server import _schemas as server_schemas
+from oxedit.server._api import Api as ServerApi
+from oxedit.server._responses import typed_error
 from oxedit.testing import LocalServer
-from oxedit.testing import _schemas as server_schemas
-from oxedit.testing._api import Api as ServerApi
-from oxedit.testing._responses import typed_error
 
 from .helpers import FAST_RETRY, client_for, png
 

@@ -1,4 +1,7 @@
-"""A local, Oxen-compatible inference server for tests, demos and offline use.
+"""Test helpers: the pytest plugin (`oxen_server`, `oxen_client` fixtures) over the local server.
+
+The local server itself is `oxedit.server`; its public names are re-exported here so that a test
+suite can import everything it needs from one place.
 
 Example:
     ```python
@@ -9,13 +12,13 @@ Example:
     ```
 """
 
-from ._faults import Duration as Duration
-from ._faults import Faults as Faults
-from ._server import DEFAULT_API_KEY as DEFAULT_API_KEY
-from ._server import FAST_RECONCILE as FAST_RECONCILE
-from ._server import LocalServer as LocalServer
-from ._server import run_server as run_server
-from ._stats import ServerStats as ServerStats
+from ..server import DEFAULT_API_KEY as DEFAULT_API_KEY
+from ..server import FAST_RECONCILE as FAST_RECONCILE
+from ..server import Duration as Duration
+from ..server import Faults as Faults
+from ..server import LocalServer as LocalServer
+from ..server import ServerStats as ServerStats
+from ..server import run_server as run_server
 
 __all__ = [
     "DEFAULT_API_KEY",

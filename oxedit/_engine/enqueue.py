@@ -1,0 +1,348 @@
+"""`POST /api/ai/queue` without ever creating a generation twice, or one nobody follows.
+
+The API has no idempotency key, so the policy is:
+- 429 and 503 were refused before anything was created: wait (honouring `Retry-After`) and
+  send again.
+- No connection could be opened: nothing was sent; send again.
+- The response was lost after sending (reset, timeout), was a 500/502/504, or was a 2xx whose
+  body is not the documented one (HTML, `{}`, the wrong number of ids): the POST may have
+  created the generation. Ask the queue endpoints whether a row matching this request appeared
+  that no other request of this client has claimed; adopt it if so, and re-send only when it
+  surely did not (checked twice, after a grace period).
+- The caller cancelled `submit()` after the POST may have been sent: the same search runs in
+  the background, and what it finds is cancelled (`DELETE`), so nothing runs unfollowed.
+- The client closed meanwhile: ids that arrive are reported on the `ClientStateError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .._config import ReconcilePolicy
+from .._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    ClientStateError,
+    OxeditError,
+    ResponseTooLargeError,
+    status_error,
+)
+from .._http.api import Api
+from .._http.retry import Verdict, classify, decide
+from .._http.transport import NotAdmitted
+from .._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
+from .._response import Response, is_success, parse_retry_after
+from .listener import Listener
+from .ratelimit import AdaptiveRate
+from .recovery import Recovery
+from .registry import Pending, Registry
+
+__all__ = ["Enqueuer"]
+
+log = logging.getLogger("oxedit")
+
+_ROUTE = "POST /api/ai/queue"
+
+
+def _ids(resp: Response, n: int) -> list[str] | None:
+    """The ids of a success answer, or None when it is not the documented body for `n`."""
+    try:
+        generations = enqueue_decoder.decode(resp.body).generations
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    ids = [g.generation_id for g in generations]
+    return ids if len(ids) == n and len(set(ids)) == n else None
+
+
+class Enqueuer:
+    def __init__(
+        self,
+        api: Api,
+        registry: Registry,
+        policy: ReconcilePolicy,
+        listener: Listener,
+        *,
+        request_deadline: float,
+        pace: AdaptiveRate,
+    ) -> None:
+        self._api = api
+        self._transport = api.transport
+        self._registry = registry
+        self._policy = policy
+        self._listener = listener
+        self._deadline = request_deadline  # the latest a POST can be acted on after sending
+        self._recovery = Recovery(api, registry, policy)
+        self.pace = pace  # the adaptive enqueue rate, shared by every submit
+        self._closed = False
+        self._posting = 0  # POSTs sent, or waiting for a connection slot
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._orphans: set[asyncio.Task[None]] = set()
+
+    async def enqueue(
+        self,
+        payload: dict[str, Any],
+        body: bytes,
+        n: int,
+        *,
+        on_send: Callable[[float], None] | None = None,
+        api: Api | None = None,
+    ) -> list[Pending]:
+        """Enqueue once; returns the registered generations (resolved already when a row
+        adopted after a lost response was terminal).
+
+        `on_send(unix_time)` is called just before each POST is sent (a journal records it:
+        only a row enqueued shortly after it can be this request's). `api` gives this call's
+        retry policy and timeouts (`Client.with_options`); by default the client's.
+        """
+        if self._closed:
+            raise ClientStateError("the client is closed; nothing was sent")
+        # One flat coroutine (no helpers awaited per request): with 10,000 submits parked,
+        # every frame in the chain is 10,000 more objects for the garbage collector.
+        key = hash(body)
+        self._recovery.started(key)
+        # Held until the ids are registered, so an event that overtakes the response is kept.
+        self._registry.enqueue_started()
+        listener = self._listener
+        pace = self.pace
+        api = api or self._api
+        stats = api.stats
+        retry = api.retry
+        timeouts = api.timeouts
+        model = payload["model"]
+        namespace = payload.get("target_namespace")
+        attempt = 0
+        sent_at = 0.0
+        unsure = False  # a POST of this call may have created generations nobody follows
+        try:
+            while True:
+                # The stream must be up before anything is sent (events are not replayed).
+                epoch = listener.epoch if listener.connected else await listener.ready()
+                if pace.must_wait():
+                    await pace.acquire()
+                ticket = pace.ticket
+                sent_at = time.time()
+                if on_send is not None:
+                    on_send(sent_at)
+                retry_after = None
+                stats.enqueue_requests += 1
+                stats.count(_ROUTE)
+                unsure = True
+                self._posting += 1
+                self._idle.clear()
+                pace.sending()
+                try:
+                    resp = await self._transport.request(
+                        "POST",
+                        "/api/ai/queue",
+                        body=body,
+                        gate=pace,
+                        ticket=ticket,
+                        timeouts=timeouts,
+                    )
+                except NotAdmitted:  # the pace dropped while it waited: not sent, queue again
+                    stats.enqueue_requests -= 1
+                    stats.requests[_ROUTE] -= 1
+                    unsure = False
+                    continue
+                except APIConnectionError as exc:
+                    error: OxeditError = exc
+                    verdict = classify("POST", None, sent=exc.sent)
+                except ResponseTooLargeError as exc:  # not read: it may have named ids
+                    error, verdict = exc, Verdict.AMBIGUOUS
+                else:
+                    stats.bytes_sent += len(body)
+                    stats.bytes_received += len(resp.body)
+                    if is_success(resp.status):
+                        pace.succeeded()
+                        ids = _ids(resp, n)
+                        if ids is not None:
+                            unsure = False
+                            if self._closed:
+                                raise ClientStateError(
+                                    "the client was closed while this enqueue was answered: "
+                                    f"generation(s) {', '.join(ids)} exist and may still run; "
+                                    "follow them with client.job(id) in a new client",
+                                    generation_ids=tuple(ids),
+                                )
+                            # A loop, not a comprehension: on Python 3.11 a comprehension
+                            # would turn four locals into closure cells for this coroutine's
+                            # whole life, four more objects per parked submit for the GC.
+                            registered = []
+                            for generation_id in ids:
+                                registered.append(
+                                    listener.follow(generation_id, epoch, model, namespace)
+                                )
+                            return registered
+                        error = APIResponseValidationError(
+                            f"enqueue: HTTP {resp.status} without the {n} generation id(s) "
+                            f"asked for: {resp.body[:200]!r}",
+                            status_code=resp.status,
+                            body=resp.body[:200].decode("utf-8", "replace"),
+                        )
+                        verdict = Verdict.AMBIGUOUS
+                    else:
+                        error = status_error(resp, what="enqueue")
+                        verdict = classify("POST", resp.status)
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        if resp.status in (429, 503):
+                            stats.enqueue_refusals += 1
+                            pace.refused(
+                                sent_at,
+                                retry_after,
+                                status=resp.status,
+                                cap=retry.retry_after_max,
+                            )
+                finally:
+                    pace.answered()
+                    self._posting -= 1
+                    if not self._posting:
+                        self._idle.set()
+                if verdict is not Verdict.AMBIGUOUS:
+                    unsure = False
+                if verdict is Verdict.DONE or self._closed:  # closed: wrapped below
+                    raise error
+                if verdict is Verdict.AMBIGUOUS:
+                    stats.lost_responses += 1
+                    log.info("enqueue response lost (%s); checking the queue first", error)
+                    rows = await self._recovery.find(payload, n, sent_at, key, error)
+                    unsure = False
+                    if rows:
+                        adopted = self._adopt(rows, epoch)
+                        stats.adopted += len(adopted)
+                        return adopted
+                    log.info("the lost enqueue created nothing; sending it again")
+                    # Nothing within the window; should the backend still commit it, the
+                    # second generation is cancelled on sight.
+                    self._recovery.abandoned(payload, key, sent_at)
+                    verdict = Verdict.RETRY  # it surely created nothing: safe to send again
+                wait = decide(retry, attempt, verdict, retry_after)
+                if wait is None:
+                    raise error
+                stats.retries += 1
+                await asyncio.sleep(wait)
+                attempt += 1
+        except asyncio.CancelledError:
+            if unsure and not self._closed:
+                self._follow_orphans(payload, n, sent_at, key)
+            raise
+        except OxeditError as exc:
+            if self._closed and not (isinstance(exc, ClientStateError) and not unsure):
+                if isinstance(exc, ClientStateError) and exc.generation_ids:
+                    raise
+                raise ClientStateError(
+                    f"the client was closed during this enqueue ({exc})"
+                    + (
+                        "; it may have created a generation: look at client.list() in a new client"
+                        if unsure
+                        else ""
+                    )
+                ) from exc
+            raise
+        finally:
+            self._registry.enqueue_finished()
+            if self._recovery.finished(key):
+                await self._recovery.notify()
+
+    async def settle_orphans(self, deadline: float) -> None:
+        """Let the searches for what cancelled submits created finish (at most `deadline` s),
+        before the client closes: cancelled by `close`, they would leave those generations
+        running with nobody to follow them."""
+        if self._orphans:
+            _, pending = await asyncio.wait(set(self._orphans), timeout=deadline)
+            if pending:
+                log.warning("closing with %d cancelled submit(s) not checked yet", len(pending))
+
+    async def close(self, deadline: float) -> None:
+        """Refuse new enqueues; let POSTs already sent be answered (at most `deadline` s), so
+        what they created is registered or reported, never silently lost."""
+        self._closed = True
+        self.pace.close()
+        for task in self._orphans:
+            task.cancel()
+        try:
+            async with asyncio.timeout(deadline):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("closing with %d enqueue(s) unanswered after %g s", self._posting, deadline)
+        for task in list(self._orphans):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._recovery.close()
+
+    def _follow_orphans(self, payload: dict[str, Any], n: int, sent_at: float, key: int) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._cancel_orphans(payload, n, sent_at, key), name="oxedit-orphans"
+        )
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+
+    async def _cancel_orphans(
+        self, payload: dict[str, Any], n: int, sent_at: float, key: int
+    ) -> None:
+        """A `submit()` was cancelled after its POST may have been sent: find what it created
+        and cancel it, since nobody awaits it."""
+        cause = OxeditError("the submit() was cancelled while its POST was in flight")
+        try:
+            rows = await self._recovery.find(payload, n, sent_at, key, cause, claim=True)
+        except asyncio.CancelledError:
+            log.warning(
+                "the client closed before checking whether a cancelled submit() created a "
+                "generation; look at client.list()"
+            )
+            raise
+        except Exception as exc:
+            log.warning("could not check what a cancelled submit() created: %s", exc)
+            return
+        for row in rows:
+            generation_id = row["generation_id"]
+            try:
+                await self._api.delete(generation_id)
+            except Exception as exc:
+                log.warning("could not cancel orphaned generation %s: %s", generation_id, exc)
+            else:
+                log.info("cancelled generation %s: its submit() was cancelled", generation_id)
+
+    async def adopt_unrecorded(
+        self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
+    ) -> list[Pending | None]:
+        """For requests another process recorded as about to be sent at a time (the last
+        `on_send` of their enqueue), but whose outcome it never recorded (it crashed): the
+        generation each created, adopted, or None where none exists (safe to send). Only rows
+        enqueued within that POST's deadline after the recorded time can be adopted, and none
+        in `claimed` (see `Recovery.unrecorded`)."""
+        rows = await self._recovery.unrecorded(requests, claimed, self._deadline)
+        self._api.stats.adopted += sum(row is not None for row in rows)
+        # -1: the stream epoch is unknown, so each is reconciled at once.
+        return [None if row is None else self._adopt([row], -1)[0] for row in rows]
+
+    def _adopt(self, rows: list[dict[str, Any]], epoch: int) -> list[Pending]:
+        adopted = []
+        for row in rows:
+            gid = row["generation_id"]
+            model = row.get("model_name") or row.get("model")
+            namespace = row.get("target_namespace")
+            adopted.append(
+                self._listener.follow(
+                    gid,
+                    epoch,
+                    model if isinstance(model, str) else None,
+                    namespace if isinstance(namespace, str) else None,
+                )
+            )
+            if row.get("status") in TERMINAL_STATUSES:
+                try:
+                    decoded = msgspec.convert(row, GenerationRow)
+                except msgspec.ValidationError:
+                    pass  # the reconciler will read the row again
+                else:
+                    self._registry.resolve(Generation.from_row(decoded, self._registry.reader))
+        log.info("adopted %d generation(s) created by a POST whose response was lost", len(rows))
+        return adopted

@@ -1,0 +1,383 @@
+"""Requests over the HTTP library (aiohttp), whose exceptions are translated here.
+
+With `_sessions` (which opens them), the only module that imports aiohttp. Three sessions,
+each with one job (or the user's one session for all three, see `_sessions`):
+- the API session: short JSON requests to the configured host, at most `max_connections` in
+  flight (the rest wait in FIFO order on a semaphore, holding no socket; aiohttp stays flat
+  with 10,000 waiting, where httpx's pool collapses);
+- the stream session: the one long-lived `GET /api/events`, so it never waits behind requests;
+- the download session: result files, which may live on another host, so it carries no
+  credentials; the key is added per hop only when a hop goes to the API host itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Protocol, Unpack
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from .. import _constants as C
+from .._config import Limits, Timeouts
+from .._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    ClientStateError,
+    ResponseTooLargeError,
+    TransportError,
+    status_error,
+)
+from .._logging import setup_logging
+from .._response import Response, is_success
+from .hooks import EventHooks
+from .sessions import Channel, HttpSettings, Sessions, client_timeout
+
+__all__ = [
+    "Gate",
+    "HttpSettings",
+    "NotAdmitted",
+    "Response",
+    "Transport",
+    "is_success",
+    "url_problem",
+]
+
+_MAX_REDIRECTS = 5
+_BYTES_BODY = 1 << 20  # larger request bodies go to aiohttp as a file-like object
+
+log = logging.getLogger("oxedit")
+
+
+class NotAdmitted(Exception):
+    """A paced request found the pace changed while it waited for a connection: it was not
+    sent and must queue again (never reaches a caller)."""
+
+
+class Gate(Protocol):
+    ticket: int
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable for a GET (None: nothing): a scheme other than http(s), no
+    host, or a port that is not a number from 0 to 65535 (`:99999`, `:+80`, `:1:2`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL with a host"
+    return None
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.scheme, parts.hostname, port)
+
+
+async def _read_capped(
+    resp: aiohttp.ClientResponse, limits: Limits, what: str, *, listing: bool = False
+) -> bytes:
+    """The whole (decompressed) body, read piece by piece so that no more than the cap is ever
+    held: past it, the connection is closed and `ResponseTooLargeError` raised.
+
+    The cap is `Limits.max_response_bytes`; a list (`listing`) may reach
+    `max_list_response_bytes`, but past `max_response_bytes` only while it is at most
+    `RESPONSE_MAX_INFLATION` x the bytes that came on the wire: honest rows of base64 images
+    are megabytes each and hardly compress, a gzip bomb inflates 1000:1.
+    """
+    floor = limits.max_response_bytes
+    cap = limits.max_list_response_bytes if listing else floor
+    length = resp.content_length
+    if length is not None and length <= floor and not resp.headers.get("Content-Encoding"):
+        return await resp.read()  # the common case: a small, plain answer, read at once
+    content = resp.content
+    pieces: list[bytes] = []
+    size = 0
+    while piece := await content.readany():
+        size += len(piece)
+        if size > floor:
+            setting, limit = "max_response_bytes", floor
+            if listing:
+                # aiohttp >= 3.12 counts the bytes before decompression; with older ones only
+                # the list's own cap applies.
+                wire = getattr(content, "total_raw_bytes", None)
+                inflated = isinstance(wire, int) and size > C.RESPONSE_MAX_INFLATION * max(wire, 1)
+                if not inflated:
+                    setting, limit = "max_list_response_bytes", cap
+            if size > limit:
+                resp.close()  # drop the connection: the rest of the answer is never read
+                raise ResponseTooLargeError(
+                    f"{what}: the answer is larger than {limit} bytes once decompressed "
+                    f"(Limits.{setting}); it was not read further and is not retried. If the "
+                    "API's answers are really this big, raise the limit: "
+                    f"Client(limits=oxedit.Limits({setting}=...))",
+                    limit=limit,
+                )
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _translate(exc: BaseException, what: str) -> APIConnectionError:
+    """The public exception for aiohttp's (or asyncio's) when no answer came."""
+    # Connect failures (refused, DNS, connect timeout) mean nothing reached the server; any
+    # other failure may come after the request was written.
+    not_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    reason = str(exc) or type(exc).__name__
+    # aiohttp's timeouts (connect, sock_read) are all TimeoutErrors.
+    cls = APITimeoutError if isinstance(exc, TimeoutError) else APIConnectionError
+    return cls(f"{what} failed: {reason}", sent=not not_sent)
+
+
+class Transport:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        limits: Limits,
+        **http: Unpack[HttpSettings],
+    ) -> None:
+        setup_logging()  # OXEDIT_LOG, applied as each client is created
+        self.base_url = base_url
+        self._origin = _origin(base_url)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._timeouts = timeouts
+        self._limits = limits
+        self.hooks = EventHooks(http.get("event_hooks"))
+        self._sessions = Sessions(
+            base_url=base_url, api_key=api_key, timeouts=timeouts, limits=limits, **http
+        )
+        self._download_slots = asyncio.Semaphore(limits.max_downloads)
+        # Requests beyond the bound wait here, before any request object exists: measured
+        # cheaper in CPU and memory than queueing in aiohttp's connector with 10,000 waiting
+        # (`python -m benchmarks.end_to_end`, strategies raw vs raw-connector).
+        self._slots = asyncio.Semaphore(limits.max_connections)
+        self._closing = False
+        # Answers being read, by key: (loop time of their deadline, the response). One
+        # watchdog enforces `Timeouts.total` for all of them: a timer per request (aiohttp's
+        # `total`) measured 7% of the client's CPU at 10,000 jobs.
+        self._reading: dict[int, tuple[float, aiohttp.ClientResponse]] = {}
+        self._watchdog: asyncio.Task[None] | None = None
+        self._api: Channel | None = None
+        self._stream: Channel | None = None
+        self._files: Channel | None = None
+
+    async def open(self) -> None:
+        self._api, self._stream, self._files = self._sessions.open()
+        self._watchdog = asyncio.create_task(self._enforce_deadlines(), name="oxedit-deadlines")
+
+    async def _enforce_deadlines(self) -> None:
+        """Abort answers still being read after `Timeouts.total` (a server dribbling a byte
+        now and then never trips the read timeout)."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self._timeouts.total / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for key, (deadline, resp) in list(self._reading.items()):
+                if deadline <= now:
+                    del self._reading[key]
+                    resp.close()  # the read in progress fails at once
+
+    def begin_close(self) -> None:
+        """From now on, requests not yet sent fail with `ClientStateError`; those on the wire
+        finish (each within `Timeouts.total`)."""
+        self._closing = True
+
+    def _closed_error(self, what: str) -> ClientStateError:
+        return ClientStateError(f"{what}: the client was closed; nothing was sent")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        self._api = self._stream = self._files = None
+        await self._sessions.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        gate: Gate | None = None,
+        ticket: int = 0,
+        content_type: str = "application/json",
+        timeouts: Timeouts | None = None,
+        listing: bool = False,
+    ) -> Response:
+        """One API request. Raises `APIConnectionError` when no response came,
+        `ResponseTooLargeError` when the answer passed `Limits.max_response_bytes` (with
+        `listing`, a list's `max_list_response_bytes`), and `ClientStateError` when the client
+        closed before it was sent. With a `gate`, raises `NotAdmitted` (nothing sent) when its
+        ticket changed from `ticket` meanwhile. `timeouts` replaces the client's for this
+        request (`Client.with_options`)."""
+        limits = timeouts or self._timeouts
+        # acquire/release rather than `async with`: a parked request then holds no
+        # `__aenter__` coroutine and bound `__aexit__`, two objects fewer per waiting request
+        # for the garbage collector to walk (10,000s of submits wait here).
+        await self._slots.acquire()
+        try:
+            api = self._api
+            if self._closing or api is None:
+                raise self._closed_error(f"{method} {path}")
+            extra = api.extra
+            if timeouts is not None:  # this request's own (`timeout=None` would disable all)
+                extra = {**extra, "timeout": client_timeout(timeouts, read=timeouts.read)}
+            headers = api.headers if body is None else api.json_headers
+            if body is not None and content_type != "application/json":
+                headers = {**api.json_headers, "Content-Type": content_type}
+            if gate is not None and gate.ticket != ticket:
+                raise NotAdmitted
+            started = asyncio.get_running_loop().time()
+            expired = False
+            url = self.base_url + path
+            if self.hooks.request:
+                self.hooks.on_request(method, url)
+            try:
+                async with api.session.request(
+                    method,
+                    url,
+                    # aiohttp warns (ResourceWarning) of bodies over 1 MiB given as bytes
+                    data=body if body is None or len(body) <= _BYTES_BODY else io.BytesIO(body),
+                    params=params,
+                    headers=headers,
+                    allow_redirects=False,
+                    **extra,
+                ) as resp:
+                    key = id(resp)
+                    self._reading[key] = (started + limits.total, resp)
+                    try:
+                        data = await _read_capped(
+                            resp, self._limits, f"{method} {path}", listing=listing
+                        )
+                    finally:
+                        expired = self._reading.pop(key, None) is None
+                    if self.hooks.response or log.isEnabledFor(logging.DEBUG):
+                        self._observed(method, url, resp.status, started)
+                    return Response(resp.status, resp.headers, data)
+            except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
+                if isinstance(exc, RuntimeError) and not self._closing:
+                    api.check_open(f"{method} {path}")  # your http_session, closed under us
+                    raise
+                if expired:
+                    raise APITimeoutError(
+                        f"{method} {path}: no complete answer within {limits.total:g} s "
+                        "(Timeouts.total)",
+                        sent=True,
+                    ) from exc
+                raise _translate(exc, f"{method} {path}") from exc
+        finally:
+            self._slots.release()
+
+    def _observed(self, method: str, url: str, status: int, started: float) -> None:
+        """A response came: tell the hooks and the debug log (method, URL, status; never the
+        headers, one of which holds the key)."""
+        elapsed = asyncio.get_running_loop().time() - started
+        log.debug("HTTP %s %s: %d in %.3f s", method, url, status, elapsed)
+        if self.hooks.response:
+            self.hooks.on_response(method, url, status, elapsed)
+
+    @asynccontextmanager
+    async def stream(self, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Open an event stream; yields its raw byte chunks once the 200 headers arrived.
+
+        Raises `APIStatusError` on an error status, `APIConnectionError` when the connection
+        fails or stays silent longer than `Timeouts.stream_idle`.
+        """
+        channel = self._stream
+        if self._closing or channel is None:
+            raise self._closed_error(f"stream {path}")
+        channel.check_open(f"stream {path}")
+        url = self.base_url + path
+        started = asyncio.get_running_loop().time()
+        if self.hooks.request:
+            self.hooks.on_request("GET", url)
+        try:
+            async with channel.session.get(
+                url, headers=channel.headers, allow_redirects=False, **channel.extra
+            ) as resp:
+                self._observed("GET", url, resp.status, started)
+                if not is_success(resp.status):
+                    body = await _read_capped(resp, self._limits, f"stream {path}")
+                    raise status_error(Response(resp.status, resp.headers, body))
+                yield self._chunks(resp, path)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _translate(exc, f"stream {path}") from exc
+
+    @staticmethod
+    async def _chunks(resp: aiohttp.ClientResponse, path: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _translate(exc, f"stream {path}") from exc
+
+    async def download(self, url: str) -> Response:
+        """GET a result file, following redirects by hand, reading at most
+        `Limits.max_download_bytes` (after decompression).
+
+        The API key is sent only on hops whose origin is the API's own; a presigned URL on a
+        file host never sees it.
+        """
+        async with self._download_slots:
+            return await self._download(url)
+
+    async def _download(self, url: str) -> Response:
+        limit = self._limits.max_download_bytes
+        for _ in range(_MAX_REDIRECTS + 1):
+            channel = self._files
+            if self._closing or channel is None:
+                raise self._closed_error("download")
+            channel.check_open("download")
+            problem = url_problem(url)
+            if problem is not None:  # a redirect's Location, say (`Downloader` checks the first)
+                raise TransportError(f"download: bad URL {url.partition('?')[0]!r}: {problem}")
+            route = self._sessions.route_for(url)
+            headers = channel.headers
+            if route.headers or _origin(url) == self._origin:
+                headers = {**(headers or {}), **route.headers}
+                if _origin(url) == self._origin:
+                    headers.update(self._auth)
+            started = asyncio.get_running_loop().time()
+            shown = url.partition("?")[0]  # a presigned URL's query is a credential
+            if self.hooks.request:
+                self.hooks.on_request("GET", shown)
+            try:
+                async with channel.session.get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    **channel.extra,
+                    **route.kwargs,
+                ) as resp:
+                    self._observed("GET", shown, resp.status, started)
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        url = urljoin(url, resp.headers["Location"])
+                        continue
+                    body = bytearray()
+                    async for piece in resp.content.iter_chunked(64 * 1024):
+                        body += piece
+                        if len(body) > limit:
+                            raise ResponseTooLargeError(
+                                f"download: the result is larger than {limit} bytes "
+                                "(Limits.max_download_bytes); it was not read further",
+                                limit=limit,
+                            )
+                    return Response(resp.status, resp.headers, bytes(body))
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _translate(exc, "download") from exc
+        raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
