@@ -1,6 +1,8 @@
 """`Client`: enqueue edits, await them over one shared event stream, fetch the results.
 
-A thin facade: the job lifecycle is `_tracker.Tracker`'s, the HTTP is `_api`/`_transport`'s.
+The facade, whole in this file: every public method of the async client. A job's life is the
+engine's (`_engine.tracker.Tracker` owns it), the endpoints are `_resources`', the HTTP is
+`_http`'s; `_bulk` runs `map`.
 """
 
 from __future__ import annotations
@@ -10,15 +12,14 @@ import dataclasses
 import os
 from collections.abc import AsyncIterable, Iterable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
 
 from . import _constants as C
-from ._bulk.cost import to_amount
+from ._bulk.cost import Estimate, estimate, to_amount
 from ._bulk.requests import BulkItem
 from ._bulk.run import BulkRun
-from ._client_cost import CostMethods
-from ._client_queries import QueryMethods
 from ._config import (
     Limits,
     ReconcilePolicy,
@@ -29,11 +30,14 @@ from ._config import (
 )
 from ._engine.job import AsCompleted, Job
 from ._engine.tracker import Tracker
+from ._exceptions import InvalidRequestError, OxeditError
 from ._http.api import Api, ClientStats
 from ._http.retry import RetryPolicy
 from ._http.sessions import HttpSettings
 from ._http.transport import Transport
-from ._models import json_encoder
+from ._models import EditResult, Generation, Model, bind, json_encoder
+from ._resources.edit import blocking_edit
+from ._resources.history import HistoryEntry, HistoryPage, history_entry, history_page
 from ._resources.inputs import (
     ImageInput,
     build_payload,
@@ -47,7 +51,7 @@ __all__ = ["Client"]
 _list = list  # `Client.list` shadows the builtin inside the class body
 
 
-class Client(QueryMethods, CostMethods):
+class Client:
     """The async client. Use it as an async context manager.
 
     Args:
@@ -252,3 +256,116 @@ class Client(QueryMethods, CostMethods):
             unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
 
+    async def cancel(self, generation_id: str) -> Generation:
+        """Cancel a generation by id; returns its row afterwards (see `Job.cancel`)."""
+        outcome = await self._tracker.cancel(generation_id)
+        if isinstance(outcome, OxeditError):
+            raise outcome
+        return outcome
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, generation_id: str) -> Generation:
+        """The generation's row as the API has it now (`GET /api/ai/queue/{id}`)."""
+        return await self._tracker.get(generation_id)
+
+    async def list(
+        self, *, status: str | None = None, model: str | None = None, **filters: str
+    ) -> _list[Generation]:
+        """Rows of `GET /api/ai/queue`: the active ones by default, or filtered by `status`,
+        `model`, `media_type`, `namespace`, `repo`, `folder`."""
+        return await self._tracker.list(status, model, **filters)
+
+    async def models(self) -> _list[Model]:
+        """Every model of `GET /api/ai/models`."""
+        self._tracker.require_open()
+        return await self._tracker.api.models()
+
+    async def model(self, model_id: str) -> Model:
+        """One model with its request schema; `NotFoundError` for an unknown id."""
+        return await self._tracker.model(model_id)
+
+    # -- synchronous edit --------------------------------------------------------------------
+
+    async def edit(
+        self,
+        *,
+        prompt: str,
+        image: ImageInput | Sequence[ImageInput],
+        model: str = C.DEFAULT_MODEL,
+        response_format: str = "url",
+        **params: Any,
+    ) -> EditResult:
+        """One blocking edit (`POST /api/ai/images/edit`): no queue, no event stream.
+
+        Refusals (429/503) are retried; a lost response is not (it may have been billed) and
+        raises `AmbiguousRequestError`.
+        """
+        self._tracker.require_open()
+        if response_format not in ("url", "b64_json"):
+            raise InvalidRequestError(f"response_format={response_format!r} is not url/b64_json")
+        image = await self._tracker.hosted(image)
+        payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        await self._tracker.schemas.check(payload)
+        payload["response_format"] = response_format
+        return bind(await blocking_edit(self._tracker.api, payload), self._tracker)
+
+    # -- results -----------------------------------------------------------------------------
+
+    async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
+        """Download a result's image (image `index` of an `EditResult`).
+
+        Presigned URLs expire: on 403/404/410 from the file host, the generation's row is read
+        again for a fresh URL, once. The API key is sent only to the API's own host.
+        """
+        return await self._tracker.read(result, index=index)
+
+    async def save(
+        self, result: Generation | EditResult, path: str | os.PathLike[str], *, index: int = 0
+    ) -> Path:
+        """Download a result and write it to `path` atomically (a crash leaves no partial file).
+        Parent folders are created. Returns the path."""
+        return await self._tracker.save(result, path, index=index)
+
+    # -- money -------------------------------------------------------------------------------
+
+    async def estimate(
+        self,
+        requests: Iterable[BulkItem] | AsyncIterable[BulkItem],
+        *,
+        unknown_cost: Decimal | float | str | None = None,
+    ) -> Estimate:
+        """Check every item as `map` would and price the valid ones from their models'
+        pricing; sends nothing (only the models are read).
+
+        Args:
+            requests: What `map` would take.
+            unknown_cost: USD to assume per generation of a model whose pricing gives no
+                exact price (otherwise `Estimate.cost` is None for a batch with one).
+
+        Example:
+            ```python
+            estimate = await client.estimate(requests)
+            print(estimate.items, estimate.generations, estimate.cost, estimate.errors)
+            ```
+        """
+        self._tracker.require_open()
+        return await estimate(self, requests, to_amount(unknown_cost, "unknown_cost"))
+
+    async def history(
+        self, *, page: int = 1, page_size: int = C.DEFAULT_HISTORY_PAGE_SIZE
+    ) -> HistoryPage:
+        """One page (from 1; `page_size` up to 1000) of the billing history,
+        `GET /api/ai/generations`: generations with what each cost, and the `total_cost`."""
+        tracker = self._tracker
+        tracker.require_open()
+        return await history_page(
+            tracker.api, page=page, page_size=page_size, bind=lambda g: bind(g, tracker)
+        )
+
+    async def history_entry(self, generation_id: str) -> HistoryEntry:
+        """One generation's billing history row (`GET /api/ai/generations/{id}`);
+        `NotFoundError` when the history does not have it."""
+        tracker = self._tracker
+        tracker.require_open()
+        return await history_entry(tracker.api, generation_id, bind=lambda g: bind(g, tracker))
