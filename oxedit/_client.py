@@ -244,4 +244,3 @@ class Client(QueryMethods, CostMethods):
             max_cost=to_amount(max_cost, "max_cost"),
             unknown_cost=to_amount(unknown_cost, "unknown_cost"),
         )  # fmt: skip
-

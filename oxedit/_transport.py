@@ -317,4 +317,3 @@ class Transport:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, "download") from exc
         raise TransportError(f"download: more than {_MAX_REDIRECTS} redirects")
-
