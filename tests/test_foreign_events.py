@@ -44,8 +44,8 @@ async def test_foreign_events_during_a_slow_enqueue_stay_bounded() -> None:
             await posted.wait()
             # 100,000 events of other processes' jobs while our POST is unanswered, then
             # ours, overtaking the response that announces it (the docs allow it).
-            for start in range(0, FOREIGN, CHUNK):
-                await resp.write(b"".join(completed(str(uuid.uuid4())) for _ in range(CHUNK)))
+            for _ in range(0, FOREIGN, CHUNK):
+                await resp.write(b"".join(completed(str(uuid.uuid4())) for _i in range(CHUNK)))
             await resp.write(completed(ours))
             await asyncio.Event().wait()  # held open until the client leaves
         if request.path.startswith("/api/ai/models/"):
