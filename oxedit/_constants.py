@@ -96,6 +96,9 @@ COHORT_SPAN = 0.01
 UNKNOWN_MODEL_RECHECK = 60.0
 SCHEMA_RETRY_AFTER = 60.0
 SCHEMA_DISK_TTL = 600.0
+# Request shapes (parameters with their values; the prompt's and images' types) that passed
+# a model's schema, remembered per model so that the same shape is not checked again.
+SCHEMA_SHAPES_KEPT = 1024
 
 # The billing history (`GET /api/ai/generations`): the spec's largest page, and our default.
 MAX_HISTORY_PAGE_SIZE = 1000
