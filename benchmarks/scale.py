@@ -103,6 +103,7 @@ class Stub:
             yield b": hello\n\n"
             while True:
                 yield await self.chunks.get()
+                self.chunks.task_done()  # the reader is back: it handled that chunk
 
         yield chunks()
 
@@ -164,15 +165,14 @@ async def pending_raw(n: int, idle: float) -> dict[str, Any]:
     return await _hold_jobs(n, submit, idle)
 
 
-async def _feed(stub: Stub, chunks: list[bytes], settle: Callable[[], bool]) -> float:
-    """Feed `chunks` and wait until `settle()`: the client CPU seconds it took."""
+async def _feed(stub: Stub, chunks: list[bytes]) -> float:
+    """Feed `chunks` until the reader handled them all: the client CPU seconds it took."""
     await asyncio.sleep(0.2)  # the stream is open and idle
     gc.collect()
     cpu0 = cpu_seconds()
     for chunk in chunks:
         stub.chunks.put_nowait(chunk)
-    while not settle() or stub.chunks.qsize():
-        await asyncio.sleep(0.001)
+    await stub.chunks.join()
     return cpu_seconds() - cpu0
 
 
@@ -183,8 +183,7 @@ async def _paced(stub: Stub, chunks: list[bytes], rate: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         stub.chunks.put_nowait(chunk)
-    while stub.chunks.qsize():
-        await asyncio.sleep(0.001)
+    await stub.chunks.join()
 
 
 async def foreign_oxedit(count: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -194,9 +193,7 @@ async def foreign_oxedit(count: int, rate: float, seconds: float) -> dict[str, A
     async with _client(stub) as client:
         submit = asyncio.create_task(client.submit(prompt=PROMPT, image=png))
         await asyncio.sleep(0.1)
-        stats = client.stats
-        fast = foreign_chunks(count)
-        cpu = await _feed(stub, fast, lambda: stats.events >= count)
+        cpu = await _feed(stub, foreign_chunks(count))
         registry = client._tracker.require_open().registry
         paced = foreign_chunks(int(rate * seconds))
         await _paced(stub, paced, rate)
@@ -220,7 +217,6 @@ def _old_early(registry: Any) -> tuple[int, int]:
 async def foreign_raw(count: int, rate: float, seconds: float) -> dict[str, Any]:
     futures: dict[str, asyncio.Future[Any]] = {}
     early: dict[str, Any] = {}
-    seen = [0]
     stub = Stub()
 
     async def read() -> None:
@@ -230,7 +226,6 @@ async def foreign_raw(count: int, rate: float, seconds: float) -> dict[str, Any]
                 frames, buffer = split_frames(buffer, chunk)
                 for frame in frames:
                     if frame.startswith(EVENT_PREFIX):
-                        seen[0] += 1
                         event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
                         future = futures.pop(event.generation_id, None)
                         if future is None:
@@ -239,10 +234,14 @@ async def foreign_raw(count: int, rate: float, seconds: float) -> dict[str, Any]
                             future.set_result(event)
 
     reader = asyncio.create_task(read())
-    cpu = await _feed(stub, foreign_chunks(count), lambda: seen[0] >= count)
+    cpu = await _feed(stub, foreign_chunks(count))
     early.clear()
     await _paced(stub, foreign_chunks(int(rate * seconds)), rate)
-    size = sum(sys.getsizeof(k) + sys.getsizeof(v) + 64 for k, v in early.items())
+    # Each kept Event with its strings, the id and a dict slot.
+    size = sum(
+        sys.getsizeof(k) + sys.getsizeof(v) + sys.getsizeof(v.url) + sys.getsizeof(v.status) + 64
+        for k, v in early.items()
+    )
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     return {"us_per_event": cpu / count * 1e6, "early_count": len(early), "early_bytes": size}

@@ -340,10 +340,20 @@ async def test_a_checked_request_shape_is_not_checked_again_but_others_are() -> 
         return Model(id=model, request_schema=FALLBACK["qwen-image-edit-plus"])
 
     schemas = Schemas(fetch)
-    first = {"model": "m", "prompt": "a", "input_image": "data:,1", "aspect_ratio": "1:1"}
+    first: dict[str, Any] = {
+        "model": "m",
+        "prompt": "a",
+        "input_image": "data:,1",
+        "aspect_ratio": "1:1",
+    }
     await schemas.check(first)
     assert first["input_image"] == ["data:,1"]  # shaped as the model takes it
-    again = {"model": "m", "prompt": "b", "input_image": "data:,2", "aspect_ratio": "1:1"}
+    again: dict[str, Any] = {
+        "model": "m",
+        "prompt": "b",
+        "input_image": "data:,2",
+        "aspect_ratio": "1:1",
+    }
     assert schemas.cached(again)  # same shape: no check, but shaped all the same
     assert again["input_image"] == ["data:,2"]
     for bad in (
