@@ -173,6 +173,11 @@ class Limits:
             429/503 it halves, and it grows back with each success.
         initial_rate: Enqueues per second to start from; None starts unpaced and learns the
             account's limit from its first 429 (a healthy run is never slowed).
+        max_early_event_bytes: Completion events for ids not known (yet) are kept while an
+            enqueue is unanswered (an event can overtake the response announcing its id);
+            on an account shared with other processes most are theirs. This bounds them
+            (~500 bytes each); the oldest go first, and a job whose event went is settled by
+            its check through the queue endpoints.
     """
 
     max_connections: int = C.DEFAULT_MAX_CONNECTIONS
@@ -183,6 +188,7 @@ class Limits:
     max_list_response_bytes: int = C.DEFAULT_MAX_LIST_RESPONSE_BYTES
     max_rate: float | None = None
     initial_rate: float | None = None
+    max_early_event_bytes: int = C.DEFAULT_MAX_EARLY_EVENT_BYTES
 
     def __post_init__(self) -> None:
         for name in (
@@ -194,6 +200,7 @@ class Limits:
             "max_list_response_bytes",
         ):
             at_least(name, getattr(self, name), 1, whole=True)
+        at_least("max_early_event_bytes", self.max_early_event_bytes, 0, whole=True)
         positive("max_rate", self.max_rate, allow_none=True)
         positive("initial_rate", self.initial_rate, allow_none=True)
 

@@ -105,8 +105,18 @@ CLOCK_SLACK = 10.0
 # so that a lost enqueue's recovery cannot adopt them.
 KNOWN_ID_TTL = 900.0
 
-# Events for ids we do not know (yet): kept for the enqueue response that may follow them.
+# Events for ids we do not know (yet): kept, as their raw bytes, while an enqueue that was in
+# flight when they came is unanswered (its response may announce them), at most this many and
+# `Limits.max_early_event_bytes`, each counted as its length + EARLY_EVENT_OVERHEAD (its id,
+# the dict slot and the bytes header). On a shared account most are other processes' jobs.
 EARLY_EVENT_LIMIT = 100_000
+DEFAULT_MAX_EARLY_EVENT_BYTES = 8 * 1024 * 1024
+EARLY_EVENT_OVERHEAD = 200
+
+# Jobs of one model registered within this many seconds share one record of their registration
+# time (`_registry._Cohort`): no float per job at a million pending; their registration time
+# (their latency samples, the `settled` hook's seconds) is known to this much.
+COHORT_SPAN = 0.01
 
 # Model schemas (`oxedit._resources.validate`): a model the models endpoint said does not exist
 # is asked about again after this long (it may have been added since); a schema that could not be
@@ -115,6 +125,9 @@ EARLY_EVENT_LIMIT = 100_000
 UNKNOWN_MODEL_RECHECK = 60.0
 SCHEMA_RETRY_AFTER = 60.0
 SCHEMA_DISK_TTL = 600.0
+# Request shapes (parameters with their values; the prompt's and images' types) that passed
+# a model's schema, remembered per model so that the same shape is not checked again.
+SCHEMA_SHAPES_KEPT = 1024
 
 # The billing history (`GET /api/ai/generations`): the spec's largest page, and our default.
 MAX_HISTORY_PAGE_SIZE = 1000

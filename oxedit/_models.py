@@ -20,6 +20,7 @@ from ._exceptions import ClientStateError
 __all__ = [
     "TERMINAL_STATUSES",
     "CompletionEvent",
+    "CompletionEventId",
     "EditResult",
     "EnqueueResponse",
     "Generation",
@@ -88,6 +89,13 @@ class CompletionEvent(_Wire, frozen=True, kw_only=True):
     url: str | None = None
     error: str | None = None
     completed_at: float | None = None  # not documented for events; used when present
+
+
+class CompletionEventId(_Wire, frozen=True, kw_only=True):
+    """Only the id of a completion event: all that is decoded of another process's event
+    (msgspec skips the rest without building it)."""
+
+    generation_id: str
 
 
 class ImageResult(_Wire, frozen=True, kw_only=True):
@@ -273,6 +281,7 @@ raw_rows_decoder: Final = msgspec.json.Decoder(dict[str, Any])
 queue_list_decoder: Final = msgspec.json.Decoder(QueueList)
 raw_list_decoder: Final = msgspec.json.Decoder(RawQueueList)
 event_decoder: Final = msgspec.json.Decoder(CompletionEvent)
+event_id_decoder: Final = msgspec.json.Decoder(CompletionEventId)
 model_decoder: Final = msgspec.json.Decoder(Model)
 model_list_decoder: Final = msgspec.json.Decoder(ModelList)
 json_encoder: Final = msgspec.json.Encoder()

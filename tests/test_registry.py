@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from oxedit import Generation, GenerationExpired, ReconcilePolicy
+from oxedit import _constants as C
 from oxedit._engine.registry import Registry
 from oxedit._engine.schedule import CheckSchedule
-from oxedit._models import Status
+from oxedit._models import Status, json_encoder
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +20,7 @@ def done(generation_id: str, status: Status = "succeeded") -> Generation:
 
 
 async def test_resolves_once_and_counts_duplicates() -> None:
-    registry = Registry(early_ttl=60)
+    registry = Registry()
     pending = registry.add("a")
     assert registry.resolve(done("a"))
     assert not registry.resolve(done("a", "failed"))  # a late or duplicate event
@@ -26,44 +29,93 @@ async def test_resolves_once_and_counts_duplicates() -> None:
 
 
 async def test_non_terminal_rows_do_not_resolve() -> None:
-    registry = Registry(early_ttl=60)
+    registry = Registry()
     registry.add("a")
     assert not registry.resolve(Generation(id="a", status="processing"))
     assert len(registry) == 1
 
 
+def event(generation_id: str, status: Status = "succeeded") -> bytes:
+    """The data of a completion event, as the stream carries it."""
+    return json_encoder.encode(
+        {"generation_id": generation_id, "status": status, "url": f"http://x/{generation_id}"}
+    )
+
+
 async def test_event_before_its_enqueue_response_is_kept() -> None:
-    registry = Registry(early_ttl=60)
-    registry.enqueue_started()
-    assert not registry.resolve(done("early"))  # nobody waits for it yet
+    registry = Registry()
+    flight = registry.enqueue_started()
+    assert not registry.event(event("early"))  # nobody waits for it yet
     pending = registry.add("early")
-    registry.enqueue_finished()
+    registry.enqueue_finished(flight)
     assert pending.future.done()
     outcome = pending.future.result()
     assert isinstance(outcome, Generation) and outcome.id == "early"
 
 
 async def test_unknown_events_are_dropped_when_no_enqueue_is_in_flight() -> None:
-    registry = Registry(early_ttl=60)
-    registry.resolve(done("someone-else"))  # another process's generation
+    registry = Registry()
+    registry.event(event("someone-else"))  # another process's generation
     assert not registry.add("someone-else").future.done()
+    assert registry.early_size() == (0, 0)
 
 
 async def test_early_buffer_is_bounded_and_cleared() -> None:
-    registry = Registry(early_ttl=60, early_limit=3)
-    registry.enqueue_started()
+    registry = Registry(early_limit=3)
+    flight = registry.enqueue_started()
     for i in range(10):
-        registry.resolve(done(f"g{i}"))
+        registry.event(event(f"g{i}"))
+    assert registry.early_size()[0] == 3
     assert not registry.add("g0").future.done()  # evicted: the oldest go first
     assert registry.add("g9").future.done()
-    registry.enqueue_finished()
+    registry.enqueue_finished(flight)
+    assert registry.early_size() == (0, 0)
     registry.enqueue_started()
     assert not registry.add("g8").future.done()  # cleared when no enqueue was in flight
 
 
+async def test_early_buffer_is_bounded_in_bytes() -> None:
+    one = len(event("g0")) + C.EARLY_EVENT_OVERHEAD
+    registry = Registry(early_bytes=3 * one)
+    registry.enqueue_started()
+    for i in range(10):
+        registry.event(event(f"g{i}"))
+    assert registry.early_size() == (3, 3 * one)
+    assert registry.add("g9").future.done() and not registry.add("g6").future.done()
+
+
+async def test_early_events_last_as_long_as_an_enqueue_that_may_claim_them() -> None:
+    registry = Registry()
+    slow = registry.enqueue_started()
+    registry.event(event("a"))  # may be the slow enqueue's
+    fast = registry.enqueue_started()
+    registry.event(event("b"))  # may be either's
+    registry.enqueue_finished(slow)
+    assert registry.early_size()[0] == 1  # "a" came before `fast` started: not its
+    assert not registry.add("a").future.done()
+    assert registry.add("b").future.done()
+    registry.enqueue_finished(fast)
+
+
+async def test_late_events_of_settled_jobs_are_not_kept() -> None:
+    registry = Registry()
+    registry.add("mine")
+    registry.event(event("mine"))
+    registry.enqueue_started()
+    assert not registry.event(event("mine", "failed"))  # a duplicate
+    assert registry.early_size() == (0, 0)
+
+
+async def test_malformed_early_event_leaves_the_job_pending() -> None:
+    registry = Registry()
+    registry.enqueue_started()
+    registry.event(b'{"generation_id": "a", "status": 7}')  # only the id is read now
+    assert not registry.add("a").future.done()  # its check settles it
+
+
 async def test_fail_and_due() -> None:
     policy = ReconcilePolicy(stale_floor=1e-9, stale_after=1e-9)  # due at once
-    registry = Registry(early_ttl=60, schedule=CheckSchedule(policy))
+    registry = Registry(schedule=CheckSchedule(policy))
     pending = registry.add("a")
     registry.add("b")
     assert {p.id for p in registry.due()} == {"a", "b"}
@@ -77,18 +129,73 @@ async def test_checks_follow_the_age_not_the_number_of_looks() -> None:
     # Every stream reconnect looks at every pending job: that must not postpone its checks
     # (it once doubled the wait each time, up to 16 x stale_after).
     policy = ReconcilePolicy(stale_floor=100.0, stale_after=100.0, interval=400.0)
-    registry = Registry(early_ttl=60, schedule=CheckSchedule(policy))
+    registry = Registry(schedule=CheckSchedule(policy))
     pending = registry.add("a", "m")
     assert registry.due() == []
     dues = set()
     for _ in range(7):
         registry.checked("a")
-        dues.add(round(pending.due - pending.born))
-    assert dues == {100}  # at age ~0 the next check is the first one, however often looked at
+        due = registry.due_at("a")
+        assert due is not None
+        dues.add(due - pending.born)
+    # At age ~0 the next check is the first one, however often looked at (to a tick).
+    assert all(100 - registry.schedule.tick <= due <= 100 for due in dues)
+
+
+def hand_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The running loop's clock, moved by hand: `clock[0] += seconds`."""
+    now = [asyncio.get_running_loop().time()]
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: now[0])
+    return now
+
+
+async def test_a_due_job_stays_scheduled_whatever_its_check_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = hand_clock(monkeypatch)
+    registry = Registry()  # first check at 10 s, then every 5 s at that age
+    registry.add("a")
+    clock[0] += 9.0
+    assert registry.due() == []
+    clock[0] += 1.0
+    assert [p.id for p in registry.due()] == ["a"]
+    assert registry.due() == []
+    clock[0] += 5.0  # nobody called `checked`: due again at its next check, once
+    assert [p.id for p in registry.due()] == ["a"]
+    assert registry.due() == []
+
+
+async def test_settled_and_rescheduled_jobs_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = hand_clock(monkeypatch)
+    registry = Registry()
+    for name in "abcd":
+        registry.add(name)
+    registry.resolve(done("b"))
+    registry.checked("c")
+    registry.checked("c")  # filed once however often looked at
+    clock[0] += 10.0
+    assert sorted(p.id for p in registry.due()) == ["a", "c", "d"]
+    registry.checked("d")
+    registry.resolve(done("a"))
+    clock[0] += 5.0
+    assert sorted(p.id for p in registry.due()) == ["c", "d"]
+
+
+async def test_a_moved_job_is_checked_at_its_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = hand_clock(monkeypatch)
+    registry = Registry()
+    registry.add("a")
+    clock[0] += 30.0
+    assert registry.move("a", "b") is not None
+    assert [p.id for p in registry.due()] == ["b"]  # past its first check: at once
+    assert registry.current("a") == "b" and registry.knows("a")
+    registry.resolve(done("b"))
+    outcome = registry.get("b")
+    assert outcome is None and registry.current("a") == "a"
 
 
 async def test_event_latency_teaches_the_schedule() -> None:
-    registry = Registry(early_ttl=60, schedule=CheckSchedule(ReconcilePolicy()))
+    registry = Registry(schedule=CheckSchedule(ReconcilePolicy()))
     registry.add("a", "m")
     registry.resolve(done("a"), event=True)
     registry.add("b", "m")
@@ -97,10 +204,12 @@ async def test_event_latency_teaches_the_schedule() -> None:
 
 
 async def test_known_ids_are_bounded_but_pending_ones_stay_known() -> None:
-    registry = Registry(early_ttl=60, known_ttl=0.0)  # forget at once
+    registry = Registry(known_ttl=0.0)  # forget at once
     registry.add("pending")
     registry.add("done")
     registry.resolve(done("done"))
-    registry.add("later")  # adding prunes what is older than the TTL
+    assert registry.knows("done")  # kept one TTL at least
+    registry.claim("x")
+    registry.claim("y")  # two TTLs later
     assert registry.knows("pending")  # still waited for
     assert not registry.knows("done")

@@ -330,3 +330,39 @@ def test_disk_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyP
     assert a.path.parent == Path("/xdg/oxedit") and a.path != b.path
     monkeypatch.setenv("OXEDIT_CACHE_DIR", "/elsewhere")
     assert DiskCache.for_base_url("https://hub.oxen.ai").path.parent == Path("/elsewhere")
+
+
+async def test_a_checked_request_shape_is_not_checked_again_but_others_are() -> None:
+    fetched = []
+
+    async def fetch(model: str) -> Model:
+        fetched.append(model)
+        return Model(id=model, request_schema=FALLBACK["qwen-image-edit-plus"])
+
+    schemas = Schemas(fetch)
+    first: dict[str, Any] = {
+        "model": "m",
+        "prompt": "a",
+        "input_image": "data:,1",
+        "aspect_ratio": "1:1",
+    }
+    await schemas.check(first)
+    assert first["input_image"] == ["data:,1"]  # shaped as the model takes it
+    again: dict[str, Any] = {
+        "model": "m",
+        "prompt": "b",
+        "input_image": "data:,2",
+        "aspect_ratio": "1:1",
+    }
+    assert schemas.cached(again)  # same shape: no check, but shaped all the same
+    assert again["input_image"] == ["data:,2"]
+    for bad in (
+        {"aspect_ratio": "1:7"},  # another value
+        {"aspect_ratio": 1},  # another type
+        {"aspect_ratio": "1:1", "seed": "x"},  # another parameter
+        {"prompt": 7},  # a prompt of another type
+    ):
+        request = {"model": "m", "prompt": "c", "input_image": "data:,3", **bad}
+        with pytest.raises(oxedit.InvalidRequestError):
+            schemas.cached(request)
+    assert fetched == ["m"]

@@ -31,6 +31,7 @@ class RunContext(NamedTuple):
     spending: Spending
     check_disk_full: Callable[[BaseException], None]
 
+
 __all__ = ["describe", "finish", "unknown_outcome"]
 
 _EXTENSIONS: Final = {

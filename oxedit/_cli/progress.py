@@ -128,9 +128,8 @@ class BatchProgress:
             text = f"{text} (enqueues paced at {pace:.0f}/s)"
         uploads = self._uploads() if self._uploads is not None else None
         if uploads is not None and (uploads.uploaded or uploads.skipped or uploads.in_progress):
-            text += (
-                f" inputs: {uploads.uploaded} uploaded, {uploads.skipped} already there"
-                + (f", {uploads.in_progress} uploading" if uploads.in_progress else "")
+            text += f" inputs: {uploads.uploaded} uploaded, {uploads.skipped} already there" + (
+                f", {uploads.in_progress} uploading" if uploads.in_progress else ""
             )
         return text
 

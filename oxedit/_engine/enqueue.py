@@ -109,7 +109,7 @@ class Enqueuer:
         key = hash(body)
         self._recovery.started(key)
         # Held until the ids are registered, so an event that overtakes the response is kept.
-        self._registry.enqueue_started()
+        flight = self._registry.enqueue_started()
         listener = self._listener
         pace = self.pace
         api = api or self._api
@@ -247,7 +247,7 @@ class Enqueuer:
                 ) from exc
             raise
         finally:
-            self._registry.enqueue_finished()
+            self._registry.enqueue_finished(flight)
             if self._recovery.finished(key):
                 await self._recovery.notify()
 

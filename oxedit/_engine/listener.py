@@ -29,7 +29,7 @@ from .._exceptions import (
 from .._http.api import Api
 from .._http.retry import backoff
 from .._http.sse import DropWarnings, SSEDecoder
-from .._models import TERMINAL_STATUSES, Generation, GenerationRow, event_decoder
+from .._models import TERMINAL_STATUSES, Generation, GenerationRow
 from .reconcile_cost import ReconcileCost
 from .registry import Pending, Registry
 
@@ -219,12 +219,11 @@ class Listener:
 
     def _on_completed(self, data: bytes) -> None:
         try:
-            event = event_decoder.decode(data)
+            self._registry.event(data)  # decodes the id, and the rest only for our jobs
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
             return
         self._api.stats.events += 1
-        self._registry.resolve(Generation.from_event(event, self._registry.reader), event=True)
 
     async def _reconcile_forever(self) -> None:
         registry = self._registry

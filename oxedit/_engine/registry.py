@@ -1,61 +1,100 @@
 """The one place where a job's outcome is decided.
 
-Each pending generation id maps to a future. `resolve` pops the id and sets the future, so a
-duplicate event, a late event, or a reconciliation that races an event is ignored here, not at
-every caller. Events for ids not known yet are kept for a while: the docs say an event can
-overtake the enqueue response that announces its id.
+Each pending generation id maps to its `Pending`, which is the job's future. `resolve` pops the
+id and sets it, so a duplicate event, a late event, or a reconciliation that races an event is
+ignored here, not at every caller. Events for ids not known yet are kept while an enqueue that
+may still announce them is unanswered: the docs say an event can overtake the enqueue response
+that announces its id.
+
+Built to hold a million pending jobs: one object per pending job (the future itself, with
+three slots), checks found from structures ordered by due time (a tick costs what is due, not
+what is pending), and foreign events (other processes' jobs on the same account) dropped after
+decoding their id alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import logging
+import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TypeAlias
+
+import msgspec
 
 from .. import _constants as C
 from .._config import ReconcilePolicy
 from .._exceptions import ClientStateError, OxeditError
-from .._models import TERMINAL_STATUSES, Generation, ResultReader
+from .._models import TERMINAL_STATUSES, Generation, ResultReader, event_decoder, event_id_decoder
 from .schedule import CheckSchedule
 
 __all__ = ["Outcome", "Pending", "Registry"]
+
+log = logging.getLogger("oxedit")
 
 # A job ends with the generation (any terminal status) or with an error, delivered as a value:
 # a future holding an exception nobody retrieved would be logged when collected.
 Outcome: TypeAlias = Generation | OxeditError
 
 
-class Pending:
-    """A generation this client is waiting for."""
+class _Cohort(list["Pending"]):
+    """Jobs of one model and namespace registered within `C.COHORT_SPAN` s of each other.
 
-    __slots__ = ("born", "due", "future", "id", "model", "namespace", "origin")
+    It holds what they share (their registration time, model, namespace: one float for the
+    cohort, not one per job) and, until their first check, the jobs themselves, in
+    registration order: each model's cohorts are due for a first check front to back.
+    """
 
-    def __init__(
-        self,
-        generation_id: str,
-        future: asyncio.Future[Outcome],
-        born: float,
-        model: str | None,
-        namespace: str | None,
-    ) -> None:
-        self.id = generation_id
-        self.future = future
-        self.born = born  # loop time of its registration (its enqueue response)
+    __slots__ = ("at", "live", "model", "namespace")
+
+    def __init__(self, at: float, model: str | None, namespace: str | None) -> None:
+        super().__init__()
+        self.at = at  # loop time of the first registration
         self.model = model
-        self.namespace = namespace  # the one it was billed to (None: the user's own)
-        # The id it was enqueued as, once followed to a row retried from it (kill & retry).
-        self.origin: str | None = None
-        # When to ask the queue endpoints about it if no event came by then; 0 until its first
-        # check, which depends on the model's latency as learned meanwhile.
-        self.due = 0.0
+        self.namespace = namespace  # the one they were billed to (None: the user's own)
+        self.live = 0  # members not settled yet; at 0 the list is emptied (frees settled ones)
+
+
+class Pending(asyncio.Future[Outcome]):
+    """A generation this client is waiting for: its future, with what the registry needs.
+
+    One object per pending job (a `Job` wraps it): its registration time, model and
+    namespace live on its cohort, its enqueued id (after a kill & retry) in the registry.
+    """
+
+    __slots__ = ("cohort", "id", "next")
+
+    id: str
+    cohort: _Cohort
+    # The bucket of `Registry._later` it is due in after its first check; None until then.
+    next: list[Pending] | None
+
+    @property
+    def future(self) -> asyncio.Future[Outcome]:
+        return self
+
+    @property
+    def born(self) -> float:
+        """Loop time of its registration (its enqueue response), to `C.COHORT_SPAN`."""
+        return self.cohort.at
+
+    @property
+    def model(self) -> str | None:
+        return self.cohort.model
+
+    @property
+    def namespace(self) -> str | None:
+        return self.cohort.namespace
 
 
 class Registry:
     def __init__(
         self,
         *,
-        early_ttl: float,
         schedule: CheckSchedule | None = None,
+        early_bytes: int = C.DEFAULT_MAX_EARLY_EVENT_BYTES,
         early_limit: int = C.EARLY_EVENT_LIMIT,
         known_ttl: float = C.KNOWN_ID_TTL,
         reader: ResultReader | None = None,
@@ -67,16 +106,36 @@ class Registry:
         # its outcome, and the seconds since its registration.
         self._on_settle = on_settle
         self._pending: dict[str, Pending] = {}
-        # Ids this client enqueued lately (pending or not), so that a lost enqueue's recovery
-        # never adopts them; older ones are forgotten, keeping a long-lived client bounded.
-        self._known: dict[str, float] = {}
-        self._known_ttl = known_ttl
         self.schedule = schedule or CheckSchedule(ReconcilePolicy())
-        self._early: dict[str, tuple[float, Generation]] = {}  # insertion order = arrival order
-        self._early_ttl = early_ttl
-        self._early_limit = early_limit
-        self._enqueues_in_flight = 0
+        # Checks. First ones: each model's cohorts, oldest first (the front is due first,
+        # whatever the model's latency teaches meanwhile). Later ones: buckets of jobs by the
+        # tick their check falls in, and a heap of those ticks. Settled or rescheduled jobs
+        # are skipped when their bucket comes up, never searched for.
+        self._cohorts: dict[tuple[str | None, str | None], _Cohort] = {}
+        self._fresh: dict[str | None, deque[_Cohort]] = {}
+        self._later: dict[int, list[Pending]] = {}
+        self._ticks: list[int] = []
+        # Ids this client enqueued that are not pending any more, so that a lost enqueue's
+        # recovery never adopts them (pending ones are known from `_pending`). Two sets, the
+        # older dropped every `known_ttl`: each id is kept at least that long, with no
+        # timestamp per id.
+        self._known: set[str] = set()
+        self._known_old: set[str] = set()
+        self._known_since = self._loop.time()
+        self._known_ttl = known_ttl
         self._moved: dict[str, str] = {}  # enqueued id -> the retried row followed now
+        self._origins: dict[str, str] = {}  # ... and back
+        # Early events: id -> the event's raw data, in arrival order, with `_early_runs`
+        # saying which enqueues were in flight when each run of them came (see `keep_early`).
+        self._early: dict[str, bytes] = {}
+        self._early_order: deque[str] = deque()
+        self._early_runs: deque[list[int]] = deque()  # [latest enqueue started, ids in run]
+        self._early_size = 0
+        self._early_bytes = early_bytes
+        self._early_limit = early_limit
+        self._started = 0  # enqueues started so far: the number of the latest
+        self._flights: list[int] = []  # heap of the numbers of those in flight
+        self._landed: set[int] = set()  # finished, still in the heap (removed lazily)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -85,7 +144,11 @@ class Registry:
         return iter(list(self._pending.values()))
 
     def knows(self, generation_id: str) -> bool:
-        return generation_id in self._known or generation_id in self._pending
+        return (
+            generation_id in self._pending
+            or generation_id in self._known
+            or generation_id in self._known_old
+        )
 
     def move(self, generation_id: str, successor: str) -> Pending | None:
         """Follow a pending job to the row that re-created it (kill & retry): it settles with
@@ -93,11 +156,16 @@ class Registry:
         pending = self._pending.pop(generation_id, None)
         if pending is None:
             return None
-        origin = pending.origin or generation_id
-        pending.id, pending.origin, pending.due = successor, origin, 0.0
+        origin = self._origins.pop(generation_id, generation_id)
+        pending.id = successor
+        self._origins[successor] = origin
         self._moved[origin] = successor
         self._pending[successor] = pending
-        self._remember(successor, self._loop.time())
+        self._remember(generation_id)
+        # Due as a new job of its age would be (at once if past its first check).
+        cohort = pending.cohort
+        first = cohort.at + self.schedule.first_check(cohort.model)
+        self._put(pending, max(first, self._loop.time()))
         return pending
 
     def current(self, generation_id: str) -> str:
@@ -106,18 +174,92 @@ class Registry:
 
     def claim(self, generation_id: str) -> None:
         """Mark an id as this client's without following it (no recovery may adopt it)."""
-        self._remember(generation_id, self._loop.time())
+        self._remember(generation_id)
 
     def get(self, generation_id: str) -> Pending | None:
         return self._pending.get(generation_id)
 
-    def enqueue_started(self) -> None:
-        self._enqueues_in_flight += 1
+    # -- enqueues in flight and early events ---------------------------------------------------
 
-    def enqueue_finished(self) -> None:
-        self._enqueues_in_flight -= 1
-        if not self._enqueues_in_flight:
-            self._early.clear()  # nothing can claim them any more
+    def enqueue_started(self) -> int:
+        """An enqueue starts: events for unknown ids are kept until it ends. Returns its
+        number, for `enqueue_finished`."""
+        self._started += 1
+        heapq.heappush(self._flights, self._started)
+        return self._started
+
+    def enqueue_finished(self, number: int) -> None:
+        """The enqueue `number` ended: the events that only it could still claim go."""
+        flights, landed = self._flights, self._landed
+        landed.add(number)
+        while flights and flights[0] in landed:
+            landed.discard(heapq.heappop(flights))
+        self._evict_early()
+
+    def early_size(self) -> tuple[int, int]:
+        """Early events kept now, and the bytes they are counted as."""
+        return len(self._early), self._early_size
+
+    def event(self, data: bytes) -> bool:
+        """A `media_generation_completed` event's data: settles its job (True), or is kept
+        while an enqueue that may announce its id is unanswered, or dropped.
+
+        Only the id is decoded until it matters: most events on a shared account are other
+        processes' jobs. Raises `msgspec.DecodeError` / `ValidationError` when malformed.
+        """
+        generation_id = event_id_decoder.decode(data).generation_id
+        pending = self._pending.get(generation_id)
+        if pending is None:
+            if self._flights and generation_id not in self._early:
+                self._keep_early(generation_id, data)
+            return False
+        event = event_decoder.decode(data)
+        return self.resolve(Generation.from_event(event, self.reader), event=True)
+
+    def _keep_early(self, generation_id: str, data: bytes) -> None:
+        if generation_id in self._known or generation_id in self._known_old:
+            return  # ours, settled already: a duplicate or late event
+        runs = self._early_runs
+        if runs and runs[-1][0] == self._started:
+            runs[-1][1] += 1
+        else:  # an enqueue started since the last one came: a new run
+            runs.append([self._started, 1])
+        self._early[generation_id] = data
+        self._early_order.append(generation_id)
+        self._early_size += len(data) + C.EARLY_EVENT_OVERHEAD
+        self._evict_early()
+
+    def _evict_early(self) -> None:
+        """Drop, oldest first, what no enqueue in flight can claim (all those in flight when
+        it came have ended), then what exceeds the bounds."""
+        flights, early, runs, order = (
+            self._flights,
+            self._early,
+            self._early_runs,
+            self._early_order,
+        )
+        if not flights:
+            if early or order:
+                early.clear()
+                order.clear()
+                runs.clear()
+                self._early_size = 0
+            return
+        oldest = flights[0]
+        while runs and (
+            runs[0][0] < oldest
+            or len(early) > self._early_limit
+            or self._early_size > self._early_bytes
+        ):
+            run = runs[0]
+            data = early.pop(order.popleft(), None)
+            if data is not None:  # else claimed meanwhile
+                self._early_size -= len(data) + C.EARLY_EVENT_OVERHEAD
+            run[1] -= 1
+            if not run[1]:
+                runs.popleft()
+
+    # -- registration and settling ---------------------------------------------------------------
 
     def add(
         self, generation_id: str, model: str | None = None, namespace: str | None = None
@@ -126,35 +268,51 @@ class Registry:
         pending = self._pending.get(generation_id)
         if pending is not None:
             return pending
-        now = self._loop.time()
-        self._remember(generation_id, now)
-        pending = Pending(generation_id, self._loop.create_future(), now, model, namespace)
+        loop = self._loop
+        now = loop.time()
+        route = (model, namespace)
+        cohort = self._cohorts.get(route)
+        if cohort is None or now - cohort.at >= C.COHORT_SPAN:
+            cohort = self._cohorts[route] = _Cohort(now, model, namespace)
+            fresh = self._fresh.get(model)
+            if fresh is None:
+                fresh = self._fresh[model] = deque()
+            fresh.append(cohort)
+        pending = Pending(loop=loop)
+        pending.id = generation_id
+        pending.cohort = cohort
+        pending.next = None
+        cohort.append(pending)
+        cohort.live += 1
         self._pending[generation_id] = pending
-        early = self._early.pop(generation_id, None)
-        if early is not None:
-            self.resolve(early[1])
+        if self._early:
+            data = self._early.pop(generation_id, None)
+            if data is not None:
+                self._early_size -= len(data) + C.EARLY_EVENT_OVERHEAD
+                try:
+                    self.event(data)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    # Its check through the queue endpoints settles it instead.
+                    log.warning("ignoring a malformed early event for %s: %s", generation_id, exc)
         return pending
 
     def resolve(self, outcome: Generation, *, event: bool = False) -> bool:
         """Settle a job from a terminal generation; False when it was not pending.
 
-        An event for an id not known (yet) is kept while an enqueue is in flight, so the
-        enqueue response that follows can claim it. `event`: the outcome came from a
-        completion event, so its delay since registration is the model's latency.
+        `event`: the outcome came from a completion event, so its delay since registration
+        is the model's latency.
         """
         if outcome.status not in TERMINAL_STATUSES:
             return False
         pending = self._pending.pop(outcome.id, None)
         if pending is None:
-            if self._enqueues_in_flight and outcome.id not in self._known:
-                self._keep_early(outcome)
             return False
         if event:
-            self.schedule.observe(pending.model, self._loop.time() - pending.born)
-        if pending.origin is not None:  # settled by the row it was retried as
-            self._moved.pop(pending.origin, None)
-            outcome = outcome.retried(pending.origin)
-        self._settle(pending, outcome)
+            self.schedule.observe(pending.cohort.model, self._loop.time() - pending.cohort.at)
+        origin = self._origin(outcome.id)
+        if origin != outcome.id:  # settled by the row it was retried as
+            outcome = outcome.retried(origin)
+        self._settle(pending, outcome, origin)
         return True
 
     def fail(self, generation_id: str, error: OxeditError) -> bool:
@@ -162,16 +320,31 @@ class Registry:
         pending = self._pending.pop(generation_id, None)
         if pending is None:
             return False
-        self._settle(pending, error)
+        self._settle(pending, error, self._origin(generation_id))
         return True
 
-    def _settle(self, pending: Pending, outcome: Outcome) -> None:
+    def _origin(self, generation_id: str) -> str:
+        """The id a job settling as `generation_id` was enqueued as (forgetting the move)."""
+        if not self._origins:
+            return generation_id
+        origin = self._origins.pop(generation_id, None)
+        if origin is None:
+            return generation_id
+        self._moved.pop(origin, None)
+        return origin
+
+    def _settle(self, pending: Pending, outcome: Outcome, origin: str) -> None:
         """The one place a job settles: it was just popped from the pending ones, so this
         runs once per job, whatever duplicates or races come after."""
-        if not pending.future.done():
-            pending.future.set_result(outcome)
+        if not pending.done():
+            pending.set_result(outcome)
+        cohort = pending.cohort
+        cohort.live -= 1
+        if not cohort.live:
+            cohort.clear()  # nothing in it is pending: let settled jobs go
+        self._remember(pending.id)
         if self._on_settle is not None:
-            self._on_settle(pending.origin or pending.id, outcome, self._loop.time() - pending.born)
+            self._on_settle(origin, outcome, self._loop.time() - cohort.at)
 
     def fail_closed(self) -> None:
         """The client closed: each pending job ends with an error naming its id."""
@@ -192,40 +365,82 @@ class Registry:
             self.fail(generation_id, error)
         return len(ids)
 
+    # -- checks ----------------------------------------------------------------------------------
+
     def due(self) -> list[Pending]:
-        """Pending jobs due for a check through the queue endpoints (see `CheckSchedule`)."""
+        """Pending jobs due for a check through the queue endpoints (see `CheckSchedule`).
+
+        Costs what is due, not what is pending. Each job returned is rescheduled at once as if
+        found still active now (`checked` after the check sets it again), so no job ever
+        drops out of the schedule, whatever happens to its check.
+        """
         now = self._loop.time()
+        found: list[Pending] = []
+        pending = self._pending
         first = self.schedule.first_check
-        return [p for p in self._pending.values() if (p.due or p.born + first(p.model)) <= now]
+        for model, cohorts in self._fresh.items():
+            if not cohorts:
+                continue
+            limit = now - first(model)
+            while cohorts and cohorts[0].at <= limit:
+                cohort = cohorts.popleft()
+                if self._cohorts.get((cohort.model, cohort.namespace)) is cohort:
+                    del self._cohorts[(cohort.model, cohort.namespace)]
+                for p in cohort:
+                    if p.next is None and pending.get(p.id) is p:
+                        found.append(p)
+                cohort.clear()
+        ticks = self._ticks
+        if ticks:
+            tick = math.floor(now / self.schedule.tick)
+            while ticks and ticks[0] <= tick:
+                bucket = self._later.pop(heapq.heappop(ticks))
+                for p in bucket:
+                    if p.next is bucket and pending.get(p.id) is p:
+                        p.next = None  # so that `_put` below files it again
+                        found.append(p)
+        for p in found:
+            self._recheck(p, now)
+        return found
 
     def checked(self, generation_id: str) -> None:
         """The queue says the job is still active (or could not say): schedule its next check
         from its age."""
         pending = self._pending.get(generation_id)
         if pending is not None:
-            pending.due = self.schedule.next_due(
-                born=pending.born, now=self._loop.time(), model=pending.model
-            )
+            self._recheck(pending, self._loop.time())
 
-    def _remember(self, generation_id: str, now: float) -> None:
-        known = self._known
-        known[generation_id] = now
-        cutoff = now - self._known_ttl
-        while known:
-            oldest_id, added = next(iter(known.items()))
-            if added > cutoff:
-                break
-            del known[oldest_id]
+    def due_at(self, generation_id: str) -> float | None:
+        """Loop time of the job's next check, to a reconcile tick (None: not pending)."""
+        pending = self._pending.get(generation_id)
+        if pending is None:
+            return None
+        if pending.next is None:
+            cohort = pending.cohort
+            return cohort.at + self.schedule.first_check(cohort.model)
+        for tick, bucket in self._later.items():
+            if bucket is pending.next:
+                return tick * self.schedule.tick
+        raise AssertionError("a scheduled job is in no bucket")  # pragma: no cover
 
-    def _keep_early(self, outcome: Generation) -> None:
+    def _recheck(self, pending: Pending, now: float) -> None:
+        cohort = pending.cohort
+        self._put(pending, self.schedule.next_due(born=cohort.at, now=now, model=cohort.model))
+
+    def _put(self, pending: Pending, due: float) -> None:
+        # The bucket of the tick `due` falls in: found at most one tick early, never late.
+        tick = math.floor(due / self.schedule.tick)
+        bucket = self._later.get(tick)
+        if bucket is None:
+            bucket = self._later[tick] = []
+            heapq.heappush(self._ticks, tick)
+        if pending.next is not bucket:
+            pending.next = bucket
+            bucket.append(pending)
+
+    def _remember(self, generation_id: str) -> None:
         now = self._loop.time()
-        early = self._early
-        early.pop(outcome.id, None)
-        early[outcome.id] = (now, outcome)
-        # Oldest first: drop what has outlived any enqueue that could claim it, or the excess.
-        cutoff = now - self._early_ttl
-        while early:
-            oldest_id, (arrived, _) = next(iter(early.items()))
-            if arrived > cutoff and len(early) <= self._early_limit:
-                break
-            del early[oldest_id]
+        if now - self._known_since >= self._known_ttl:
+            self._known_old, self._known = self._known, set()
+            self._known_since = now
+        self._known.add(generation_id)

@@ -115,7 +115,7 @@ class Tracker:
                 "create a new one"
             )
         registry = Registry(
-            early_ttl=2 * self._timeouts.read,
+            early_bytes=self._limits.max_early_event_bytes,
             schedule=CheckSchedule(self._reconcile),
             reader=self,
             on_settle=self._transport.hooks.settle_callback(),

@@ -183,15 +183,18 @@ class SSEDecoder:
                 chunk = chunk[3:]
         if not chunk:
             return []
-        lines = chunk.splitlines(True)
-        if lines[-1][-1:] not in (b"\n", b"\r"):
+        # Without their endings (bytes split on LF, CR and CRLF only): no copy of each line to
+        # cut its ending off, a third of the cost of a completion event.
+        lines = chunk.splitlines()
+        last = chunk[-1]
+        if last != 0x0A and last != 0x0D:
             tail = lines.pop()
             if not lines:  # still mid-line
                 self._keep_partial(tail)
                 return []
         else:
             tail = b""
-            if chunk[-1:] == b"\r":
+            if last == 0x0D:
                 self._skip_lf = True
         if self._partial:
             self._partial.append(lines[0])
@@ -216,10 +219,6 @@ class SSEDecoder:
         events: list[ServerSentEvent] = []
         limit = self._max
         for line in lines:
-            if line[-1] == 0x0A:  # LF or CRLF
-                line = line[:-2] if line[-2:-1] == b"\r" else line[:-1]
-            else:  # CR
-                line = line[:-1]
             if not line:
                 if self._drop:
                     self.dropped += 1
@@ -244,9 +243,15 @@ class SSEDecoder:
             if len(line) > limit:
                 self._drop = True
                 continue
-            field, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
+            # The usual spellings, parsed without `partition`.
+            if line.startswith(b"data: "):
+                field, value = b"data", line[6:]
+            elif line.startswith(b"event: "):
+                field, value = b"event", line[7:]
+            else:
+                field, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
             if field == b"data":
                 self._data_len += len(value) + 1
                 if self._data_len > limit:

@@ -33,6 +33,7 @@ class Rows(Protocol):
 
     def row(self, gen: Generation) -> dict[str, Any]: ...
 
+
 __all__ = ["History", "cost_of", "credits_refusal"]
 
 MAX_PAGE_SIZE = 1000  # [spec]
