@@ -162,6 +162,11 @@ def bind(result: _B, reader: ResultReader | None) -> _B:
     return result
 
 
+def rebound(result: _B, reader: ResultReader) -> _B:
+    """A copy of `result` read by `reader` (the original keeps its own)."""
+    return bind(replace(result), reader)
+
+
 _set = object.__setattr__
 _new = object.__new__
 

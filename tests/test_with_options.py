@@ -71,3 +71,35 @@ async def test_bad_options_are_refused_naming_the_value(oxen_server: LocalServer
         client.with_options(timeout=-1)
     with pytest.raises(oxedit.InvalidRequestError, match="max_retries=-2"):
         client.with_options(max_retries=-2)
+
+
+ROUTE_MODEL = "GET /api/ai/models/{model_id}"
+ROUTE_UPLOAD = "PUT /api/repos/{namespace}/{repo_name}/file/{resource}"
+
+
+async def test_a_derived_clients_settings_reach_every_request_it_causes(
+    oxen_server: LocalServer,
+) -> None:
+    # Schema fetches, uploads and the row re-read behind a result's download are requests the
+    # derived client causes: they follow its policy (no retry), not the parent's (8 retries).
+    async with client_for(oxen_server, retry=FAST_RETRY, upload_repo="ox/inputs") as client:
+        hasty = client.with_options(max_retries=0)
+        oxen_server.faults.refuse_models = 1  # the first schema fetch is refused once
+        before = oxen_server.stats.requests_by_route[ROUTE_MODEL]
+        job = await hasty.submit(prompt="p", image=png((9, 9, 9)))
+        assert oxen_server.stats.requests_by_route[ROUTE_MODEL] - before == 1  # not retried
+        await job
+
+        oxen_server.faults.fail_uploads = 1
+        uploads = oxen_server.stats.requests_by_route[ROUTE_UPLOAD]
+        with pytest.raises(oxedit.ServerError):
+            await hasty.submit(prompt="p", image=png())
+        assert oxen_server.stats.requests_by_route[ROUTE_UPLOAD] - uploads == 1  # not retried
+
+        oxen_server.faults.url_ttl = 0.0  # URLs expire at once: a read re-reads the row
+        gen = await (await hasty.submit(prompt="p", image=png((1, 2, 3)))).wait()
+        oxen_server.faults.get_error_rate = 1.0  # ... which fails
+        before = oxen_server.stats.requests_by_route[GET_ONE]
+        with pytest.raises(oxedit.OxeditError):
+            await gen.read()
+        assert oxen_server.stats.requests_by_route[GET_ONE] - before == 1  # not retried

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 from .._exceptions import (
     GenerationCancelled,
@@ -15,10 +15,10 @@ from .._exceptions import (
     JobTimeout,
     OxeditError,
 )
-from .._models import Generation
+from .._models import Generation, ResultReader, rebound
 from .registry import Outcome
 
-__all__ = ["AsCompleted", "Job", "JobOwner"]
+__all__ = ["AsCompleted", "DerivedJob", "Job", "JobOwner"]
 
 
 class JobOwner(Protocol):
@@ -185,6 +185,33 @@ class Job:
         if isinstance(outcome, OxeditError):
             raise outcome
         return outcome
+
+
+class DerivedJob(Job):
+    """A job of a client derived with `with_options`: its results are read through that
+    client (its retry policy and timeouts), not through the client that settled them."""
+
+    __slots__ = ()
+
+    def _own(self, generation: Generation) -> Generation:
+        return rebound(generation, cast("ResultReader", self._owner))
+
+    def result(self) -> Generation:
+        return self._own(super().result())
+
+    def __await__(self) -> Generator[Any, None, Generation]:
+        return self._own((yield from super().__await__()))
+
+    async def wait(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - as `Job.wait`
+        *,
+        cancel_on_timeout: bool = False,
+    ) -> Generation:
+        return self._own(await super().wait(timeout, cancel_on_timeout=cancel_on_timeout))
+
+    async def cancel(self) -> Generation:
+        return self._own(await super().cancel())
 
 
 class AsCompleted:

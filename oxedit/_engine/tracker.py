@@ -26,7 +26,7 @@ from .._resources.results import Downloader
 from .._resources.upload import Uploader
 from .._resources.validate import Schemas
 from .enqueue import Enqueuer
-from .job import Job
+from .job import DerivedJob, Job
 from .listener import Listener
 from .ratelimit import AdaptiveRate
 from .registry import Outcome, Pending, Registry
@@ -79,6 +79,7 @@ class Tracker:
         )
         self._life = _Life()
         self._owner = True  # False for a tracker derived by `derive`: its parent owns the life
+        self._job: type[Job] = Job  # what `derive` makes: results read through the derived client
         self._transport = transport
         self._timeouts = timeouts
         self._limits = limits
@@ -96,6 +97,9 @@ class Tracker:
         view = copy.copy(self)
         view.api = api
         view._downloader = Downloader(self._transport, api, api.retry, api.stats)
+        view.schemas = self.schemas.using(api.model)
+        view.uploader = self.uploader.using(api) if self.uploader is not None else None
+        view._job = DerivedJob
         view._owner = False
         return view
 
@@ -190,18 +194,18 @@ class Tracker:
         await self.schemas.check(payload)  # the model's schema, fetched once per client
         body = json_encoder.encode(payload)
         pendings = await enqueuer.enqueue(payload, body, n, on_send=on_send, api=self.api)
-        return [Job(self, p.id, p.future) for p in pendings]
+        return [self._job(self, p.id, p.future) for p in pendings]
 
     def follow(self, generation_id: str) -> Job:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
         _, listener, _ = self.require_open()
         listener.start()
         pending = listener.follow(generation_id, -1)
-        return Job(self, generation_id, pending.future)
+        return self._job(self, generation_id, pending.future)
 
     def job(self, pending: Pending) -> Job:
         """The job of a generation already followed (adopted by a crash recovery)."""
-        return Job(self, pending.id, pending.future)
+        return self._job(self, pending.id, pending.future)
 
     async def adopt_unrecorded(
         self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]

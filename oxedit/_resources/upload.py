@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import logging
 import os
@@ -179,6 +180,13 @@ class Uploader:
         self._base = f"/api/repos/{quote(self.namespace, safe='')}/{quote(self.name, safe='')}"
         # The metadata route that found a file here; until one has, both are asked.
         self._metadata_route: str | None = None
+
+    def using(self, api: Api) -> Uploader:
+        """This uploader (the same uploads, stats and slots), sending through `api` from now
+        on: a `with_options` client's uploads follow its own settings."""
+        view = copy.copy(self)
+        view._api = api
+        return view
 
     def path_for(self, data: bytes) -> str:
         """Where `data` goes in the repository: `oxedit-inputs/<sha256>.<ext>`."""

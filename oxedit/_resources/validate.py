@@ -15,6 +15,7 @@ fails a request. The CLI adds `DiskCache`, so that short commands do not fetch e
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -248,6 +249,13 @@ class Schemas:
         self.disk = disk
         self._entries: dict[str, _Entry] = {}
         self._loading: dict[str, _Loading] = {}
+
+    def using(self, fetch: Callable[[str], Awaitable[Model]]) -> Schemas:
+        """These schemas (one cache, one fetch per model), fetched through `fetch` from now on:
+        a `with_options` client's schema requests follow its own settings."""
+        view = copy.copy(self)
+        view._fetch = fetch
+        return view
 
     def cached(self, payload: dict[str, Any]) -> bool:
         """Check `payload` with its model's cached schema, without awaiting (the hot path of

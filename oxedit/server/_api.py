@@ -442,6 +442,9 @@ class Api:
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         model_id = request.match_info["model_id"]
+        if self.faults.refuse_models > 0:
+            self.faults.refuse_models -= 1
+            return typed_error(503, "unknown_error", title="Service temporarily unavailable")
         model = MODELS.get(model_id)
         if model is None:
             raise not_found(f"Model not found: {model_id}")

@@ -45,6 +45,7 @@ _COUNT_FIELDS = frozenset(
         "result_gzip_bomb",
         "fail_uploads",
         "refuse_enqueues",
+        "refuse_models",
     }
 )
 
@@ -149,6 +150,8 @@ class Faults:
             answered 503, storing nothing; each refusal decrements it.
         refuse_enqueues: The next this-many `POST /api/ai/queue` are answered 429 (with
             `retry_after`), creating nothing; each refusal decrements it.
+        refuse_models: The next this-many `GET /api/ai/models/{id}` are answered 503 (a
+            service briefly unavailable); each refusal decrements it.
     """
 
     seed: int = 0
@@ -189,6 +192,7 @@ class Faults:
     edit_field: str = "input_image"
     fail_uploads: int = 0
     refuse_enqueues: int = 0
+    refuse_models: int = 0
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
