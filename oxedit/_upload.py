@@ -159,6 +159,9 @@ class Uploader:
         self._uploads: dict[str, asyncio.Task[str]] = {}  # by SHA-256: one per distinct image
         self._repo_ready: asyncio.Task[None] | None = None
         self._base = f"/api/repos/{quote(self.namespace, safe='')}/{quote(self.name, safe='')}"
+        # Which metadata route the hub answers: `metadata` [spec], or the official client's
+        # `meta` where `oxedit doctor` found only that one (the CLI sets it from its findings).
+        self.metadata_route = "metadata"
 
     def path_for(self, data: bytes) -> str:
         """Where `data` goes in the repository: `oxedit-inputs/<sha256>.<ext>`."""
@@ -241,7 +244,7 @@ class Uploader:
         try:
             found = await self._api.call(
                 "GET",
-                self._route("metadata", path),
+                self._route(self.metadata_route, path),
                 route="/api/repos/{namespace}/{repo}/metadata/{path}",
                 what=f"check for {path!r} in {self.namespace}/{self.name}",
                 decoder=_metadata_decoder,

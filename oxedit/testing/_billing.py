@@ -30,6 +30,7 @@ class Rows(Protocol):
     """The generations of the server's API (`_api.Api`), and how each is shown as a row."""
 
     generations: dict[str, Generation]
+    faults: Faults
 
     def row(self, gen: Generation) -> dict[str, Any]: ...
 
@@ -85,11 +86,12 @@ class History:
         for key in query:
             if key not in _QUERY:
                 raise invalid_params(f"Unknown query parameter '{key}'")
-        page = _whole(query, "page", 1, None)
+        first = self._api.faults.history_first_page  # 1, or 0 (`Faults.history_first_page`)
+        page = _whole(query, "page", first, None, minimum=first) - first
         size = _whole(query, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         gens = [g for g in self._api.generations.values() if g.visible]
         newest_first = gens[::-1]
-        rows = [self._row(g) for g in newest_first[(page - 1) * size : page * size]]
+        rows = [self._row(g) for g in newest_first[page * size : (page + 1) * size]]
         return json_response({"generations": rows, "total_cost": str(_total(gens))})
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -100,15 +102,17 @@ class History:
         return json_response({"generation": self._row(gen)})
 
 
-def _whole(query: Any, name: str, default: int, maximum: int | None) -> int:
+def _whole(
+    query: Any, name: str, default: int, maximum: int | None, *, minimum: int = 1
+) -> int:
     raw = query.get(name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        limit = f"between 1 and {maximum}" if maximum is not None else "at least 1"
+        value = minimum - 1
+    if value < minimum or (maximum is not None and value > maximum):
+        limit = f"between 1 and {maximum}" if maximum is not None else f"at least {minimum}"
         raise invalid_params(f"{name} must be a whole number {limit}, got {raw!r}")
     return value

@@ -137,6 +137,12 @@ class Faults:
             body without it is answered 400 `invalid_params` "image is required").
         fail_uploads: The next this-many file uploads (`PUT /api/repos/.../file/...`) are
             answered 503, storing nothing; each refusal decrements it.
+        no_metadata_route: The repository routes do not serve `.../metadata/...` (404, as
+            for any unknown route); `.../meta/...`, the official client's, still answers.
+        history_first_page: The number of the history's first page (`GET
+            /api/ai/generations?page=`): 1, as oxedit reads the spec, or 0.
+        send_keepalives: False: event streams never send `: keep-alive` comments, however
+            long they are idle (events still go out).
     """
 
     seed: int = 0
@@ -175,6 +181,9 @@ class Faults:
     insufficient_credits_after: int | None = None
     edit_field: str = "input_image"
     fail_uploads: int = 0
+    no_metadata_route: bool = False
+    history_first_page: int = 1
+    send_keepalives: bool = True
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -271,6 +280,8 @@ def _check_new_field(name: str, value: object) -> None:
         raise ValueError(
             f"Faults.edit_field must be one of {', '.join(EDIT_FIELDS)}, got {value!r}"
         )
+    if name == "history_first_page" and value not in (0, 1):
+        raise ValueError(f"Faults.history_first_page must be 0 or 1, got {value!r}")
     if name == "result_body" and value is not None and not isinstance(value, bytes):
         raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")
     if (

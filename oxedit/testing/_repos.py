@@ -115,6 +115,7 @@ class Repos:
         r.add_put(base + "/file/{resource:.+}", self.put_file)
         r.add_get(base + "/file/{resource:.+}", self.get_file)
         r.add_get(base + "/metadata/{resource:.+}", self.metadata)
+        r.add_get(base + "/meta/{resource:.+}", self.metadata)  # the official client's route
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -205,6 +206,8 @@ class Repos:
         )
 
     async def metadata(self, request: web.Request) -> web.StreamResponse:
+        if self._faults.no_metadata_route and "/metadata/" in request.path:
+            return typed_error(404, "resource_not_found", title=f"Not found: {request.path}")
         try:
             _, resource, entry = self._existing(request)
         except _Refused as exc:
