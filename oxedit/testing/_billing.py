@@ -3,7 +3,9 @@
 
 The spec gives `GET /api/ai/generations?page=&page_size=` (page_size <= 1000) with rows that
 carry `cost` (a decimal string) and a `total_cost`, and `GET /api/ai/generations/{id}` as
-`{"generation": row}`. Everything else here is the smallest plausible shape, tagged [guess]:
+`{"generation": row}`. Everything else here is the smallest plausible shape, tagged [guess]
+(`oxedit doctor` checks the page's shape and numbering, and `--spend` a row's cost; the
+span of `total_cost` and the 402 need a history and a balance it cannot make):
 - the page is `{"generations": [...], "total_cost": "..."}`, newest first, `page` counted
   from 1, `page_size` 100 by default; a short page is the last one;
 - `total_cost` is the sum over the whole history, not over the page;
@@ -37,12 +39,13 @@ class Rows(Protocol):
 __all__ = ["History", "cost_of", "credits_refusal"]
 
 MAX_PAGE_SIZE = 1000  # [spec]
-DEFAULT_PAGE_SIZE = 100  # [guess]
+DEFAULT_PAGE_SIZE = 100  # [guess]; no doctor check: oxedit always sends page_size
 _QUERY = frozenset({"page", "page_size"})
 
 
 def cost_of(gen: Generation) -> Decimal | None:
-    """What `gen` was billed: its model's per-image price once it succeeded [guess]."""
+    """What `gen` was billed: its model's per-image price once it succeeded [guess: doctor
+    --spend compares the hub's]."""
     if gen.status in ACTIVE:
         return None
     if gen.status != "succeeded":
@@ -102,9 +105,7 @@ class History:
         return json_response({"generation": self._row(gen)})
 
 
-def _whole(
-    query: Any, name: str, default: int, maximum: int | None, *, minimum: int = 1
-) -> int:
+def _whole(query: Any, name: str, default: int, maximum: int | None, *, minimum: int = 1) -> int:
     raw = query.get(name)
     if raw is None:
         return default

@@ -74,7 +74,7 @@ class LocalServer:
             which needs no key. True: the API's own origin (as the docs' hub.oxen.ai result
             URLs are [doc]), served there behind the Bearer key like every `/api` route
             [guess]. `"redirect"`: the API's origin too, answering (with the key) a 302 to the
-            file host's URL for the file [guess].
+            file host's URL for the file [guess]. (`oxedit doctor --spend` checks both.)
     """
 
     def __init__(
