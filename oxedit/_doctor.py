@@ -252,9 +252,8 @@ class Doctor:
             "the queue lists the key's own namespace by default [doc]",
             "no documented route names it",
             UNKNOWN,
-            "jobs billed to an organisation (target_namespace) are looked up with "
-            "namespace=ORG, and reconciled through the queue whether or not their events "
-            "reach your stream (undocumented)",
+            "org-billed jobs (target_namespace) are looked up with namespace=ORG and "
+            "reconciled through the queue, events or not",
         )
         return True
 
@@ -555,9 +554,8 @@ class Doctor:
             assumes,
             "page=0 has the newest row" + ("" if page1 else ", page=1 is empty"),
             DIFFERS,
-            f"counts pages from 0 ({_REMEMBERED}: client.history(page=1) and lost-enqueue "
-            "recovery read the newest rows); a library Client without it skips the "
-            "newest page",
+            f"counts pages from 0 ({_REMEMBERED}); a library Client reads page 1 as the "
+            "second page",
         )
         self.report.learned["history_first_page"] = 0
 
