@@ -111,7 +111,8 @@ async def run_doctor(
         report = await Doctor(opened, options).run(confirm)
     saved = save_findings(report.base_url, report.learned) if report.learned else None
     if args.json:
-        out.print_json(json.dumps(report.to_json()))
+        # Plain text: rich would re-wrap long strings on a terminal, breaking the JSON.
+        line(out, json.dumps(report.to_json(), indent=2))
     else:
         _print(report, out)
         if saved is not None:

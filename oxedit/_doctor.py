@@ -18,7 +18,7 @@ import contextlib
 import io
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -182,6 +182,9 @@ class Doctor:
     def __init__(self, client: Client, options: Options) -> None:
         self.client = client
         self.api = client._tracker.api
+        uploader = client._tracker.uploader
+        if options.upload_to is None and uploader is not None:  # from OXEN_UPLOAD_REPO
+            options = replace(options, upload_to=f"{uploader.namespace}/{uploader.name}")
         self.options = options
         self.report = Report(base_url=client.base_url)
         self._stream = _Stream()
