@@ -149,6 +149,10 @@ class Faults:
             answered 503, storing nothing; each refusal decrements it.
         refuse_enqueues: The next this-many `POST /api/ai/queue` are answered 429 (with
             `retry_after`), creating nothing; each refusal decrements it.
+        history_first_page: The number of the history's first page (`GET
+            /api/ai/generations?page=`): 1, as oxedit reads the spec, or 0.
+        send_keepalives: False: event streams never send `: keep-alive` comments, however
+            long they are idle (events still go out).
     """
 
     seed: int = 0
@@ -189,6 +193,8 @@ class Faults:
     edit_field: str = "input_image"
     fail_uploads: int = 0
     refuse_enqueues: int = 0
+    history_first_page: int = 1
+    send_keepalives: bool = True
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -285,6 +291,8 @@ def _check_new_field(name: str, value: object) -> None:
         raise ValueError(
             f"Faults.edit_field must be one of {', '.join(EDIT_FIELDS)}, got {value!r}"
         )
+    if name == "history_first_page" and value not in (0, 1):
+        raise ValueError(f"Faults.history_first_page must be 0 or 1, got {value!r}")
     if name == "result_body" and value is not None and not isinstance(value, bytes):
         raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")
     if (
