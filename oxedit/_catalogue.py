@@ -112,7 +112,7 @@ def _flux2(model_id: str, name: str, cost: float, created: int) -> CatalogueMode
         display_name=name,
         inputs=_IMAGE_EDIT[0],
         outputs=_IMAGE_EDIT[1],
-        pricing={"method": "per_image", "cost_per_image": cost},  # [guess] the amount
+        pricing={"method": "per_image", "cost_per_image": cost},  # [guess] amount (doctor checks)
         created=created,
         request_schema=_schema(
             ("prompt",),
@@ -147,7 +147,7 @@ MODELS: Final[tuple[CatalogueModel, ...]] = (
         display_name="Qwen Image Edit",
         inputs=_IMAGE_EDIT[0],
         outputs=_IMAGE_EDIT[1],
-        pricing={"method": "per_image", "cost_per_image": 0.03},  # [guess] the amount
+        pricing={"method": "per_image", "cost_per_image": 0.03},  # [guess] amount (doctor checks)
         created=1755734400,
         request_schema=_schema(
             ("prompt", "input_image"),
@@ -167,7 +167,7 @@ MODELS: Final[tuple[CatalogueModel, ...]] = (
         display_name="Qwen Image Edit - 2509",
         inputs=_IMAGE_EDIT[0],
         outputs=_IMAGE_EDIT[1],
-        pricing={"method": "per_image", "cost_per_image": 0.03},  # [guess] the amount
+        pricing={"method": "per_image", "cost_per_image": 0.03},  # [guess] amount (doctor checks)
         created=1758758400,
         request_schema=_schema(
             ("prompt", "input_image"),
@@ -188,7 +188,7 @@ MODELS: Final[tuple[CatalogueModel, ...]] = (
         display_name="FLUX.1-Kontext [dev]",
         inputs=_IMAGE_EDIT[0],
         outputs=_IMAGE_EDIT[1],
-        pricing={"method": "per_image", "cost_per_image": 0.025},  # [guess] the amount
+        pricing={"method": "per_image", "cost_per_image": 0.025},  # [guess] amount (doctor checks)
         created=1750204800,
         request_schema=_schema(
             ("prompt", "input_image"),
@@ -220,7 +220,7 @@ MODELS: Final[tuple[CatalogueModel, ...]] = (
         display_name="Seedream 4.0",
         inputs=_IMAGE_EDIT[0],
         outputs=_IMAGE_EDIT[1],
-        pricing={"method": "per_image", "cost_per_image": 0.03},  # [guess] the amount
+        pricing={"method": "per_image", "cost_per_image": 0.03},  # [guess] amount (doctor checks)
         created=1757289600,
         request_schema=_schema(
             ("prompt",),
@@ -241,7 +241,7 @@ MODELS: Final[tuple[CatalogueModel, ...]] = (
         display_name="Qwen3 32B",
         inputs=("text",),
         outputs=("text",),
-        pricing={  # [guess] the amounts
+        pricing={  # [guess] the amounts (`oxedit doctor` shows the hub's pricing)
             "method": "token",
             "input_cost_per_token": 1.0e-7,
             "output_cost_per_token": 3.0e-7,

@@ -171,3 +171,10 @@ LARGE_INLINE_IMAGE_BYTES = 1_000_000
 # read stay within ~2x of those in the window, whatever the account's history holds.
 RECOVERY_FIRST_PAGE_SIZE = 8
 RECOVERY_MAX_PAGE_SIZE = 512
+
+# `oxedit doctor`: how long it waits for a `: keep-alive` on an idle event stream (the
+# documented 15 s plus slack), for the `--spend` generation to finish, and, once it finished,
+# for its completion event (which may trail the job's end by a moment).
+DOCTOR_KEEPALIVE_TIMEOUT = 20.0
+DOCTOR_GENERATION_TIMEOUT = 300.0
+DOCTOR_EVENT_GRACE = 5.0

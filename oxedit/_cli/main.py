@@ -42,6 +42,8 @@ from .._models import TERMINAL_STATUSES
 from .._resources.validate import DiskCache
 from .._version import __version__
 from .batch import run_batch
+from .doctor import add_doctor_arguments, run_doctor
+from .findings import apply_findings
 from .serve import add_serve_arguments
 from .serve import serve as serve_command
 from .terminal import cell, line, make_console
@@ -83,6 +85,8 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
         async with Client(upload_repo=upload_repo, upload_repo_public=public) as client:
             # Model schemas are kept on disk a few minutes: short commands need not refetch.
             client._tracker.schemas.disk = DiskCache.for_base_url(client.base_url)
+            if args.command != "doctor":  # doctor checks the assumptions, not its findings
+                apply_findings(client)
             yield client
         return
     from ..server import Faults, LocalServer
@@ -169,6 +173,10 @@ def _report(args: argparse.Namespace) -> int:
 
         webbrowser.open(page.resolve().as_uri())
     return 0
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    return await run_doctor(args, lambda: _client(args), out, err)
 
 
 async def _status(args: argparse.Namespace) -> int:
@@ -360,6 +368,10 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list models, or show one model's parameters")
     models.add_argument("id", nargs="?")
     models.set_defaults(run=_models)
+
+    doctor = sub.add_parser("doctor", help="check that the hub behaves as oxedit expects")
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(run=_doctor)
 
     serve = sub.add_parser("serve", help="run the local Oxen server until interrupted")
     add_serve_arguments(serve)

@@ -119,6 +119,9 @@ class Api:
         # The image field `POST /api/ai/images/edit` takes, learned for this client's life
         # (`_edit`): the docs' `input_image` until the service asks for the spec's `image`.
         self.edit_image_field = "input_image"
+        # The number of the history's first page: 1 as the spec reads, 0 where `oxedit doctor`
+        # found the hub counting from 0 (the CLI sets it from what doctor remembered).
+        self.history_first_page = 1
 
     async def call(
         self,

@@ -140,7 +140,8 @@ async def _page(
         "GET",
         "/api/ai/generations",
         route="/api/ai/generations",
-        params={"page": str(page), "page_size": str(page_size)},
+        # `page` counts from 1 here; the hub's own numbering may start at 0 (`oxedit doctor`).
+        params={"page": str(page - 1 + api.history_first_page), "page_size": str(page_size)},
         what="history",
         decoder=decoder,
     )

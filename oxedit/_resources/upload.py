@@ -178,8 +178,9 @@ class Uploader:
         self._uploads: dict[str, asyncio.Task[str]] = {}  # by SHA-256: one per distinct image
         self._repo_ready: asyncio.Task[None] | None = None
         self._base = f"/api/repos/{quote(self.namespace, safe='')}/{quote(self.name, safe='')}"
-        # The metadata route that found a file here; until one has, both are asked.
-        self._metadata_route: str | None = None
+        # The metadata route that found a file here; until one has, both are asked. The CLI
+        # seeds it with the route `oxedit doctor` found this hub answers (`_cli/findings.py`).
+        self.metadata_route: str | None = None
 
     def using(self, api: Api) -> Uploader:
         """This uploader (the same uploads, stats and slots), sending through `api` from now
@@ -266,7 +267,7 @@ class Uploader:
     async def _exists(self, path: str, size: int) -> bool:
         """Whether the file is in the repository with this size (a file of another size at
         a content-addressed path is a broken upload: it is replaced)."""
-        routes = (self._metadata_route,) if self._metadata_route else _METADATA_ROUTES
+        routes = (self.metadata_route,) if self.metadata_route else _METADATA_ROUTES
         for kind in routes:
             try:
                 found = await self._api.call(
@@ -282,7 +283,7 @@ class Uploader:
                     continue
                 raise
             if found.entry is not None:
-                self._metadata_route = kind
+                self.metadata_route = kind
                 return found.entry.size in (None, size)
         return False
 

@@ -42,7 +42,7 @@ from .._exceptions import (
 from .._models import Model
 from .inputs import QUEUE_PARAMS
 
-__all__ = ["FALLBACK", "DiskCache", "Schema", "Schemas"]
+__all__ = ["FALLBACK", "DiskCache", "Schema", "Schemas", "cache_file"]
 
 log = logging.getLogger("oxedit")
 
@@ -355,6 +355,17 @@ class Schemas:
         return _Entry(_compile(model, raw), False, math.inf)
 
 
+def cache_file(kind: str, base_url: str) -> Path:
+    """The CLI's cache file of `kind` for `base_url`: `<folder>/<kind>-<digest>.json`, the
+    folder being `$OXEDIT_CACHE_DIR`, else `$XDG_CACHE_HOME/oxedit`, else `~/.cache/oxedit`."""
+    folder = os.environ.get("OXEDIT_CACHE_DIR")
+    if not folder:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        folder = str(Path(xdg) / "oxedit")
+    digest = hashlib.sha256(base_url.encode()).hexdigest()[:16]
+    return Path(folder) / f"{kind}-{digest}.json"
+
+
 class DiskCache:
     """The CLI's schema cache: one JSON file per base URL, entries kept `ttl` seconds. Only
     models that exist are kept: an unknown id is asked about again by the next command.
@@ -369,12 +380,7 @@ class DiskCache:
 
     @classmethod
     def for_base_url(cls, base_url: str) -> DiskCache:
-        folder = os.environ.get("OXEDIT_CACHE_DIR")
-        if not folder:
-            xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-            folder = str(Path(xdg) / "oxedit")
-        digest = hashlib.sha256(base_url.encode()).hexdigest()[:16]
-        return cls(Path(folder) / f"schemas-{digest}.json")
+        return cls(cache_file("schemas", base_url))
 
     def _read(self) -> dict[str, Any]:
         try:

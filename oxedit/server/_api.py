@@ -179,7 +179,8 @@ class Api:
 
     async def _fetch(self, url: str) -> bytes:
         assert self._session is not None
-        # A hub file URL of this very host is read as the user whose job it is [guess], so
+        # A hub file URL of this very host is read as the user whose job it is [guess: doctor
+        # --spend --upload-to checks it], so
         # with the key; any other host gets none.
         own = self.files.api_url and url.startswith(f"{self.files.api_url}/api/repos/")
         headers = {"Authorization": f"Bearer {self.api_key}"} if own else None
@@ -376,7 +377,8 @@ class Api:
     def kill_and_retry(self, gen: Generation) -> Generation:
         """[spec v0.257.0] Cancel an active generation and re-create it as a new row whose
         `retried_from_id` names it. (The spec gives the row field, not how a retry is asked
-        for [guess]: tests call `LocalServer.kill_and_retry`.) The original sends no event."""
+        for [guess], so no doctor check can ask for one: tests call
+        `LocalServer.kill_and_retry`.) The original sends no event."""
         if gen.status not in ACTIVE:
             raise ValueError(f"generation {gen.id} is {gen.status}; only active ones are retried")
         self._cancel_active(gen)

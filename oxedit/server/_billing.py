@@ -3,7 +3,9 @@
 
 The spec gives `GET /api/ai/generations?page=&page_size=` (page_size <= 1000) with rows that
 carry `cost` (a decimal string) and a `total_cost`, and `GET /api/ai/generations/{id}` as
-`{"generation": row}`. Everything else here is the smallest plausible shape, tagged [guess]:
+`{"generation": row}`. Everything else here is the smallest plausible shape, tagged [guess]
+(`oxedit doctor` checks the page's shape and numbering, and `--spend` a row's cost; the
+span of `total_cost` and the 402 need a history and a balance it cannot make):
 - the page is `{"generations": [...], "total_cost": "..."}`, newest first, `page` counted
   from 1, `page_size` 100 by default; a short page is the last one;
 - `total_cost` is the sum over the whole history, not over the page;
@@ -30,6 +32,7 @@ class Rows(Protocol):
     """The generations of the server's API (`_api.Api`), and how each is shown as a row."""
 
     generations: dict[str, Generation]
+    faults: Faults
 
     def row(self, gen: Generation) -> dict[str, Any]: ...
 
@@ -37,12 +40,13 @@ class Rows(Protocol):
 __all__ = ["History", "cost_of", "credits_refusal"]
 
 MAX_PAGE_SIZE = 1000  # [spec]
-DEFAULT_PAGE_SIZE = 100  # [guess]
+DEFAULT_PAGE_SIZE = 100  # [guess]; no doctor check: oxedit always sends page_size
 _QUERY = frozenset({"page", "page_size"})
 
 
 def cost_of(gen: Generation) -> Decimal | None:
-    """What `gen` was billed: its model's per-image price once it succeeded [guess]."""
+    """What `gen` was billed: its model's per-image price once it succeeded [guess: doctor
+    --spend compares the hub's]."""
     if gen.status in ACTIVE:
         return None
     if gen.status != "succeeded":
@@ -86,11 +90,12 @@ class History:
         for key in query:
             if key not in _QUERY:
                 raise invalid_params(f"Unknown query parameter '{key}'")
-        page = _whole(query, "page", 1, None)
+        first = self._api.faults.history_first_page  # 1, or 0 (`Faults.history_first_page`)
+        page = _whole(query, "page", first, None, minimum=first) - first
         size = _whole(query, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         gens = [g for g in self._api.generations.values() if g.visible]
         newest_first = gens[::-1]
-        rows = [self._row(g) for g in newest_first[(page - 1) * size : page * size]]
+        rows = [self._row(g) for g in newest_first[page * size : (page + 1) * size]]
         return json_response({"generations": rows, "total_cost": str(_total(gens))})
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -101,15 +106,15 @@ class History:
         return json_response({"generation": self._row(gen)})
 
 
-def _whole(query: Any, name: str, default: int, maximum: int | None) -> int:
+def _whole(query: Any, name: str, default: int, maximum: int | None, *, minimum: int = 1) -> int:
     raw = query.get(name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        limit = f"between 1 and {maximum}" if maximum is not None else "at least 1"
+        value = minimum - 1
+    if value < minimum or (maximum is not None and value > maximum):
+        limit = f"between 1 and {maximum}" if maximum is not None else f"at least {minimum}"
         raise invalid_params(f"{name} must be a whole number {limit}, got {raw!r}")
     return value

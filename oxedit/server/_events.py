@@ -213,7 +213,8 @@ class EventBroker:
             idle = loop.time() - last_write
             interval = faults.keepalive_interval
             if idle >= interval:
-                await resp.write(_KEEPALIVE)
+                if faults.send_keepalives:
+                    await resp.write(_KEEPALIVE)
                 last_write = loop.time()
             else:
                 await _wait(sub, min(interval - idle, _POLL))

@@ -152,6 +152,10 @@ class Faults:
             `retry_after`), creating nothing; each refusal decrements it.
         refuse_models: The next this-many `GET /api/ai/models/{id}` are answered 503 (a
             service briefly unavailable); each refusal decrements it.
+        history_first_page: The number of the history's first page (`GET
+            /api/ai/generations?page=`): 1, as oxedit reads the spec, or 0.
+        send_keepalives: False: event streams never send `: keep-alive` comments, however
+            long they are idle (events still go out).
     """
 
     seed: int = 0
@@ -193,6 +197,8 @@ class Faults:
     fail_uploads: int = 0
     refuse_enqueues: int = 0
     refuse_models: int = 0
+    history_first_page: int = 1
+    send_keepalives: bool = True
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -289,6 +295,8 @@ def _check_new_field(name: str, value: object) -> None:
         raise ValueError(
             f"Faults.edit_field must be one of {', '.join(EDIT_FIELDS)}, got {value!r}"
         )
+    if name == "history_first_page" and value not in (0, 1):
+        raise ValueError(f"Faults.history_first_page must be 0 or 1, got {value!r}")
     if name == "result_body" and value is not None and not isinstance(value, bytes):
         raise ValueError(f"Faults.result_body must be None or bytes, got {value!r}")
     if (

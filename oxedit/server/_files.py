@@ -6,8 +6,9 @@ client that sends its API key to every URL it fetches is caught: the host needs 
 counts the requests that carried an `Authorization` header anyway.
 
 Or, as a setting, on the API's own host (the docs' result URLs are on hub.oxen.ai [doc]): under
-`API_RESULTS_PATH`, behind the API's Bearer auth [guess], answering with the file itself or with
-a redirect to the file host's URL for it (object storage behind a hub [guess]).
+`API_RESULTS_PATH`, behind the API's Bearer auth [guess: `oxedit doctor --spend` checks],
+answering with the file itself or with a redirect to the file host's URL for it (object storage
+behind a hub [guess]; doctor too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from ._stats import ServerStats
 __all__ = ["API_RESULTS_PATH", "FileHost", "ResultsHost"]
 
 #: Where results are served on the API host: a hub repository file route, as the docs' result
-#: URLs are (`https://hub.oxen.ai/api/repos/...`) [doc]; the rest of the path is a [guess].
+#: URLs are (`https://hub.oxen.ai/api/repos/...`) [doc]; the rest of the path is a [guess]
+#: (no doctor check: clients only follow the URLs they are given).
 API_RESULTS_PATH = "/api/repos/oxedit/results/file/main"
 
 #: Where result URLs point: the file host (False), the API host serving the file (True), or the

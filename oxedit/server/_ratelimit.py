@@ -1,7 +1,8 @@
 """The account's enqueue rate limit, as a token bucket (`Faults.enqueue_rate_limit`).
 
 The docs mention 429 "Rate limit exceeded" and document no limit, window or headers [doc];
-a token bucket (a steady rate plus a burst) is the usual shape of such a limit [guess].
+a token bucket (a steady rate plus a burst) is the usual shape of such a limit [guess; no
+doctor check: finding a limit means hitting it].
 """
 
 from __future__ import annotations

@@ -63,8 +63,9 @@ server, [guess] none of them does):
 - [doc] docs.oxen.ai/http-api/version-files: the chunked "version files" upload
   (`POST .../versions/uploads`, then `PUT .../parts/{n}`) is for large files; inputs of an
   image model are a few MB, one PUT each, so it is not served here.
-- [guess] The inference service reads a hub file URL of its own host as the user whose job it
-  is; the local workers fetch such URLs from this server with its key (`Api._fetch`).
+- [guess] (`oxedit doctor --spend --upload-to` checks it) The inference service reads a hub
+  file URL of its own host as the user whose job it is; the local workers fetch such URLs
+  from this server with its key (`Api._fetch`).
 
 With a state folder, repositories and their files live under `<state_dir>/repos/`, and survive
 a restart like the generations do.

@@ -81,7 +81,7 @@ class LocalServer:
             which needs no key. True: the API's own origin (as the docs' hub.oxen.ai result
             URLs are [doc]), served there behind the Bearer key like every `/api` route
             [guess]. `"redirect"`: the API's origin too, answering (with the key) a 302 to the
-            file host's URL for the file [guess].
+            file host's URL for the file [guess]. (`oxedit doctor --spend` checks both.)
         metadata_routes: Which of the repository metadata routes to serve: `"meta"`
             (oxen-server's, which the official `oxenai` client calls), `"metadata"` (the docs'
             page), or both (the default): a client of the hub must work with either.

@@ -46,7 +46,7 @@ def split_body(body: Any, queue_params: frozenset[str]) -> tuple[Model, dict[str
     model = MODELS.get(name)
     if model is None:
         # [doc] this message-shaped body; [spec] 400, the only error POST /api/ai/queue lists.
-        # The edit endpoint answers the same [guess].
+        # The edit endpoint answers the same [guess] (`oxedit doctor` sends it one to see).
         raise ApiError(message_error(400, f"Model not found: {name}"))
     if not model.outputs_media:
         raise invalid_params(f"Model {name} does not output images or video; choose an image model")
@@ -68,7 +68,7 @@ def edit_request(body: Any, field: str) -> tuple[Model, dict[str, Any]]:
     """
     if field == "image" and isinstance(body, dict):
         if "image" not in body:
-            # [guess] worded like the other missing fields; it names the field.
+            # [guess] worded like the other missing fields; it names the field (doctor checks).
             raise invalid_params("image is required")
         if "input_image" in body:
             raise invalid_params("Unknown field for this endpoint: input_image (send image)")
