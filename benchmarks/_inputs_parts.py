@@ -231,10 +231,10 @@ class _Reconciled:
 
     @classmethod
     def install(cls) -> None:
-        from oxedit._engine import listener as _listener
+        from oxedit._engine import reconciler as _reconciler
         from oxedit._http import transport as _transport
 
-        reconcile = _listener.Listener.reconcile
+        reconcile = _reconciler.Reconciler.reconcile
         request = _transport.Transport.request
 
         async def counted_reconcile(self: Any, ids: set[str]) -> None:
@@ -256,5 +256,5 @@ class _Reconciled:
                 cls.body_bytes += len(resp.body)
             return resp
 
-        _listener.Listener.reconcile = counted_reconcile  # type: ignore[method-assign]
+        _reconciler.Reconciler.reconcile = counted_reconcile  # type: ignore[method-assign]
         _transport.Transport.request = counted_request  # type: ignore[method-assign]

@@ -29,6 +29,8 @@ __all__ = [
     "QueueList",
     "ResultReader",
     "Status",
+    "generation_of_event",
+    "generation_of_row",
 ]
 
 Status = Literal["queued", "processing", "succeeded", "failed", "cancelled"]
@@ -199,35 +201,6 @@ class Generation(_Bound):
     completed_at: float | None = None
     retried_from: str | None = None
 
-    @classmethod
-    def from_row(cls, row: GenerationRow, reader: ResultReader | None = None) -> Generation:
-        return _generation(
-            reader,
-            row.generation_id,
-            row.status,
-            row.result_url or row.url,
-            row.error_message or row.error,
-            row.model_name or row.model,
-            row.prompt,
-            row.enqueued_at,
-            row.started_at,
-            row.completed_at,
-        )
-
-    @classmethod
-    def from_event(cls, event: CompletionEvent, reader: ResultReader | None = None) -> Generation:
-        return _generation(
-            reader,
-            event.generation_id,
-            event.status,
-            event.url,
-            event.error,
-            event.model,
-            None,
-            None,
-            None,
-            event.completed_at,
-        )
 
     def retried(self, original: str) -> Generation:
         """This generation, as the successor of `original` (kill & retry)."""
@@ -249,6 +222,38 @@ class Generation(_Bound):
 
     def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> Any:
         return _bundle(self)
+
+
+def generation_of_row(row: GenerationRow, reader: ResultReader | None = None) -> Generation:
+    """The `Generation` a queue row describes (the wire shape stays private)."""
+    return _generation(
+        reader,
+        row.generation_id,
+        row.status,
+        row.result_url or row.url,
+        row.error_message or row.error,
+        row.model_name or row.model,
+        row.prompt,
+        row.enqueued_at,
+        row.started_at,
+        row.completed_at,
+    )
+
+
+def generation_of_event(event: CompletionEvent, reader: ResultReader | None = None) -> Generation:
+    """The `Generation` a completion event describes (no timestamps: the event has none)."""
+    return _generation(
+        reader,
+        event.generation_id,
+        event.status,
+        event.url,
+        event.error,
+        event.model,
+        None,
+        None,
+        None,
+        event.completed_at,
+    )
 
 
 def _generation(

@@ -9,6 +9,8 @@ from oxedit import Generation
 from oxedit._models import (
     enqueue_decoder,
     event_decoder,
+    generation_of_event,
+    generation_of_row,
     model_decoder,
     queue_list_decoder,
     row_decoder,
@@ -23,7 +25,7 @@ ROW = (
 
 
 def test_row_to_generation() -> None:
-    gen = Generation.from_row(row_decoder.decode(ROW))
+    gen = generation_of_row(row_decoder.decode(ROW))
     assert gen == Generation(
         id="7cf9",
         status="succeeded",
@@ -42,7 +44,7 @@ def test_event_to_generation_has_no_timestamps() -> None:
         b'{"generation_id":"bb8f","status":"failed","media_type":"image",'
         b'"error":"Insufficient credits","brand_new_field":[1,2]}'
     )
-    gen = Generation.from_event(event)
+    gen = generation_of_event(event)
     assert (gen.id, gen.status, gen.error, gen.url, gen.completed_at) == (
         "bb8f",
         "failed",
@@ -56,7 +58,7 @@ def test_alternate_spellings_are_read() -> None:
     row = row_decoder.decode(
         b'{"generation_id":"a","status":"failed","model":"m","url":"u","error":"boom"}'
     )
-    gen = Generation.from_row(row)
+    gen = generation_of_row(row)
     assert (gen.model, gen.url, gen.error) == ("m", "u", "boom")
     schema = model_decoder.decode(b'{"id":"m","json_request_schema":{"properties":{}}}').schema
     assert schema == {"properties": {}}

@@ -37,7 +37,7 @@ from .._exceptions import (
 from .._http.api import Api
 from .._http.retry import Verdict, classify, decide
 from .._http.transport import NotAdmitted
-from .._models import TERMINAL_STATUSES, Generation, GenerationRow, enqueue_decoder
+from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder
 from .._response import Response, is_success, parse_retry_after
 from .listener import Listener
 from .ratelimit import AdaptiveRate
@@ -343,6 +343,6 @@ class Enqueuer:
                 except msgspec.ValidationError:
                     pass  # the reconciler will read the row again
                 else:
-                    self._registry.resolve(Generation.from_row(decoded, self._registry.reader))
+                    self._registry.resolve_row(decoded)
         log.info("adopted %d generation(s) created by a POST whose response was lost", len(rows))
         return adopted

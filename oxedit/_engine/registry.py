@@ -27,7 +27,16 @@ import msgspec
 from .. import _constants as C
 from .._config import ReconcilePolicy
 from .._exceptions import ClientStateError, OxeditError
-from .._models import TERMINAL_STATUSES, Generation, ResultReader, event_decoder, event_id_decoder
+from .._models import (
+    TERMINAL_STATUSES,
+    Generation,
+    GenerationRow,
+    ResultReader,
+    event_decoder,
+    event_id_decoder,
+    generation_of_event,
+    generation_of_row,
+)
 from .schedule import CheckSchedule
 
 __all__ = ["Outcome", "Pending", "Registry"]
@@ -214,7 +223,7 @@ class Registry:
                 self._keep_early(generation_id, data)
             return False
         event = event_decoder.decode(data)
-        return self.resolve(Generation.from_event(event, self.reader), event=True)
+        return self.resolve(generation_of_event(event, self.reader), event=True)
 
     def _keep_early(self, generation_id: str, data: bytes) -> None:
         if generation_id in self._known or generation_id in self._known_old:
@@ -295,6 +304,11 @@ class Registry:
                     # Its check through the queue endpoints settles it instead.
                     log.warning("ignoring a malformed early event for %s: %s", generation_id, exc)
         return pending
+
+    def resolve_row(self, row: GenerationRow) -> bool:
+        """Settle a job from its queue row, when the row is terminal (every check that reads a
+        row ends here); False when it was not pending or is still active."""
+        return self.resolve(generation_of_row(row, self.reader))
 
     def resolve(self, outcome: Generation, *, event: bool = False) -> bool:
         """Settle a job from a terminal generation; False when it was not pending.

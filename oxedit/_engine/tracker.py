@@ -20,7 +20,14 @@ from .._config import Limits, ReconcilePolicy, Timeouts
 from .._exceptions import ClientStateError, GenerationExpired, NotFoundError
 from .._http.api import Api
 from .._http.transport import Transport
-from .._models import TERMINAL_STATUSES, EditResult, Generation, Model, json_encoder
+from .._models import (
+    TERMINAL_STATUSES,
+    EditResult,
+    Generation,
+    Model,
+    generation_of_row,
+    json_encoder,
+)
 from .._resources.inputs import ImageInput, hosted
 from .._resources.results import Downloader
 from .._resources.upload import Uploader
@@ -29,6 +36,7 @@ from .enqueue import Enqueuer
 from .job import DerivedJob, Job
 from .listener import Listener
 from .ratelimit import AdaptiveRate
+from .reconciler import Reconciler
 from .registry import Outcome, Pending, Registry
 from .schedule import CheckSchedule
 
@@ -125,7 +133,11 @@ class Tracker:
             on_settle=self._transport.hooks.settle_callback(),
         )
         listener = Listener(
-            self.api, registry, self._reconcile, max_event_bytes=self._limits.max_event_bytes
+            self.api,
+            registry,
+            self._reconcile,
+            Reconciler(self.api, registry),
+            max_event_bytes=self._limits.max_event_bytes,
         )
         pace = AdaptiveRate(
             initial=self._limits.initial_rate, maximum=self._limits.max_rate, stats=self.api.stats
@@ -224,7 +236,7 @@ class Tracker:
         except NotFoundError:
             registry.fail(generation_id, GenerationExpired(generation_id))
             raise GenerationExpired(generation_id) from None
-        generation = Generation.from_row(row, self)
+        generation = generation_of_row(row, self)
         if row.status in TERMINAL_STATUSES:
             registry.resolve(generation)
         if pending is not None and pending.future.done():
@@ -235,12 +247,12 @@ class Tracker:
 
     async def get(self, generation_id: str) -> Generation:
         self.require_open()
-        return Generation.from_row(await self.api.get_row(generation_id), self)
+        return generation_of_row(await self.api.get_row(generation_id), self)
 
     async def list(self, status: str | None, model: str | None, **filters: str) -> list[Generation]:
         self.require_open()
         rows = await self.api.list_rows(status=status, model=model, **filters)
-        return [Generation.from_row(row, self) for row in rows]
+        return [generation_of_row(row, self) for row in rows]
 
     async def model(self, model_id: str) -> Model:
         self.require_open()

@@ -20,7 +20,7 @@ import msgspec
 from .. import _constants as C
 from .._exceptions import InvalidRequestError
 from .._http.api import Api
-from .._models import Generation, GenerationRow
+from .._models import Generation, GenerationRow, generation_of_row
 
 __all__ = [
     "HistoryEntry",
@@ -106,7 +106,7 @@ Bind = Callable[[Generation], Generation]
 
 
 def _entry(row: HistoryRow, bind: Bind) -> HistoryEntry:
-    return HistoryEntry(generation=bind(Generation.from_row(row)), cost=to_decimal(row.cost))
+    return HistoryEntry(generation=bind(generation_of_row(row)), cost=to_decimal(row.cost))
 
 
 def _unbound(generation: Generation) -> Generation:
