@@ -5,6 +5,10 @@ keeps alive is walked by each full collection (`python -m benchmarks.end_to_end 
 These tests count gc-tracked objects per waiting call against the least asyncio itself needs
 for the same wait (a task parked on a semaphore, a task awaiting a future), over real sockets
 against the local server.
+
+Not in the unit suite: the counts are CPython 3.11's internals (frames, cells, futures), a
+benchmark's guard rather than behaviour. CI runs them as their own step:
+`python -m pytest benchmarks/checks`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ import pytest
 
 import oxedit
 from oxedit.testing import Faults, LocalServer
-
-from .helpers import client_for, png
+from tests.helpers import FAST, client_for, png
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +77,7 @@ async def test_a_parked_submit_costs_one_object_more_than_async_with_a_semaphore
     # only the call chain's own coroutines (submit, enqueue, request) and `acquire()`.
     async with (
         LocalServer(faults=Faults(latency=3600.0)) as server,
-        client_for(server, limits=oxedit.Limits(max_connections=1)) as client,
+        client_for(server, limits=oxedit.Limits(max_connections=1), reconcile=FAST) as client,
     ):
         await client.submit(prompt="p", image=png())  # schema fetched, stream up
         image = png()
