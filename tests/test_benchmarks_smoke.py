@@ -59,6 +59,7 @@ async def test_polling_strategy() -> None:
     assert polls >= N  # at least one GET per job
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_end_to_end_run_once_in_processes() -> None:
     # The whole machinery: server process, client child, parent-side stamps for polling.
@@ -92,6 +93,7 @@ async def test_enqueue_clients(client: str) -> None:
     assert result["wall_s"] > 0 and result["cpu_s"] >= 0
 
 
+@pytest.mark.slow
 def test_bench_enqueue_shape() -> None:
     rows = bench_enqueue(N, 1)
     assert [r["client"] for r in rows] == list(ENQUEUE_CLIENTS)
@@ -101,6 +103,7 @@ def test_bench_enqueue_shape() -> None:
     assert rows[0]["ratio"] == 1.0
 
 
+@pytest.mark.slow
 def test_plot(tmp_path: Path) -> None:
     rows = [
         {"strategy": s, "n": n, "delay_p50_ms": 1.0 * n, "delay_p99_ms": 2.0 * n, "cpu_per_1k": 0.2}
@@ -115,6 +118,7 @@ def test_plot(tmp_path: Path) -> None:
     assert target.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_inputs_run_once_in_processes(tmp_path: Path) -> None:
     # Both strategies through the whole machinery (server process with its stream cuts, client

@@ -31,6 +31,7 @@ def make_images(folder: Path, n: int) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 async def test_thousand_items_with_faults(tmp_path: Path) -> None:
     faults = Faults(
         seed=31,

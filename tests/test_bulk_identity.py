@@ -46,6 +46,7 @@ def batch(*argv: str) -> list[str]:
     return [sys.executable, "-m", "oxedit", "batch", *argv, "--concurrency", "8"]
 
 
+@pytest.mark.slow
 async def test_the_same_batch_from_three_folders_spelled_three_ways_bills_once(
     tmp_path: Path,
 ) -> None:
@@ -85,6 +86,7 @@ def _rows(journal: Path, where: str) -> int:
         db.close()
 
 
+@pytest.mark.slow
 async def test_a_killed_batch_rerun_from_elsewhere_spelled_otherwise_bills_once(
     tmp_path: Path,
 ) -> None:
@@ -131,6 +133,7 @@ def _legacy_key(request: EditRequest) -> str:
     return f"{hashlib.sha256(encoded).hexdigest()[:24]}-1"
 
 
+@pytest.mark.slow
 async def test_a_journal_keyed_the_old_way_is_resumed_not_billed_again(tmp_path: Path) -> None:
     images(tmp_path)
     data = tmp_path / "data"

@@ -66,6 +66,7 @@ async def test_a_refused_cap_shows_no_bar_and_leaves_no_journal(
     assert not [p.name for p in out.iterdir() if p.name.startswith(".oxedit-journal")]
 
 
+@pytest.mark.slow
 async def test_an_interrupted_summary_counts_what_was_in_flight_and_says_so_once(
     tmp_path: Path,
 ) -> None:

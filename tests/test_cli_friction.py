@@ -118,6 +118,7 @@ async def test_edit_saves_into_the_edited_folder(
     assert "/edited/" in gitignore and "/out/" in gitignore
 
 
+@pytest.mark.slow
 async def test_a_second_batch_on_a_busy_out_names_the_process_holding_it(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes(png())

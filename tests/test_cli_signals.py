@@ -40,6 +40,7 @@ def succeeded_in_journal(path: Path) -> int:
     # SIGINT inherited as ignored: how a script's background job starts (`cmd &`)
     ids=["SIGINT", "SIGTERM", "SIGINT-started-ignored"],
 )
+@pytest.mark.slow
 async def test_interrupted_batch_writes_a_partial_report_and_resumes(
     tmp_path: Path, signum: signal.Signals, ignored: bool
 ) -> None:

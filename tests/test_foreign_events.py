@@ -31,6 +31,7 @@ def completed(generation_id: str) -> bytes:
     return b"event: media_generation_completed\ndata: " + json.dumps(data).encode() + b"\n\n"
 
 
+@pytest.mark.slow
 async def test_foreign_events_during_a_slow_enqueue_stay_bounded() -> None:
     ours = str(uuid.uuid4())
     posted = asyncio.Event()

@@ -31,6 +31,7 @@ def routes(server: LocalServer, route: str) -> int:
     return server.stats.requests_by_route[route]
 
 
+@pytest.mark.slow
 async def test_reconnects_do_not_postpone_a_jobs_checks(oxen_server: LocalServer) -> None:
     # Each reconnect reconciles every pending job; that used to double the job's next check
     # each time (up to 16 x stale_after), so after 5 quick reconnects a lost event took 16 s.
@@ -76,6 +77,7 @@ async def test_bad_answers_in_a_large_reconciliation(oxen_server: LocalServer) -
             assert (await job.wait(timeout=10)).status == "succeeded"
 
 
+@pytest.mark.slow
 async def test_a_stream_that_closes_at_once_is_no_stream(oxen_server: LocalServer) -> None:
     # Every 200 used to reset the backoff: hundreds of reconnects a second, and a reconcile
     # pass for each. Now the backoff grows until a connection lives (a byte, or a keep-alive
@@ -252,6 +254,7 @@ async def test_an_oversized_event_is_dropped_and_the_stream_goes_on(
     assert "longer than 65536 bytes" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_gzip_bomb_is_not_inflated(oxen_server: LocalServer) -> None:
     oxen_server.faults.result_gzip_bomb = 512 * 1024 * 1024
     limits = oxedit.Limits(max_download_bytes=4 * 1024 * 1024)
@@ -272,6 +275,7 @@ async def test_a_download_that_is_not_an_image_is_refused(
             await gen.read()
 
 
+@pytest.mark.slow
 async def test_a_dribbling_server_meets_the_total_deadline(oxen_server: LocalServer) -> None:
     # A byte now and then never trips the read timeout; the total deadline bounds the request.
     async with client_for(oxen_server, retry=FAST_RETRY) as client:
@@ -285,6 +289,7 @@ async def test_a_dribbling_server_meets_the_total_deadline(oxen_server: LocalSer
                 await client.get(gen.id)
 
 
+@pytest.mark.slow
 async def test_two_thousand_jobs_through_the_full_fault_mix_settle_soon() -> None:
     # The mix (stream cut every 300 events, 3% lost events, 5% duplicated, 10% early,
     # 3% silent cancels, 3% 429, 2% 503, 2% lost answers, 5% GETs answering 500), with the

@@ -34,6 +34,7 @@ def test_the_saved_notebook_holds_its_images() -> None:
     check_shows_images(saved)
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_in_a_real_kernel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

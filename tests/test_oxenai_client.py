@@ -68,6 +68,7 @@ async def drive(python: str, home: Path, server: LocalServer, *args: str) -> dic
     return result
 
 
+@pytest.mark.slow
 async def test_oxenai_reads_what_oxedit_uploaded_and_round_trips_its_own(
     oxenai_python: str, tmp_path: Path
 ) -> None:

@@ -53,6 +53,7 @@ def noisy_png(side: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 async def test_large_echoed_inputs_are_checked_with_gets_not_lists_of_every_row() -> None:
     """Inputs of 190 KB, echoed in every row, and another client of the account with 100
     jobs active: once a list showed that rows are large and the list long, this client's 20

@@ -264,6 +264,7 @@ def enqueued_in_journal(path: Path) -> int:
         db.close()
 
 
+@pytest.mark.slow
 async def test_an_interrupted_batch_writes_the_page_too(tmp_path: Path) -> None:
     images = tmp_path / "in"
     images.mkdir()

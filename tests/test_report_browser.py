@@ -39,6 +39,7 @@ def browser_ready() -> None:
         pytest.skip(f"{_MISSING}; set OXEDIT_REQUIRE_BROWSER=1 to make this a failure")
 
 
+@pytest.mark.slow
 async def test_what_a_person_sees(tmp_path: Path, browser_ready: None) -> None:
     async with image_host() as url:
         out = await mixed_run(tmp_path, url)

@@ -92,6 +92,7 @@ async def test_lost_events_are_found_at_a_bounded_rate(oxen_server: LocalServer)
     assert_matches_server(oxen_server, outcomes, 100)
 
 
+@pytest.mark.slow
 @pytest.mark.oxen_faults(enqueue_429_rate=0.4, enqueue_5xx_rate=0.2, retry_after=0, seed=5)
 async def test_429_and_503_are_retried_without_duplicates(oxen_server: LocalServer) -> None:
     # 50 jobs, not 100: with 60% of the enqueues refused the adaptive rate paces at a few per
@@ -169,6 +170,7 @@ async def test_identical_requests_with_lost_responses_each_get_their_own(
     lost_response_rate=0.02,
     unrelated_event_rate=0.02,
 )
+@pytest.mark.slow
 async def test_two_thousand_jobs_through_every_fault(oxen_server: LocalServer) -> None:
     n = 2000
     async with client_for(oxen_server, reconcile=FAST, retry=FAST_RETRY) as client:

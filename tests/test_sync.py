@@ -86,6 +86,7 @@ def sync_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "oxedit-sync"]
 
 
+@pytest.mark.slow
 def test_a_thousand_jobs_from_four_threads_share_one_stream_and_never_poll() -> None:
     image = png()
     with server_thread() as st, st.client() as client:

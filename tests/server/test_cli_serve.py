@@ -129,6 +129,7 @@ def test_embedded_state_dir_is_beside_the_journal(argv: list[str], expected: Pat
     assert embedded_state_dir(_parser().parse_args(argv)) == expected
 
 
+@pytest.mark.slow
 async def test_embedded_batch_killed_with_sigkill_resumes_on_the_rerun(tmp_path: Path) -> None:
     n = 40
     images, out = tmp_path / "in", tmp_path / "out"

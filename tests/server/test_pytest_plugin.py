@@ -74,22 +74,27 @@ def check(result: pytest.RunResult) -> None:
 LOOP_SCOPE = "asyncio_default_fixture_loop_scope = function\n"
 
 
+@pytest.mark.slow
 def test_plain_anyio_without_pytest_asyncio(pytester: pytest.Pytester) -> None:
     check(run_inner(pytester, "@pytest.mark.anyio", "", "-p", "no:asyncio"))
 
 
+@pytest.mark.slow
 def test_anyio_beside_pytest_asyncio_strict(pytester: pytest.Pytester) -> None:
     check(run_inner(pytester, "@pytest.mark.anyio", "asyncio_mode = strict\n" + LOOP_SCOPE))
 
 
+@pytest.mark.slow
 def test_pytest_asyncio_strict(pytester: pytest.Pytester) -> None:
     check(run_inner(pytester, "@pytest.mark.asyncio", "asyncio_mode = strict\n" + LOOP_SCOPE))
 
 
+@pytest.mark.slow
 def test_pytest_asyncio_auto(pytester: pytest.Pytester) -> None:
     check(run_inner(pytester, "", "asyncio_mode = auto\n" + LOOP_SCOPE))
 
 
+@pytest.mark.slow
 def test_a_test_no_runner_handles_gets_a_clear_error(pytester: pytest.Pytester) -> None:
     pytester.makeini(
         "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
