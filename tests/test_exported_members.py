@@ -8,7 +8,7 @@ import oxedit
 def test_all_is_the_public_namespace() -> None:
     # ("@..." names are pytest's assertion rewriting of the package that hosts its plugin)
     public = {n for n in dir(oxedit) if not n.startswith(("_", "@"))} | {"__version__"}
-    public -= {"server", "testing"}  # public submodules, imported on demand
+    public -= {"server", "testing", "types"}  # public submodules, imported on demand
     assert set(oxedit.__all__) == public
     assert oxedit.__all__ == sorted(oxedit.__all__)
 
@@ -42,3 +42,17 @@ def test_no_private_exception() -> None:
         if cls.__module__.startswith("oxedit.") and getattr(oxedit, cls.__name__, None) is not cls
     }
     assert private == set()
+
+
+def test_oxedit_types_is_the_home_of_every_public_type() -> None:
+    import oxedit.types
+
+    public = {n for n in dir(oxedit.types) if not n.startswith(("_", "@"))}
+    assert set(oxedit.types.__all__) == public
+    assert oxedit.types.__all__ == sorted(oxedit.types.__all__)
+    # What the client returns or accepts and had no public name before.
+    assert {"Status", "BulkStatus", "ImageInput", "BulkItem", "ImageResult", "UploadStats",
+            "HttpSettings"} <= set(oxedit.types.__all__)  # fmt: skip
+    # The top-level names are the same objects.
+    for name in set(oxedit.types.__all__) & set(oxedit.__all__):
+        assert getattr(oxedit.types, name) is getattr(oxedit, name), name

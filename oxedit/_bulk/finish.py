@@ -15,7 +15,7 @@ from .._atomic import save_atomic
 from .._engine.job import Job
 from .._exceptions import GenerationCancelled, GenerationExpired, GenerationFailed, OxeditError
 from .._resources.inputs import sniff_mime
-from .requests import BulkResult, EditRequest
+from .requests import BulkResult, EditRequest, bulk_status
 
 if TYPE_CHECKING:
     from .._models import ResultReader
@@ -107,8 +107,9 @@ async def finish(
         if journal is not None:
             journal.finished(key, state, error=error, output=first, outputs=saved)
         return BulkResult(
-            index, request, state, ids[0], error=error, output=outputs[0] if outputs else None,
-            outputs=tuple(outputs), generation_ids=ids, estimated_cost=charged, cost=cost,
+            index, request, bulk_status(state), ids[0], error=error,
+            output=outputs[0] if outputs else None, outputs=tuple(outputs), generation_ids=ids,
+            estimated_cost=charged, cost=cost,
         )  # fmt: skip
     if unsaved is not None:
         # Recorded as succeeded without (all) its outputs: a re-run downloads them again

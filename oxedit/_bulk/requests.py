@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -19,7 +19,9 @@ from .._exceptions import InvalidRequestError, OxeditError
 __all__ = [
     "BulkItem",
     "BulkResult",
+    "BulkStatus",
     "EditRequest",
+    "bulk_status",
     "canonical",
     "check_name",
     "coerce",
@@ -77,6 +79,20 @@ class EditRequest(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.json.encode(self, order="sorted")
 
 
+BulkStatus = Literal["succeeded", "failed", "cancelled", "error", "unknown"]
+
+
+_BULK_STATUSES: frozenset[str] = frozenset(get_args(BulkStatus))
+
+
+def bulk_status(value: str) -> BulkStatus:
+    """`value` (a journal's or a generation's state) as a `BulkStatus`; a state no version of
+    oxedit writes is a bug, said so."""
+    if value not in _BULK_STATUSES:
+        raise ValueError(f"not a bulk item status: {value!r}")
+    return cast(BulkStatus, value)
+
+
 @dataclass(frozen=True, slots=True)
 class BulkResult:
     """The outcome of one item of a batch.
@@ -102,7 +118,7 @@ class BulkResult:
 
     index: int
     request: EditRequest
-    status: str
+    status: BulkStatus
     generation_id: str | None = None
     error: str | None = None
     output: Path | None = None

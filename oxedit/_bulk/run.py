@@ -39,6 +39,7 @@ from .requests import (
     BulkItem,
     BulkResult,
     EditRequest,
+    bulk_status,
     canonical,
     check_name,
     coerce,
@@ -422,7 +423,7 @@ class BulkRun:
                 return BulkResult(
                     index,
                     request,
-                    entry.state,
+                    bulk_status(entry.state),
                     entry.generation_id,
                     error=entry.error,
                     generation_ids=tuple(entry.generation_ids),
