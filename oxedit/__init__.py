@@ -9,6 +9,7 @@ from ._bulk.requests import BulkResult as BulkResult
 from ._bulk.requests import EditRequest as EditRequest
 from ._bulk.run import BulkRun as BulkRun
 from ._client import Client as Client
+from ._config import HubProfile as HubProfile
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
 from ._config import Timeouts as Timeouts
@@ -85,6 +86,7 @@ __all__ = [
     "GenerationFailed",
     "HistoryEntry",
     "HistoryPage",
+    "HubProfile",
     "InsufficientCreditsError",
     "InvalidRequestError",
     "Job",

@@ -21,6 +21,7 @@ from ._bulk.cost import Estimate, estimate, to_amount
 from ._bulk.requests import BulkItem
 from ._bulk.run import BulkRun
 from ._config import (
+    HubProfile,
     Limits,
     ReconcilePolicy,
     Timeouts,
@@ -45,6 +46,7 @@ from ._resources.inputs import (
     drop_single_generation,
 )
 from ._resources.upload import UploadStats, resolve_upload_repo
+from ._resources.validate import DiskCache
 
 __all__ = ["Client"]
 
@@ -63,6 +65,11 @@ class Client:
             there once each (named by their hash) and jobs send their URLs, instead of data
             URIs that the API echoes in every row; the repository is created if missing,
             private unless `upload_repo_public=True` (inputs are usually users' photos).
+        hub: Where the hub differs from oxedit's defaults (`HubProfile`, as `oxedit doctor`
+            finds it; the CLI applies what doctor remembered).
+        cache_schemas: Keep model schemas on disk for a few minutes, shared by processes
+            (`$OXEDIT_CACHE_DIR`, else `~/.cache/oxedit`): short-lived programs, such as each
+            `oxedit` command, need not fetch them again.
 
     Example:
         ```python
@@ -84,6 +91,8 @@ class Client:
         reconcile: ReconcilePolicy | None = None,
         upload_repo: str | None = None,
         upload_repo_public: bool = False,
+        hub: HubProfile | None = None,
+        cache_schemas: bool = False,
         **http: Unpack[HttpSettings],
     ) -> None:
         self.base_url = resolve_base_url(base_url)
@@ -100,11 +109,19 @@ class Client:
             limits=self.limits,
             **http,
         )
+        hub = hub or HubProfile()
         api = Api(transport, self.retry, self.stats)
-        self._tracker = Tracker(
+        if hub.edit_field is not None:
+            api.edit_image_field = hub.edit_field
+        api.history_first_page = hub.history_first_page
+        self._tracker = tracker = Tracker(
             transport, api, self.timeouts, self.limits, self.reconcile_policy,
             resolve_upload_repo(upload_repo), upload_public=upload_repo_public,
         )  # fmt: skip
+        if hub.metadata_route is not None and tracker.uploader is not None:
+            tracker.uploader.metadata_route = hub.metadata_route
+        if cache_schemas:
+            tracker.schemas.disk = DiskCache.for_base_url(self.base_url)
 
     def with_options(
         self,
@@ -135,9 +152,7 @@ class Client:
         if max_retries is not None:
             view.retry = dataclasses.replace(view.retry, max_retries=max_retries)
         tracker = self._tracker
-        view._tracker = tracker.derive(
-            Api(tracker.api.transport, view.retry, self.stats, timeouts=view.timeouts)
-        )
+        view._tracker = tracker.derive(tracker.api.derive(view.retry, view.timeouts))
         return view
 
     @property
@@ -280,6 +295,13 @@ class Client:
         """Every model of `GET /api/ai/models`."""
         self._tracker.require_open()
         return await self._tracker.api.models()
+
+    async def has_model(self, model_id: str) -> bool:
+        """Whether the API knows `model_id`: False only when the models endpoint says it does
+        not exist. Answered from the schema cache that every request's check uses (one fetch
+        per model and client)."""
+        self._tracker.require_open()
+        return await self._tracker.schemas.exists(model_id)
 
     async def model(self, model_id: str) -> Model:
         """One model with its request schema; `NotFoundError` for an unknown id."""

@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import _constants as C
@@ -17,6 +17,7 @@ from ._exceptions import ConfigurationError, InvalidRequestError
 
 __all__ = [
     "HttpOptions",
+    "HubProfile",
     "Limits",
     "ReconcilePolicy",
     "Timeouts",
@@ -45,7 +46,7 @@ def _oxen_config_file() -> Path:
     return (Path(root) if root else Path.home() / ".config" / "oxen") / "auth_config.toml"
 
 
-def _key_from_oxen_cli(base_url: str) -> str | None:
+def key_from_oxen_cli(base_url: str) -> str | None:
     """The `auth_token` the `oxen` CLI stored for this base URL's host, if any."""
     path = _oxen_config_file()
     try:
@@ -81,7 +82,7 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
     elif os.environ.get("OXEN_API_KEY"):
         key, source = os.environ["OXEN_API_KEY"], "OXEN_API_KEY"
     else:
-        key, source = _key_from_oxen_cli(base_url) or "", f"the oxen CLI's {_oxen_config_file()}"
+        key, source = key_from_oxen_cli(base_url) or "", f"the oxen CLI's {_oxen_config_file()}"
     if not key:
         raise ConfigurationError(
             f"no API key for {base_url}: pass Client(api_key=...), set OXEN_API_KEY, or run "
@@ -120,6 +121,43 @@ def at_least(name: str, value: object, minimum: float, *, whole: bool = False) -
     if number is None or not number >= minimum or (whole and not isinstance(number, int)):
         kind = "a whole number" if whole else "a number"
         raise InvalidRequestError(f"{name}={value!r} must be {kind} >= {minimum:g}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubProfile:
+    """Where a hub differs from what oxedit assumes by default, as `oxedit doctor` finds it
+    (the CLI applies what doctor remembered for its base URL; a program passes it itself).
+
+    Attributes:
+        edit_field: The image field of `POST /api/ai/images/edit` to send first: the docs'
+            `"input_image"`, or the spec's `"image"` (None: the docs', and learn on a 400).
+        history_first_page: The number of the billing history's first page (1 as the spec
+            reads it, or 0).
+        metadata_route: The repository metadata route that answers: `"meta"` (oxen-server,
+            the official client) or `"metadata"` (the docs); None: try both, `/meta/` first.
+
+    Example:
+        ```python
+        Client(hub=HubProfile(history_first_page=0))
+        ```
+    """
+
+    edit_field: Literal["input_image", "image"] | None = None
+    history_first_page: Literal[0, 1] = 1
+    metadata_route: Literal["meta", "metadata"] | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("edit_field", (None, "input_image", "image")),
+            ("history_first_page", (0, 1)),
+            ("metadata_route", (None, "meta", "metadata")),
+        ):
+            value = getattr(self, name)
+            if value not in allowed or isinstance(value, bool):
+                raise InvalidRequestError(
+                    f"HubProfile({name}={value!r}): must be one of "
+                    + ", ".join(repr(a) for a in allowed)
+                )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from ._bulk.requests import BulkItem as BulkItem
 from ._bulk.requests import BulkResult as BulkResult
 from ._bulk.requests import BulkStatus as BulkStatus
 from ._bulk.requests import EditRequest as EditRequest
+from ._config import HubProfile as HubProfile
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
 from ._config import Timeouts as Timeouts
@@ -50,6 +51,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryPage",
     "HttpSettings",
+    "HubProfile",
     "ImageInput",
     "ImageResult",
     "JobSettled",

@@ -68,3 +68,13 @@ def test_key_is_not_in_repr() -> None:
 def test_settings_are_checked(factory: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         factory()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("edit_field", "img"), ("history_first_page", 2), ("history_first_page", True),
+     ("metadata_route", "/meta/")],
+)  # fmt: skip
+def test_a_hub_profile_refuses_what_no_hub_does(field: str, value: object) -> None:
+    with pytest.raises(oxedit.InvalidRequestError, match=f"{field}={value!r}"):
+        oxedit.HubProfile(**{field: value})  # type: ignore[arg-type]

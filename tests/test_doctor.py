@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oxedit._cli.findings import apply_findings, findings_file, load_findings, save_findings
+from oxedit._cli.findings import findings_file, hub_profile, load_findings, save_findings
 from oxedit._cli.main import main
 from oxedit.testing import Faults, LocalServer
 
@@ -220,8 +220,8 @@ async def test_history_from_zero_is_counted_from_zero_afterwards(
         assert code == 1
         check = only_differs(report, "history page numbering")
         assert check["remedy"].startswith("counts pages from 0")
-        async with server.client() as client:
-            assert apply_findings(client) == {"edit_field": "input_image", "history_first_page": 0}
+        assert load_findings(server.url) == {"edit_field": "input_image", "history_first_page": 0}
+        async with server.client(hub=hub_profile(server.url)) as client:
             page = await client.history(page=1)
     assert [e.generation.id for e in page.generations] == [newest.id]
 
@@ -237,8 +237,7 @@ async def test_image_field_is_sent_first_afterwards(
         assert "image is required" in check["observed"]
         assert check["remedy"].startswith("sends `image`")
         probes = server.stats.requests_by_route[EDIT]
-        async with server.client() as client:
-            apply_findings(client)
+        async with server.client(hub=hub_profile(server.url)) as client:
             result = await client.edit(prompt="invert", image=png())
             assert await client.read(result)
         assert server.stats.requests_by_route[EDIT] - probes == 1  # no refused first try

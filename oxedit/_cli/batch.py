@@ -132,7 +132,7 @@ def _check_out_dir(out: Path) -> None:
 
 
 async def _check_model(client: Client, model: str) -> None:
-    if not await client._tracker.schemas.exists(model):  # one fetch, reused by every row's check
+    if not await client.has_model(model):  # one fetch, reused by every row's check
         raise InvalidRequestError(
             f"--model {model!r} is not a model the API knows; `oxedit models` lists them"
         )
@@ -143,7 +143,7 @@ async def _check_row_models(client: Client, items: list[Any], where: list[str]) 
     models = {i.model for i in items if isinstance(i, EditRequest)}
     unknown = set()
     for model in models:
-        if not await client._tracker.schemas.exists(model):
+        if not await client.has_model(model):
             unknown.add(model)
     return [
         InvalidRequestError(

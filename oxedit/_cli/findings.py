@@ -22,15 +22,13 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from .._atomic import write_atomic
+from .._config import HubProfile
 from .._resources.validate import cache_file
 
-if TYPE_CHECKING:
-    from .._client import Client
-
-__all__ = ["ALLOWED", "apply_findings", "findings_file", "load_findings", "save_findings"]
+__all__ = ["ALLOWED", "findings_file", "hub_profile", "load_findings", "save_findings"]
 
 log = logging.getLogger("oxedit")
 
@@ -75,14 +73,6 @@ def save_findings(base_url: str, found: dict[str, Any]) -> Path | None:
     return path
 
 
-def apply_findings(client: Client) -> dict[str, Any]:
-    """Set what doctor found for the client's base URL on the client; returns it."""
-    found = load_findings(client.base_url)
-    tracker = client._tracker
-    if "edit_field" in found:
-        tracker.api.edit_image_field = found["edit_field"]
-    if "history_first_page" in found:
-        tracker.api.history_first_page = found["history_first_page"]
-    if "metadata_route" in found and tracker.uploader is not None:
-        tracker.uploader.metadata_route = found["metadata_route"]
-    return found
+def hub_profile(base_url: str) -> HubProfile:
+    """What doctor found for `base_url`, as the client's `hub=` setting."""
+    return HubProfile(**load_findings(base_url))

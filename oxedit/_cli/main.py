@@ -29,7 +29,7 @@ from rich.text import Text
 from .. import _constants as C
 from .._atomic import save_atomic
 from .._client import Client
-from .._config import _key_from_oxen_cli, resolve_base_url
+from .._config import key_from_oxen_cli, resolve_base_url
 from .._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -39,11 +39,10 @@ from .._exceptions import (
     PermissionDeniedError,
 )
 from .._models import TERMINAL_STATUSES
-from .._resources.validate import DiskCache
 from .._version import __version__
 from .batch import run_batch
 from .doctor import add_doctor_arguments, run_doctor
-from .findings import apply_findings
+from .findings import hub_profile
 from .serve import add_serve_arguments
 from .serve import serve as serve_command
 from .terminal import cell, line, make_console
@@ -72,7 +71,7 @@ def _configured() -> bool:
     if os.environ.get("OXEN_API_KEY") or os.environ.get("OXEN_BASE_URL"):
         return True
     try:
-        return _key_from_oxen_cli(resolve_base_url(None)) is not None
+        return key_from_oxen_cli(resolve_base_url(None)) is not None
     except OxeditError:
         return True  # a broken config is reported by the Client itself
 
@@ -82,11 +81,12 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
     upload_repo = getattr(args, "upload_to", None)
     public = getattr(args, "upload_public", False)
     if _configured():
-        async with Client(upload_repo=upload_repo, upload_repo_public=public) as client:
-            # Model schemas are kept on disk a few minutes: short commands need not refetch.
-            client._tracker.schemas.disk = DiskCache.for_base_url(client.base_url)
-            if args.command != "doctor":  # doctor checks the assumptions, not its findings
-                apply_findings(client)
+        # doctor checks the assumptions, not its findings; other commands use them
+        hub = None if args.command == "doctor" else hub_profile(resolve_base_url(None))
+        # Model schemas are kept on disk a few minutes: short commands need not refetch.
+        async with Client(
+            upload_repo=upload_repo, upload_repo_public=public, hub=hub, cache_schemas=True
+        ) as client:
             yield client
         return
     from ..server import Faults, LocalServer

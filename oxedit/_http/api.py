@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,14 @@ class Api:
         # The number of the history's first page: 1 as the spec reads, 0 where `oxedit doctor`
         # found the hub counting from 0 (the CLI sets it from what doctor remembered).
         self.history_first_page = 1
+
+    def derive(self, retry: RetryPolicy, timeouts: Timeouts) -> Api:
+        """An `Api` on the same transport and counters with its own retry policy and timeouts
+        (`Client.with_options`), knowing what this one learned of the hub."""
+        view = copy.copy(self)
+        view.retry = retry
+        view.timeouts = timeouts
+        return view
 
     async def call(
         self,
