@@ -31,7 +31,7 @@ from ._config import (
 from ._engine.job import AsCompleted, Job
 from ._engine.tracker import Tracker
 from ._exceptions import InvalidRequestError, OxeditError
-from ._http.api import Api, ClientStats
+from ._http.api import Api, ClientStats, Counters
 from ._http.retry import RetryPolicy
 from ._http.sessions import HttpSettings
 from ._http.transport import Transport
@@ -92,7 +92,7 @@ class Client:
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy()
         self.reconcile_policy = reconcile or ReconcilePolicy()
-        self.stats = ClientStats()
+        self._counters = Counters()  # shared with `with_options` views
         transport = Transport(
             base_url=self.base_url,
             api_key=api_key,
@@ -100,7 +100,7 @@ class Client:
             limits=self.limits,
             **http,
         )
-        api = Api(transport, self.retry, self.stats)
+        api = Api(transport, self.retry, self._counters)
         self._tracker = Tracker(
             transport, api, self.timeouts, self.limits, self.reconcile_policy,
             resolve_upload_repo(upload_repo), upload_public=upload_repo_public,
@@ -136,9 +136,15 @@ class Client:
             view.retry = dataclasses.replace(view.retry, max_retries=max_retries)
         tracker = self._tracker
         view._tracker = tracker.derive(
-            Api(tracker.api.transport, view.retry, self.stats, timeouts=view.timeouts)
+            Api(tracker.api.transport, view.retry, self._counters, timeouts=view.timeouts)
         )
         return view
+
+    @property
+    def stats(self) -> ClientStats:
+        """What this client (with its `with_options` views) has done so far: a frozen
+        snapshot, taken now; read the property again for newer figures."""
+        return self._counters.snapshot()
 
     @property
     def upload_stats(self) -> UploadStats | None:
