@@ -9,9 +9,9 @@ alike. The decisions are kept free of I/O so tests can call each piece directly
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import random
+from asyncio import sleep
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -214,7 +214,7 @@ class Retrying:
                 raise error
             if self._on_retry is not None:
                 self._on_retry(error)
-            await asyncio.sleep(wait)
+            await sleep(wait)
             self.attempt += 1
         elif self._again:
             self._again = False
