@@ -32,7 +32,7 @@ from ._config import (
 from ._engine.job import AsCompleted, Job
 from ._engine.tracker import Tracker
 from ._exceptions import InvalidRequestError, OxeditError
-from ._http.api import Api, ClientStats
+from ._http.api import Api, ClientStats, Counters
 from ._http.retry import RetryPolicy
 from ._http.sessions import HttpSettings
 from ._http.transport import Transport
@@ -101,7 +101,7 @@ class Client:
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy()
         self.reconcile_policy = reconcile or ReconcilePolicy()
-        self.stats = ClientStats()
+        self._counters = Counters()  # shared with `with_options` views
         transport = Transport(
             base_url=self.base_url,
             api_key=api_key,
@@ -110,7 +110,7 @@ class Client:
             **http,
         )
         hub = hub or HubProfile()
-        api = Api(transport, self.retry, self.stats)
+        api = Api(transport, self.retry, self._counters)
         if hub.edit_field is not None:
             api.edit_image_field = hub.edit_field
         api.history_first_page = hub.history_first_page
@@ -154,6 +154,12 @@ class Client:
         tracker = self._tracker
         view._tracker = tracker.derive(tracker.api.derive(view.retry, view.timeouts))
         return view
+
+    @property
+    def stats(self) -> ClientStats:
+        """What this client (with its `with_options` views) has done so far: a frozen
+        snapshot, taken now; read the property again for newer figures."""
+        return self._counters.snapshot()
 
     @property
     def upload_stats(self) -> UploadStats | None:

@@ -525,7 +525,7 @@ class SyncClient:
 
     @property
     def stats(self) -> Any:
-        """The `ClientStats` of the underlying client (shared with `with_options` views)."""
+        """A `ClientStats` snapshot of the underlying client (with its `with_options` views)."""
         return self._client.stats
 
     def __repr__(self) -> str:

@@ -302,3 +302,19 @@ async def test_the_async_methods_are_coroutine_functions_for_mocks() -> None:
     mock = unittest.mock.create_autospec(oxedit.Client, instance=True)
     mock.submit.return_value = "job"
     assert await mock.submit(prompt="p", image=b"") == "job"
+
+
+async def test_stats_are_a_read_only_snapshot(oxen_server: LocalServer) -> None:
+    """`client.stats` is a frozen snapshot: writing to it fails, it does not change under the
+    reader, and a new read shows what the client (with its `with_options` views) did since."""
+    async with client_for(oxen_server) as client:
+        await (await client.submit(prompt="p", image=png())).wait(10)
+        before = client.stats
+        with pytest.raises(AttributeError):
+            before.retries = 5  # type: ignore[misc]
+        await (await client.with_options(max_retries=0).submit(prompt="q", image=png())).wait(10)
+        after = client.stats
+    assert (before.enqueue_requests, after.enqueue_requests) == (1, 2)
+    assert after.requests["POST /api/ai/queue"] == after.enqueue_requests
+    assert after.events == 2 and after.bytes_sent > before.bytes_sent > 0
+    assert isinstance(after, oxedit.ClientStats)

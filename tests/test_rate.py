@@ -10,6 +10,7 @@ import pytest
 import oxedit
 from oxedit import _constants as C
 from oxedit._engine.ratelimit import AdaptiveRate
+from oxedit._http.api import Counters
 from oxedit.testing import Faults, LocalServer
 
 from .helpers import FAST_RETRY, eventually, png
@@ -34,7 +35,7 @@ async def test_unpaced_until_refusals_are_a_share_not_a_stray() -> None:
 
 
 async def test_additive_increase_multiplicative_decrease_and_the_cap() -> None:
-    stats = oxedit.ClientStats()
+    stats = Counters()
     rate = AdaptiveRate(initial=10.0, maximum=12.0, stats=stats)
     assert rate.limited and rate.rate == 10.0
     for _ in range(10):  # about one second of successes at 10/s: about +2/s

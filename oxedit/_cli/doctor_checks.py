@@ -340,7 +340,9 @@ class Doctor:
             {"model": _NO_MODEL, "prompt": _PROMPT, "input_image": "https://example.com/x.png"}
         )
         try:
-            resp = await self.api.post("/api/ai/images/edit", body, route="/api/ai/images/edit")
+            resp = await self.api.send(
+                "POST", "/api/ai/images/edit", body, route="/api/ai/images/edit"
+            )
         except OxeditError as exc:
             self.report.add(
                 "edit image field",

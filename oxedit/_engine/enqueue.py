@@ -35,8 +35,7 @@ from .._exceptions import (
     status_error,
 )
 from .._http.api import Api
-from .._http.retry import Verdict, classify, decide
-from .._http.transport import NotAdmitted
+from .._http.retry import Verdict, classify
 from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder
 from .._response import Response, is_success, parse_retry_after
 from .listener import Listener
@@ -47,8 +46,6 @@ from .registry import Pending, Registry
 __all__ = ["Enqueuer"]
 
 log = logging.getLogger("oxedit")
-
-_ROUTE = "POST /api/ai/queue"
 
 
 def _ids(resp: Response, n: int) -> list[str] | None:
@@ -73,7 +70,6 @@ class Enqueuer:
         pace: AdaptiveRate,
     ) -> None:
         self._api = api
-        self._transport = api.transport
         self._registry = registry
         self._policy = policy
         self._listener = listener
@@ -114,15 +110,14 @@ class Enqueuer:
         pace = self.pace
         api = api or self._api
         stats = api.stats
-        retry = api.retry
-        timeouts = api.timeouts
+        slots = api.transport.slots
         model = payload["model"]
         namespace = payload.get("target_namespace")
-        attempt = 0
         sent_at = 0.0
         unsure = False  # a POST of this call may have created generations nobody follows
+        retrying = api.retrying()
         try:
-            while True:
+            async for _ in retrying:
                 # The stream must be up before anything is sent (events are not replayed).
                 epoch = listener.epoch if listener.connected else await listener.ready()
                 if pace.must_wait():
@@ -132,34 +127,30 @@ class Enqueuer:
                 if on_send is not None:
                     on_send(sent_at)
                 retry_after = None
-                stats.enqueue_requests += 1
-                stats.count(_ROUTE)
-                unsure = True
                 self._posting += 1
                 self._idle.clear()
                 pace.sending()
+                unsure = True
                 try:
-                    resp = await self._transport.request(
-                        "POST",
-                        "/api/ai/queue",
-                        body=body,
-                        gate=pace,
-                        ticket=ticket,
-                        timeouts=timeouts,
-                    )
-                except NotAdmitted:  # the pace dropped while it waited: not sent, queue again
-                    stats.enqueue_requests -= 1
-                    stats.requests[_ROUTE] -= 1
-                    unsure = False
-                    continue
+                    # Admitted, then a connection slot (no socket is held while waiting for
+                    # it); sent only if the pace did not drop meanwhile, else queued again.
+                    await slots.acquire()
+                    try:
+                        if pace.ticket != ticket:
+                            unsure = False
+                            retrying.again()
+                            continue
+                        resp = await api.send(
+                            "POST", "/api/ai/queue", body, route="/api/ai/queue", slot_held=True
+                        )
+                    finally:
+                        slots.release()
                 except APIConnectionError as exc:
                     error: OxeditError = exc
                     verdict = classify("POST", None, sent=exc.sent)
                 except ResponseTooLargeError as exc:  # not read: it may have named ids
                     error, verdict = exc, Verdict.AMBIGUOUS
                 else:
-                    stats.bytes_sent += len(body)
-                    stats.bytes_received += len(resp.body)
                     if is_success(resp.status):
                         pace.succeeded()
                         ids = _ids(resp, n)
@@ -193,12 +184,12 @@ class Enqueuer:
                         verdict = classify("POST", resp.status)
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         if resp.status in (429, 503):
-                            stats.enqueue_refusals += 1
+                            stats.count_refusal()
                             pace.refused(
                                 sent_at,
                                 retry_after,
                                 status=resp.status,
-                                cap=retry.retry_after_max,
+                                cap=api.retry.retry_after_max,
                             )
                 finally:
                     pace.answered()
@@ -210,25 +201,21 @@ class Enqueuer:
                 if verdict is Verdict.DONE or self._closed:  # closed: wrapped below
                     raise error
                 if verdict is Verdict.AMBIGUOUS:
-                    stats.lost_responses += 1
+                    stats.count_lost_response()
                     log.info("enqueue response lost (%s); checking the queue first", error)
                     rows = await self._recovery.find(payload, n, sent_at, key, error)
                     unsure = False
                     if rows:
                         adopted = self._adopt(rows, epoch)
-                        stats.adopted += len(adopted)
+                        stats.count_adopted(len(adopted))
                         return adopted
                     log.info("the lost enqueue created nothing; sending it again")
                     # Nothing within the window; should the backend still commit it, the
                     # second generation is cancelled on sight.
                     self._recovery.abandoned(payload, key, sent_at)
                     verdict = Verdict.RETRY  # it surely created nothing: safe to send again
-                wait = decide(retry, attempt, verdict, retry_after)
-                if wait is None:
-                    raise error
-                stats.retries += 1
-                await asyncio.sleep(wait)
-                attempt += 1
+                retrying.failed(error, verdict, retry_after)
+            raise AssertionError("unreachable: the loop returns or raises")
         except asyncio.CancelledError:
             if unsure and not self._closed:
                 self._follow_orphans(payload, n, sent_at, key)
@@ -319,7 +306,7 @@ class Enqueuer:
         enqueued within that POST's deadline after the recorded time can be adopted, and none
         in `claimed` (see `Recovery.unrecorded`)."""
         rows = await self._recovery.unrecorded(requests, claimed, self._deadline)
-        self._api.stats.adopted += sum(row is not None for row in rows)
+        self._api.stats.count_adopted(sum(row is not None for row in rows))
         # -1: the stream epoch is unknown, so each is reconciled at once.
         return [None if row is None else self._adopt([row], -1)[0] for row in rows]
 

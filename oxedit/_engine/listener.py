@@ -203,7 +203,7 @@ class Listener:
 
     def _on_connected(self) -> None:
         self.epoch += 1
-        self._api.stats.event_connections += 1
+        self._api.stats.count_event_connection()
         if self.epoch > 1:
             # Nothing fired while we were away is replayed: ask the queue about every job.
             self._reconciler.recheck(p.id for p in self._registry)
@@ -222,4 +222,4 @@ class Listener:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
             return
-        self._api.stats.events += 1
+        self._api.stats.count_event()

@@ -33,7 +33,7 @@ import time
 
 from .. import _constants as C
 from .._exceptions import ClientStateError
-from .._http.api import ClientStats
+from .._http.api import Counters
 
 __all__ = ["AdaptiveRate"]
 
@@ -54,7 +54,7 @@ class AdaptiveRate:
     """
 
     def __init__(
-        self, *, initial: float | None, maximum: float | None, stats: ClientStats | None = None
+        self, *, initial: float | None, maximum: float | None, stats: Counters | None = None
     ) -> None:
         self.maximum = maximum
         self._stats = stats
@@ -190,7 +190,7 @@ class AdaptiveRate:
             return
         self.rate = min(self.rate + C.RATE_INCREASE / self.rate, self.maximum or math.inf)
         if self._stats is not None:
-            self._stats.enqueue_rate = self.rate
+            self._stats.set_enqueue_rate(self.rate)
 
     def refused(
         self,
@@ -234,7 +234,7 @@ class AdaptiveRate:
         self.limited = True
         self._open_slots(every=True)  # the start window's waiters: paced from now on
         if self._stats is not None:
-            self._stats.enqueue_rate = self.rate
+            self._stats.set_enqueue_rate(self.rate)
 
     def close(self) -> None:
         """Fail every waiter: the client is closing."""

@@ -106,7 +106,7 @@ class Reconciler:
             pendings = [p for p in registry if p.namespace == namespace]
             if not cost.use_list(namespace, len(here), len(pendings)):
                 continue
-            stats.poll_requests += 1
+            stats.count_poll()
             before = stats.bytes_received
             try:
                 rows = await self._api.list_rows(namespace=namespace)
@@ -132,7 +132,7 @@ class Reconciler:
                 generation_id = queue.pop()
                 if registry.get(generation_id) is None:
                     continue  # an event settled it meanwhile
-                stats.poll_requests += 1
+                stats.count_poll()
                 try:
                     row = await self._api.get_row(generation_id)
                 except NotFoundError:
@@ -173,7 +173,7 @@ class Reconciler:
                 )
             for (model, namespace), wanted in groups.items():
                 for status in (None, "succeeded", "failed", "cancelled"):
-                    self._api.stats.poll_requests += 1
+                    self._api.stats.count_poll()
                     try:
                         rows = await self._api.list_rows(
                             status=status, model=model, namespace=namespace

@@ -226,7 +226,7 @@ class Recovery:
                 continue
             where = (payload["model"], payload.get("target_namespace"))
             if where not in lists:
-                self._api.stats.poll_requests += 1
+                self._api.stats.count_poll()
                 lists[where] = await self._api.list_raw(model=where[0], namespace=where[1])
             rows = _matching(
                 lists[where],
@@ -249,7 +249,7 @@ class Recovery:
                 self._policy.lost_response_window,
             )
             await self._api.delete(generation_id)
-            self._api.stats.late_duplicates_cancelled += 1
+            self._api.stats.count_late_duplicate()
 
     async def close(self) -> None:
         """Stop watching for late rows (the client is closing)."""
@@ -273,7 +273,7 @@ class Recovery:
             return len(found) >= n
 
         model, namespace = payload["model"], payload.get("target_namespace")
-        self._api.stats.poll_requests += 1
+        self._api.stats.count_poll()
         if not take(await self._api.list_raw(model=model, namespace=namespace)):
             await self._finished(model, namespace, sent_at - C.CLOCK_SLACK, take)
         return sorted(found.values(), key=_enqueue_order)
@@ -300,7 +300,7 @@ class Recovery:
             except NotFoundError:
                 pass  # a service without the history route: the lists below
         for status in _FINISHED_STATUSES:
-            self._api.stats.poll_requests += 1
+            self._api.stats.count_poll()
             rows = await self._api.list_raw(status=status, model=model, namespace=namespace)
             if take(rows):
                 return
@@ -309,7 +309,7 @@ class Recovery:
         self, model: str, earliest: float, take: Callable[[list[dict[str, Any]]], bool]
     ) -> None:
         for page, size in history_pages():
-            self._api.stats.poll_requests += 1
+            self._api.stats.count_poll()
             rows = await raw_history_page(self._api, page=page, page_size=size)
             mine = [row for row in rows if _is_users(row, model)]
             if take(mine) or len(rows) < size:
@@ -329,7 +329,7 @@ class Recovery:
                     rows[row["generation_id"]] = row
             return False
 
-        self._api.stats.poll_requests += 1
+        self._api.stats.count_poll()
         keep(await self._api.list_raw(model=model, namespace=namespace))
         await self._finished(model, namespace, since, keep)
         return sorted(rows.values(), key=_enqueue_order)

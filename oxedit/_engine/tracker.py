@@ -92,7 +92,7 @@ class Tracker:
         self._timeouts = timeouts
         self._limits = limits
         self._reconcile = reconcile
-        self._downloader = Downloader(transport, api, api.retry, api.stats)
+        self._downloader = Downloader(transport, api)
         self.schemas = Schemas(api.model)  # checks every request against its model
 
     @property
@@ -104,7 +104,7 @@ class Tracker:
         requests use `api` (its retry policy and timeouts): `Client.with_options`."""
         view = copy.copy(self)
         view.api = api
-        view._downloader = Downloader(self._transport, api, api.retry, api.stats)
+        view._downloader = Downloader(self._transport, api)
         view.schemas = self.schemas.using(api.model)
         view.uploader = self.uploader.using(api) if self.uploader is not None else None
         view._job = DerivedJob

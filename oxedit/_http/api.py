@@ -1,11 +1,11 @@
-"""API calls with retries for the requests that are safe to repeat, and the client's counters."""
+"""API calls with retries for the requests that are safe to repeat, and the client's counters
+(`Counters`, owned here; `ClientStats`, the snapshot users read)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -31,10 +31,10 @@ from .._models import (
     row_decoder,
 )
 from .._response import Response, is_success, parse_retry_after
-from .retry import RetryPolicy, Verdict, classify, decide
+from .retry import Retrying, RetryPolicy, Verdict, classify
 from .transport import Transport
 
-__all__ = ["Api", "ClientStats", "decode"]
+__all__ = ["Api", "ClientStats", "Counters", "decode"]
 
 _T = TypeVar("_T")
 
@@ -61,9 +61,10 @@ def decode(decoder: msgspec.json.Decoder[_T], resp: Response, what: str) -> _T:
 log = logging.getLogger("oxedit")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ClientStats:
-    """What a client has done so far; handy in tests and benchmarks.
+    """What a client has done so far, as of when it was read (`client.stats`, a snapshot:
+    read it again for newer figures); handy in tests and benchmarks.
 
     Attributes:
         requests: API requests sent, by "METHOD route" (ids replaced by `{id}`).
@@ -99,23 +100,118 @@ class ClientStats:
     bytes_sent: int = 0
     bytes_received: int = 0
 
-    def count(self, route: str) -> None:
-        self.requests[route] = self.requests.get(route, 0) + 1
+
+_ENQUEUE = "POST /api/ai/queue"
+
+
+class Counters:
+    """The client's counters, each changed in one place: requests, bytes and retries by `Api`
+    alone (a request is counted when it is sent, never before it is admitted), what the engine
+    observes through the methods below. Users see `ClientStats` snapshots of them.
+    """
+
+    __slots__ = (
+        "adopted",
+        "bytes_received",
+        "bytes_sent",
+        "enqueue_rate",
+        "enqueue_refusals",
+        "event_connections",
+        "events",
+        "late_duplicates_cancelled",
+        "lost_responses",
+        "poll_requests",
+        "requests",
+        "retries",
+    )
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.poll_requests = 0
+        self.event_connections = 0
+        self.events = 0
+        self.retries = 0
+        self.lost_responses = 0
+        self.enqueue_refusals = 0
+        self.enqueue_rate: float | None = None
+        self.adopted = 0
+        self.late_duplicates_cancelled = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def snapshot(self) -> ClientStats:
+        """The figures now, frozen."""
+        return ClientStats(
+            requests=dict(self.requests),
+            # One count of the enqueues, not two kept in step: they are the POSTs to the queue.
+            enqueue_requests=self.requests.get(_ENQUEUE, 0),
+            poll_requests=self.poll_requests,
+            event_connections=self.event_connections,
+            events=self.events,
+            retries=self.retries,
+            lost_responses=self.lost_responses,
+            enqueue_refusals=self.enqueue_refusals,
+            enqueue_rate=self.enqueue_rate,
+            adopted=self.adopted,
+            late_duplicates_cancelled=self.late_duplicates_cancelled,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+        )
+
+    def count_request(self, key: str, sent: int = 0) -> None:
+        """A request ("METHOD route") with a body of `sent` bytes is being sent (by `Api`)."""
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        self.bytes_sent += sent
+
+    def count_retry(self, error: BaseException) -> None:
+        """A request is about to be repeated after `error` (`Retrying`'s `on_retry`)."""
+        self.retries += 1
+        log.debug("retrying after %s", error)
+
+    def count_poll(self) -> None:
+        """A queue request about pending jobs (reconciliation, a lost response's search)."""
+        self.poll_requests += 1
+
+    def count_event_connection(self) -> None:
+        self.event_connections += 1
+
+    def count_event(self) -> None:
+        self.events += 1
+
+    def count_refusal(self) -> None:
+        """An enqueue was refused with 429 or 503."""
+        self.enqueue_refusals += 1
+
+    def count_lost_response(self) -> None:
+        self.lost_responses += 1
+
+    def count_adopted(self, n: int) -> None:
+        """`n` generations found on the server after a lost response."""
+        self.adopted += n
+
+    def count_late_duplicate(self) -> None:
+        self.late_duplicates_cancelled += 1
+
+    def set_enqueue_rate(self, rate: float | None) -> None:
+        self.enqueue_rate = rate
 
 
 class Api:
-    """Typed calls over the transport. GET and DELETE are retried on 429/5xx/connection loss."""
+    """Typed calls over the transport, and the one place API requests are counted. GET and
+    DELETE are retried on 429/5xx/connection loss."""
 
     def __init__(
         self,
         transport: Transport,
         retry: RetryPolicy,
-        stats: ClientStats,
+        stats: Counters,
         timeouts: Timeouts | None = None,
     ) -> None:
         self.transport = transport
         self.retry = retry
         self.stats = stats
+        self._count_retry = stats.count_retry  # bound once: each call's loop shares it
         self.timeouts = timeouts  # None: the transport's (a `with_options` client sets its own)
         # The image field `POST /api/ai/images/edit` takes, learned for this client's life
         # (`_edit`): the docs' `input_image` until the service asks for the spec's `image`.
@@ -131,6 +227,19 @@ class Api:
         view.retry = retry
         view.timeouts = timeouts
         return view
+
+    def retrying(self, on_retry: Callable[[BaseException], object] | None = None) -> Retrying:
+        """The retry loop for one call with this client's policy, each retry counted (and
+        `on_retry(error)` called, if given)."""
+        count = self._count_retry
+        if on_retry is None:
+            return Retrying(self.retry, on_retry=count)
+
+        def both(error: BaseException) -> None:
+            count(error)
+            on_retry(error)
+
+        return Retrying(self.retry, on_retry=both)
 
     async def call(
         self,
@@ -149,41 +258,38 @@ class Api:
         stays malformed, `APIConnectionError` when no response came, `ResponseTooLargeError`
         (at once: the same answer would come again) when the answer is over its cap.
         """
-        attempt = 0
         listing = route in _LISTS
         what = what or f"{method} {route}"
-        while True:
-            self.stats.count(f"{method} {route}")
-            retry_after = None
-            error: Exception
+        key = f"{method} {route}"
+        stats = self.stats
+        retrying = Retrying(self.retry, on_retry=self._count_retry)
+        async for _ in retrying:
+            stats.count_request(key)
             try:
                 resp = await self.transport.request(
                     method, path, params=params, timeouts=self.timeouts, listing=listing
                 )
-                self.stats.bytes_received += len(resp.body)
             except ClientStateError:
                 raise
             except APIConnectionError as exc:
-                error, verdict = exc, classify(method, None, sent=exc.sent)
+                retrying.failed(exc, classify(method, None, sent=exc.sent))
+                continue
+            stats.bytes_received += len(resp.body)
+            if is_success(resp.status):
+                try:
+                    return decode(decoder, resp, what)
+                except APIResponseValidationError as exc:
+                    # A proxy's page, say: worth another try of a request safe to repeat.
+                    retrying.failed(exc, Verdict.RETRY)
+            elif resp.status < 400:
+                raise unexpected_status(resp, what)
             else:
-                if is_success(resp.status):
-                    try:
-                        return decode(decoder, resp, what)
-                    except APIResponseValidationError as exc:
-                        # A proxy's page, say: worth another try of a request safe to repeat.
-                        error, verdict = exc, Verdict.RETRY
-                elif resp.status < 400:
-                    raise unexpected_status(resp, what)
-                else:
-                    error, verdict = status_error(resp, what=what), classify(method, resp.status)
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            wait = decide(self.retry, attempt, verdict, retry_after)
-            if wait is None:
-                raise error
-            self.stats.retries += 1
-            log.debug("retrying %s %s after %s", method, route, error)
-            await asyncio.sleep(wait)
-            attempt += 1
+                retrying.failed(
+                    status_error(resp, what=what),
+                    classify(method, resp.status),
+                    parse_retry_after(resp.headers.get("Retry-After")),
+                )
+        raise AssertionError("unreachable: the loop returns or raises")
 
     async def get_row(self, generation_id: str) -> GenerationRow:
         return await self.call(
@@ -233,10 +339,24 @@ class Api:
         )
         return listed.data
 
-    async def post(self, path: str, body: bytes, *, route: str) -> Response:
-        """One POST, not retried: the caller decides, since a POST may not be repeatable."""
-        self.stats.count(f"POST {route}")
-        self.stats.bytes_sent += len(body)
-        resp = await self.transport.request("POST", path, body=body, timeouts=self.timeouts)
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        route: str,
+        content_type: str = "application/json",
+        slot_held: bool = False,
+    ) -> Response:
+        """One request with a body, not retried: the caller decides, since a POST may not be
+        repeatable. With `slot_held`, the caller holds a connection slot of the transport
+        already (`Transport.slots`: the enqueue takes one before it decides to send)."""
+        self.stats.count_request(f"{method} {route}", len(body))
+        transport = self.transport
+        send = transport.send if slot_held else transport.request
+        resp = await send(
+            method, path, body=body, content_type=content_type, timeouts=self.timeouts
+        )
         self.stats.bytes_received += len(resp.body)
         return resp

@@ -1,22 +1,33 @@
 """The retry engine, as pure functions: what is safe to retry, how long to wait, when to stop.
 
-Every retry loop of oxedit (API calls, the blocking edit, enqueues, result downloads) asks
-`decide` the same question after each failed attempt, so they all honour `Retry-After`, cap
-their waits and count their attempts alike. Kept free of I/O so tests can call each piece
-directly (`Retry-After` is read in `_http`).
+Every request oxedit repeats (API calls, the blocking edit, enqueues, result downloads,
+uploads) goes round the one loop, `Retrying`, which asks `decide` the same question after each
+failed attempt, so they all honour `Retry-After`, cap their waits and count their attempts
+alike. The decisions are kept free of I/O so tests can call each piece directly
+(`Retry-After` is read in `_response`); the loop only sleeps.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+from asyncio import sleep
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import _constants as C
 from .._config import at_least, positive
 from .._exceptions import InvalidRequestError
 
-__all__ = ["RetryPolicy", "Verdict", "backoff", "classify", "classify_download", "decide"]
+__all__ = [
+    "RetryPolicy",
+    "Retrying",
+    "Verdict",
+    "backoff",
+    "classify",
+    "classify_download",
+    "decide",
+]
 
 
 class Verdict(enum.Enum):
@@ -134,3 +145,81 @@ def decide(
     if verdict is not Verdict.RETRY or attempt >= policy.max_retries:
         return None
     return policy.delay(attempt, retry_after, rng)
+
+
+class Retrying:
+    """The one retry loop: attempt, decide, count, sleep, attempt again.
+
+    `async for attempt in Retrying(policy):` runs its body once per attempt (`attempt` counts
+    from 0). A body that succeeds leaves the loop (`return`). One that failed says so,
+    `failed(error, verdict, retry_after)`, and lets the pass end: the loop then raises `error`
+    when `decide` says stop, or else calls `on_retry(error)`, sleeps and runs the body again. A
+    body that sent nothing (its turn was taken back; another form of the same request) calls
+    `again()`: the body runs again at once, and no attempt is counted. A pass that ends with
+    neither is a bug, and raises `RuntimeError` rather than send again unasked.
+
+    An async iterator rather than a function given the attempt as a callback: the body stays
+    in its caller's coroutine, so a request parked inside it (10,000 submits waiting for their
+    turn) costs no frame or closure more, and a first try that succeeds allocates this object
+    and one step of the loop, nothing per attempt.
+
+    Example:
+        ```python
+        retrying = Retrying(policy, on_retry=lambda error: log.debug("again: %s", error))
+        async for _ in retrying:
+            try:
+                return await send()
+            except APIConnectionError as exc:
+                retrying.failed(exc, classify("GET", None, sent=exc.sent))
+        ```
+    """
+
+    __slots__ = ("_again", "_error", "_on_retry", "_policy", "_retry_after", "_verdict", "attempt")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        on_retry: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        self._policy = policy
+        self._on_retry = on_retry
+        self.attempt = -1  # the attempt running now, from 0 (-1: the loop has not started)
+        self._error: BaseException | None = None
+        self._verdict = Verdict.DONE
+        self._retry_after: float | None = None
+        self._again = False
+
+    def failed(
+        self, error: BaseException, verdict: Verdict, retry_after: float | None = None
+    ) -> None:
+        """This attempt failed with `error` (raised as it is if there is no retry);
+        `verdict` says whether sending again is safe, `retry_after` is the server's
+        `Retry-After` in seconds, if it sent one."""
+        self._error, self._verdict, self._retry_after = error, verdict, retry_after
+
+    def again(self) -> None:
+        """Run the body again at once, counting no attempt: nothing was sent this pass."""
+        self._again = True
+
+    def __aiter__(self) -> Retrying:
+        return self
+
+    async def __anext__(self) -> int:
+        error = self._error
+        if error is not None:
+            self._error = None
+            wait = decide(self._policy, self.attempt, self._verdict, self._retry_after)
+            if wait is None:
+                raise error
+            if self._on_retry is not None:
+                self._on_retry(error)
+            await sleep(wait)
+            self.attempt += 1
+        elif self._again:
+            self._again = False
+        elif self.attempt < 0:
+            self.attempt = 0
+        else:
+            raise RuntimeError("a retried request neither returned, failed nor asked again")
+        return self.attempt

@@ -173,11 +173,10 @@ class Sessions:
         self._timeouts = timeouts
         self._limits = limits
         self._base = {"User-Agent": f"oxedit/{__version__}"}
-        self._api_headers = {
-            **self._base,
-            **http.default_headers,
-            "Authorization": f"Bearer {api_key}",
-        }
+        # Built here only: the API channels carry it, and `Transport.download` adds it to a
+        # hop that goes to the API host itself.
+        self.auth = {"Authorization": f"Bearer {api_key}"}
+        self._api_headers = {**self._base, **http.default_headers, **self.auth}
         self._routes: dict[tuple[str, str | None, int | None], Route] = {}
         # The API host's route, resolved now so that a bad environment fails `Client()`.
         self._api_route = self.route_for(base_url)

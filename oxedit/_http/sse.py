@@ -23,17 +23,18 @@ log = logging.getLogger("oxedit")
 
 
 class ServerSentEvent:
-    """One dispatched event. `data` is the joined `data:` lines, as bytes (UTF-8 on the wire)."""
+    """One dispatched event. `data` is the joined `data:` lines, as bytes (UTF-8 on the wire).
 
-    __slots__ = ("data", "event", "id", "retry")
+    A `retry:` field is not kept: the listener's reconnect backoff is its own
+    (`ReconcilePolicy`), whatever the server suggests.
+    """
 
-    def __init__(
-        self, event: str, data: bytes, id: str | None = None, retry: int | None = None
-    ) -> None:
+    __slots__ = ("data", "event", "id")
+
+    def __init__(self, event: str, data: bytes, id: str | None = None) -> None:
         self.event = event
         self.data = data
         self.id = id
-        self.retry = retry
 
     def __repr__(self) -> str:
         return f"ServerSentEvent(event={self.event!r}, data={self.data!r}, id={self.id!r})"
@@ -41,12 +42,7 @@ class ServerSentEvent:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ServerSentEvent):
             return NotImplemented
-        return (self.event, self.data, self.id, self.retry) == (
-            other.event,
-            other.data,
-            other.id,
-            other.retry,
-        )
+        return (self.event, self.data, self.id) == (other.event, other.data, other.id)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -136,7 +132,6 @@ class SSEDecoder:
         "_max",
         "_partial",
         "_partial_len",
-        "_retry",
         "_skip_lf",
         "_started",
         "_warnings",
@@ -160,12 +155,7 @@ class SSEDecoder:
         self._data_len = 0
         self._drop = False  # the event being read is over the limit: discard it
         self._last_id: str | None = None
-        self._retry: int | None = None
         self.dropped = 0  # events dropped for their size
-
-    @property
-    def last_event_id(self) -> str | None:
-        return self._last_id
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if self._skip_lf and chunk:
@@ -229,14 +219,12 @@ class SSEDecoder:
                             self._event or "message",
                             b"\n".join(self._data),
                             self._last_id,
-                            self._retry,
                         )
                     )
                 self._data = []
                 self._data_len = 0
                 self._drop = False
                 self._event = ""
-                self._retry = None
                 continue
             if line[0] == 0x3A or self._drop:  # a ":" comment, or part of a dropped event
                 continue
@@ -261,9 +249,6 @@ class SSEDecoder:
                 self._data.append(value)
             elif field == b"event":
                 self._event = value.decode("utf-8", "replace")
-            elif field == b"id":
-                if b"\x00" not in value:
-                    self._last_id = value.decode("utf-8", "replace")
-            elif field == b"retry" and value.isdigit():
-                self._retry = int(value)
+            elif field == b"id" and b"\x00" not in value:  # ids with NUL are ignored (spec)
+                self._last_id = value.decode("utf-8", "replace")
         return events

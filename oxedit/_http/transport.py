@@ -18,7 +18,7 @@ import io
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Protocol, Unpack
+from typing import Unpack
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -39,9 +39,7 @@ from .hooks import EventHooks
 from .sessions import Channel, HttpSettings, Sessions, client_timeout
 
 __all__ = [
-    "Gate",
     "HttpSettings",
-    "NotAdmitted",
     "Response",
     "Transport",
     "is_success",
@@ -52,15 +50,6 @@ _MAX_REDIRECTS = 5
 _BYTES_BODY = 1 << 20  # larger request bodies go to aiohttp as a file-like object
 
 log = logging.getLogger("oxedit")
-
-
-class NotAdmitted(Exception):
-    """A paced request found the pace changed while it waited for a connection: it was not
-    sent and must queue again (never reaches a caller)."""
-
-
-class Gate(Protocol):
-    ticket: int
 
 
 def url_problem(url: str) -> str | None:
@@ -149,18 +138,20 @@ class Transport:
         setup_logging()  # OXEDIT_LOG, applied as each client is created
         self.base_url = base_url
         self._origin = _origin(base_url)
-        self._auth = {"Authorization": f"Bearer {api_key}"}
         self._timeouts = timeouts
         self._limits = limits
         self.hooks = EventHooks(http.get("event_hooks"))
         self._sessions = Sessions(
             base_url=base_url, api_key=api_key, timeouts=timeouts, limits=limits, **http
         )
+        self._auth = self._sessions.auth
         self._download_slots = asyncio.Semaphore(limits.max_downloads)
         # Requests beyond the bound wait here, before any request object exists: measured
         # cheaper in CPU and memory than queueing in aiohttp's connector with 10,000 waiting
         # (`python -m benchmarks.end_to_end`, strategies raw vs raw-connector).
-        self._slots = asyncio.Semaphore(limits.max_connections)
+        # Public: a caller may take a slot itself and then `send` (the enqueue decides whether
+        # to send after its wait, since its pace may have changed meanwhile).
+        self.slots = asyncio.Semaphore(limits.max_connections)
         self._closing = False
         # Answers being read, by key: (loop time of their deadline, the response). One
         # watchdog enforces `Timeouts.total` for all of them: a timer per request (aiohttp's
@@ -213,75 +204,95 @@ class Transport:
         *,
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
-        gate: Gate | None = None,
-        ticket: int = 0,
         content_type: str = "application/json",
         timeouts: Timeouts | None = None,
         listing: bool = False,
     ) -> Response:
-        """One API request. Raises `APIConnectionError` when no response came,
-        `ResponseTooLargeError` when the answer passed `Limits.max_response_bytes` (with
-        `listing`, a list's `max_list_response_bytes`), and `ClientStateError` when the client
-        closed before it was sent. With a `gate`, raises `NotAdmitted` (nothing sent) when its
-        ticket changed from `ticket` meanwhile. `timeouts` replaces the client's for this
-        request (`Client.with_options`)."""
-        limits = timeouts or self._timeouts
+        """One API request, once a connection slot is free (see `send`)."""
         # acquire/release rather than `async with`: a parked request then holds no
         # `__aenter__` coroutine and bound `__aexit__`, two objects fewer per waiting request
         # for the garbage collector to walk (10,000s of submits wait here).
-        await self._slots.acquire()
+        await self.slots.acquire()
         try:
-            api = self._api
-            if self._closing or api is None:
-                raise self._closed_error(f"{method} {path}")
-            extra = api.extra
-            if timeouts is not None:  # this request's own (`timeout=None` would disable all)
-                extra = {**extra, "timeout": client_timeout(timeouts, read=timeouts.read)}
-            headers = api.headers if body is None else api.json_headers
-            if body is not None and content_type != "application/json":
-                headers = {**api.json_headers, "Content-Type": content_type}
-            if gate is not None and gate.ticket != ticket:
-                raise NotAdmitted
-            started = asyncio.get_running_loop().time()
-            expired = False
-            url = self.base_url + path
-            if self.hooks.request:
-                self.hooks.on_request(method, url)
-            try:
-                async with api.session.request(
-                    method,
-                    url,
-                    # aiohttp warns (ResourceWarning) of bodies over 1 MiB given as bytes
-                    data=body if body is None or len(body) <= _BYTES_BODY else io.BytesIO(body),
-                    params=params,
-                    headers=headers,
-                    allow_redirects=False,
-                    **extra,
-                ) as resp:
-                    key = id(resp)
-                    self._reading[key] = (started + limits.total, resp)
-                    try:
-                        data = await _read_capped(
-                            resp, self._limits, f"{method} {path}", listing=listing
-                        )
-                    finally:
-                        expired = self._reading.pop(key, None) is None
-                    if self.hooks.response or log.isEnabledFor(logging.DEBUG):
-                        self._observed(method, url, resp.status, started)
-                    return Response(resp.status, resp.headers, data)
-            except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
-                if isinstance(exc, RuntimeError) and not self._closing:
-                    api.check_open(f"{method} {path}")  # your http_session, closed under us
-                    raise
-                if expired:
-                    raise APITimeoutError(
-                        f"{method} {path}: no complete answer within {limits.total:g} s "
-                        "(Timeouts.total)",
-                        sent=True,
-                    ) from exc
-                raise _translate(exc, f"{method} {path}") from exc
+            return await self.send(
+                method,
+                path,
+                body=body,
+                params=params,
+                content_type=content_type,
+                timeouts=timeouts,
+                listing=listing,
+            )
         finally:
-            self._slots.release()
+            self.slots.release()
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+        timeouts: Timeouts | None = None,
+        listing: bool = False,
+    ) -> Response:
+        """One API request, sent now: the caller holds one of the `slots` (`request` takes
+        one; a caller that must decide whether to send after its wait takes one itself).
+
+        Raises `APIConnectionError` when no response came, `ResponseTooLargeError` when the
+        answer passed `Limits.max_response_bytes` (with `listing`, a list's
+        `max_list_response_bytes`), and `ClientStateError` when the client closed before it
+        was sent. `timeouts` replaces the client's for this request (`Client.with_options`).
+        """
+        limits = timeouts or self._timeouts
+        api = self._api
+        if self._closing or api is None:
+            raise self._closed_error(f"{method} {path}")
+        extra = api.extra
+        if timeouts is not None:  # this request's own (`timeout=None` would disable all)
+            extra = {**extra, "timeout": client_timeout(timeouts, read=timeouts.read)}
+        headers = api.headers if body is None else api.json_headers
+        if body is not None and content_type != "application/json":
+            headers = {**api.json_headers, "Content-Type": content_type}
+        started = asyncio.get_running_loop().time()
+        expired = False
+        url = self.base_url + path
+        if self.hooks.request:
+            self.hooks.on_request(method, url)
+        try:
+            async with api.session.request(
+                method,
+                url,
+                # aiohttp warns (ResourceWarning) of bodies over 1 MiB given as bytes
+                data=body if body is None or len(body) <= _BYTES_BODY else io.BytesIO(body),
+                params=params,
+                headers=headers,
+                allow_redirects=False,
+                **extra,
+            ) as resp:
+                key = id(resp)
+                self._reading[key] = (started + limits.total, resp)
+                try:
+                    data = await _read_capped(
+                        resp, self._limits, f"{method} {path}", listing=listing
+                    )
+                finally:
+                    expired = self._reading.pop(key, None) is None
+                if self.hooks.response or log.isEnabledFor(logging.DEBUG):
+                    self._observed(method, url, resp.status, started)
+                return Response(resp.status, resp.headers, data)
+        except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not self._closing:
+                api.check_open(f"{method} {path}")  # your http_session, closed under us
+                raise
+            if expired:
+                raise APITimeoutError(
+                    f"{method} {path}: no complete answer within {limits.total:g} s "
+                    "(Timeouts.total)",
+                    sent=True,
+                ) from exc
+            raise _translate(exc, f"{method} {path}") from exc
 
     def _observed(self, method: str, url: str, status: int, started: float) -> None:
         """A response came: tell the hooks and the debug log (method, URL, status; never the

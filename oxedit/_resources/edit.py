@@ -12,7 +12,6 @@ field leads back to the documented one the same way.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -20,12 +19,11 @@ from .._exceptions import (
     AmbiguousRequestError,
     APIConnectionError,
     APIStatusError,
-    OxeditError,
     status_error,
     unexpected_status,
 )
 from .._http.api import Api, decode
-from .._http.retry import Verdict, classify, decide
+from .._http.retry import Verdict, classify
 from .._models import EditResult, edit_decoder, json_encoder
 from .._response import is_success, parse_retry_after
 
@@ -56,11 +54,10 @@ async def blocking_edit(api: Api, payload: dict[str, Any]) -> EditResult:
     field = api.edit_image_field
     body = _in_form(payload, field)
     refused: APIStatusError | None = None  # the first form's 400, while the other is tried
-    attempt = 0
-    while True:
-        retry_after = None
+    retrying = api.retrying()
+    async for _ in retrying:
         try:
-            resp = await api.post(_PATH, body, route=_PATH)
+            resp = await api.send("POST", _PATH, body, route=_PATH)
         except APIConnectionError as exc:
             verdict = classify("POST", None, sent=exc.sent)
             if verdict is Verdict.AMBIGUOUS:
@@ -68,39 +65,38 @@ async def blocking_edit(api: Api, payload: dict[str, Any]) -> EditResult:
                     f"POST {_PATH}: the response was lost ({exc}); it may have been carried "
                     "out and billed, so it was not sent again"
                 ) from exc
-            error: OxeditError = exc
-        else:
-            if is_success(resp.status):
-                api.edit_image_field = field
-                return decode(edit_decoder, resp, f"POST {_PATH}")
-            if resp.status < 400:
-                raise unexpected_status(resp, f"POST {_PATH}")
-            error = status_error(resp, what=f"POST {_PATH}")
-            if resp.status == 400 and _DOCUMENTED in payload:
-                other = _OTHER[field]
-                # "image is required": the service wants the other form. Away from the
-                # documented form only on that sign; back to it on any word about the field
-                # ("unknown field image"). Once per call.
-                asked = names_field(error, other) or (
-                    field != _DOCUMENTED and names_field(error, field)
-                )
-                if refused is None and asked:
-                    refused, field = error, other
-                    body = _in_form(payload, field)
-                    continue
-                if refused is not None:
-                    if names_field(error, field) or names_field(error, other):
-                        # Refused in both forms: the field was not the question; the first
-                        # answer is the one that says what is wrong.
-                        raise refused
-                    api.edit_image_field = field  # accepted; something else is wrong
-            verdict = classify("POST", resp.status)
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        # An ambiguous 5xx is given up on too: with no row to look for, re-sending could bill
-        # twice.
-        wait = decide(api.retry, attempt, verdict, retry_after)
-        if wait is None:
-            raise error
-        api.stats.retries += 1
-        await asyncio.sleep(wait)
-        attempt += 1
+            retrying.failed(exc, verdict)
+            continue
+        if is_success(resp.status):
+            api.edit_image_field = field
+            return decode(edit_decoder, resp, f"POST {_PATH}")
+        if resp.status < 400:
+            raise unexpected_status(resp, f"POST {_PATH}")
+        error = status_error(resp, what=f"POST {_PATH}")
+        if resp.status == 400 and _DOCUMENTED in payload:
+            other = _OTHER[field]
+            # "image is required": the service wants the other form. Away from the
+            # documented form only on that sign; back to it on any word about the field
+            # ("unknown field image"). Once per call.
+            asked = names_field(error, other) or (
+                field != _DOCUMENTED and names_field(error, field)
+            )
+            if refused is None and asked:
+                refused, field = error, other
+                body = _in_form(payload, field)
+                retrying.again()  # a 400 created nothing: the other form, at once
+                continue
+            if refused is not None:
+                if names_field(error, field) or names_field(error, other):
+                    # Refused in both forms: the field was not the question; the first
+                    # answer is the one that says what is wrong.
+                    raise refused
+                api.edit_image_field = field  # accepted; something else is wrong
+        # An ambiguous 5xx is given up on too: with no row to look for, re-sending could
+        # bill twice.
+        retrying.failed(
+            error,
+            classify("POST", resp.status),
+            parse_retry_after(resp.headers.get("Retry-After")),
+        )
+    raise AssertionError("unreachable: the loop returns or raises")

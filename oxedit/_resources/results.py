@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -14,8 +13,8 @@ from .._exceptions import (
     ResponseTooLargeError,
     TransportError,
 )
-from .._http.api import Api, ClientStats
-from .._http.retry import RetryPolicy, Verdict, classify_download, decide
+from .._http.api import Api
+from .._http.retry import Verdict, classify_download
 from .._http.transport import Transport, url_problem
 from .._models import EditResult, Generation
 from .._response import Response, parse_retry_after
@@ -29,11 +28,9 @@ log = logging.getLogger("oxedit")
 class Downloader:
     """Downloads result images; concurrency is bounded by the transport's file session."""
 
-    def __init__(self, transport: Transport, api: Api, retry: RetryPolicy, stats: ClientStats):
+    def __init__(self, transport: Transport, api: Api):
         self._transport = transport
-        self._api = api
-        self._retry = retry
-        self._stats = stats
+        self._api = api  # its retry policy and counters, for `with_options` views too
 
     async def read(self, result: Generation | EditResult, *, index: int = 0) -> bytes:
         if isinstance(result, EditResult):
@@ -79,9 +76,8 @@ class Downloader:
                 "ask the API for the row again (client.get(id)) or report the URL to Oxen",
                 generation_id=generation_id,
             )
-        attempt = 0
-        while True:
-            retry_after = None
+        retrying = self._api.retrying()
+        async for _ in retrying:
             try:
                 resp = await self._transport.download(url)
             except ResponseTooLargeError as exc:
@@ -91,6 +87,7 @@ class Downloader:
             except TransportError as exc:
                 error: Exception = exc
                 verdict = Verdict.RETRY  # a GET: safe to repeat, whatever reached the host
+                retry_after = None
             else:
                 verdict = classify_download(resp.status)
                 if verdict is not Verdict.RETRY:
@@ -101,14 +98,11 @@ class Downloader:
                     status_code=resp.status,
                 )
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            wait = decide(self._retry, attempt, verdict, retry_after)
-            if wait is None:
-                raise DownloadError(
-                    f"{what} failed: {error}", generation_id=generation_id
-                ) from error
-            self._stats.retries += 1
-            await asyncio.sleep(wait)
-            attempt += 1
+            # Raised as it is when the retries are spent.
+            final = DownloadError(f"{what} failed: {error}", generation_id=generation_id)
+            final.__cause__ = error
+            retrying.failed(final, verdict, retry_after)
+        raise AssertionError("unreachable: the loop returns or raises")
 
     @staticmethod
     def _check_download(resp: Response, generation_id: str, url: str) -> bytes:

@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -57,7 +56,7 @@ from .._exceptions import (
     unexpected_status,
 )
 from .._http.api import Api
-from .._http.retry import Verdict, classify, decide
+from .._http.retry import Verdict, classify
 from .._response import Response, is_success, parse_retry_after
 from .inputs import sniff_mime
 
@@ -303,15 +302,10 @@ class Uploader:
             await self._send(
                 "PUT",
                 self._route("file", path),
+                body,
                 route="/api/repos/{namespace}/{repo}/file/{path}",
                 what=target,
-                send=lambda: self._api.transport.request(
-                    "PUT",
-                    self._route("file", path),
-                    body=body,
-                    content_type=content_type,
-                ),
-                size=len(body),
+                content_type=content_type,
             )
         except OxeditError as exc:
             # The first PUT may have landed with its answer lost, or another process stored
@@ -349,57 +343,49 @@ class Uploader:
         await self._send(
             "POST",
             "/api/repos",
+            body,
             route="/api/repos",
             what=f"create repository {self.namespace}/{self.name}",
-            send=lambda: self._api.transport.request("POST", "/api/repos", body=body),
             done=frozenset({409}),
-            size=len(body),
         )
 
     async def _send(
         self,
         method: str,
         path: str,
+        body: bytes,
         *,
         route: str,
         what: str,
-        send: Callable[[], Awaitable[Response]],
+        content_type: str = "application/json",
         done: frozenset[int] = frozenset(),
-        size: int = 0,
     ) -> Response:
-        """`send()` until it succeeds (any 2xx, or a status in `done`), retrying refusals
-        and lost connections with the client's `RetryPolicy`."""
+        """Send until it succeeds (any 2xx, or a status in `done`), retrying refusals and
+        lost connections with the client's `RetryPolicy`."""
         api = self._api
-        attempt = 0
-        while True:
-            api.stats.count(f"{method} {route}")
-            retry_after = None
-            error: OxeditError
+        retrying = api.retrying(on_retry=self._count_retry)
+        async for _ in retrying:
             try:
-                resp = await send()
+                resp = await api.send(method, path, body, route=route, content_type=content_type)
             except ClientStateError:
                 raise
             except APIConnectionError as exc:
-                error, verdict = exc, Verdict.RETRY
-            else:
-                api.stats.bytes_sent += size
-                api.stats.bytes_received += len(resp.body)
-                if is_success(resp.status) or resp.status in done:
-                    return resp
-                if resp.status < 400:
-                    raise unexpected_status(resp, what)
-                error = status_error(resp, what=what)
+                retrying.failed(exc, Verdict.RETRY)
+                continue
+            if is_success(resp.status) or resp.status in done:
+                return resp
+            if resp.status < 400:
+                raise unexpected_status(resp, what)
+            retrying.failed(
+                status_error(resp, what=what),
                 # Idempotent, whatever the method: see `_IDEMPOTENT`.
-                verdict = classify(_IDEMPOTENT, resp.status)
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            wait = decide(api.retry, attempt, verdict, retry_after)
-            if wait is None:
-                raise error
-            api.stats.retries += 1
-            self.stats.retries += 1
-            log.debug("retrying %s %s after %s", method, path, error)
-            await asyncio.sleep(wait)
-            attempt += 1
+                classify(_IDEMPOTENT, resp.status),
+                parse_retry_after(resp.headers.get("Retry-After")),
+            )
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _count_retry(self, error: BaseException) -> None:
+        self.stats.retries += 1
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
