@@ -130,16 +130,18 @@ class Enqueuer:
                 self._posting += 1
                 self._idle.clear()
                 pace.sending()
-                unsure = True
                 try:
                     # Admitted, then a connection slot (no socket is held while waiting for
                     # it); sent only if the pace did not drop meanwhile, else queued again.
                     await slots.acquire()
                     try:
                         if pace.ticket != ticket:
-                            unsure = False
                             retrying.again()
                             continue
+                        # From here the POST may reach the server: cancelled now, what it may
+                        # have created is searched for (cancelled while parked above, nothing
+                        # was sent and nothing is).
+                        unsure = True
                         resp = await api.send(
                             "POST", "/api/ai/queue", body, route="/api/ai/queue", slot_held=True
                         )
