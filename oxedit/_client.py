@@ -36,7 +36,7 @@ from ._http.api import Api, ClientStats, Counters
 from ._http.retry import RetryPolicy
 from ._http.sessions import HttpSettings
 from ._http.transport import Transport
-from ._models import EditResult, Generation, Model, bind, json_encoder
+from ._models import EditResult, Generation, Model, bind
 from ._resources.edit import blocking_edit
 from ._resources.history import HistoryEntry, HistoryPage, history_entry, history_page
 from ._resources.inputs import (
@@ -211,18 +211,14 @@ class Client:
             **params: The model's parameters (e.g. `aspect_ratio="1:1"`) and queue parameters
                 (`target_namespace`), checked against the model's schema before sending.
         """
-        # Flat down to the enqueue: each frame parked is 10,000 objects at 10,000 submits.
         tracker = self._tracker
         drop_single_generation(params)
-        enqueuer = tracker.require_open().enqueuer
+        tracker.require_open()
         if tracker.uploader is not None:
             image = await tracker.hosted(image)
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        if not tracker.schemas.cached(payload):
-            await tracker.schemas.check(payload)  # the first of a model fetches its schema
-        body = json_encoder.encode(payload)  # 1: the generations this request asks for
-        (pending,) = await enqueuer.enqueue(payload, body, 1, api=tracker.api)
-        return tracker.job(pending)
+        (job,) = await tracker.enqueue(payload, 1)  # the enqueuer's coroutine: no extra frame
+        return job
 
     async def submit_generations(
         self,

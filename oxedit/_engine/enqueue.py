@@ -38,6 +38,7 @@ from .._http.api import Api
 from .._http.retry import Verdict, classify
 from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder
 from .._response import Response, is_success, parse_retry_after
+from .job import Job, JobOwner
 from .listener import Listener
 from .ratelimit import AdaptiveRate
 from .recovery import Recovery
@@ -88,9 +89,11 @@ class Enqueuer:
         body: bytes,
         n: int,
         *,
+        owner: JobOwner,
+        job: type[Job] = Job,
         on_send: Callable[[float], None] | None = None,
         api: Api | None = None,
-    ) -> list[Pending]:
+    ) -> list[Job]:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal).
 
@@ -109,7 +112,6 @@ class Enqueuer:
         listener = self._listener
         pace = self.pace
         api = api or self._api
-        stats = api.stats
         slots = api.transport.slots
         model = payload["model"]
         namespace = payload.get("target_namespace")
@@ -159,40 +161,18 @@ class Enqueuer:
                         if ids is not None:
                             unsure = False
                             if self._closed:
-                                raise ClientStateError(
-                                    "the client was closed while this enqueue was answered: "
-                                    f"generation(s) {', '.join(ids)} exist and may still run; "
-                                    "follow them with client.job(id) in a new client",
-                                    generation_ids=tuple(ids),
-                                )
+                                raise _answered_after_close(ids)
                             # A loop, not a comprehension: on Python 3.11 a comprehension
                             # would turn four locals into closure cells for this coroutine's
                             # whole life, four more objects per parked submit for the GC.
                             registered = []
                             for generation_id in ids:
-                                registered.append(
-                                    listener.follow(generation_id, epoch, model, namespace)
-                                )
+                                pending = listener.follow(generation_id, epoch, model, namespace)
+                                registered.append(job(owner, generation_id, pending.future))
                             return registered
-                        error = APIResponseValidationError(
-                            f"enqueue: HTTP {resp.status} without the {n} generation id(s) "
-                            f"asked for: {resp.body[:200]!r}",
-                            status_code=resp.status,
-                            body=resp.body[:200].decode("utf-8", "replace"),
-                        )
-                        verdict = Verdict.AMBIGUOUS
+                        error, verdict = _without_ids(resp, n), Verdict.AMBIGUOUS
                     else:
-                        error = status_error(resp, what="enqueue")
-                        verdict = classify("POST", resp.status)
-                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                        if resp.status in (429, 503):
-                            stats.count_refusal()
-                            pace.refused(
-                                sent_at,
-                                retry_after,
-                                status=resp.status,
-                                cap=api.retry.retry_after_max,
-                            )
+                        error, verdict, retry_after = self._refused(resp, api, sent_at)
                 finally:
                     pace.answered()
                     self._posting -= 1
@@ -203,42 +183,70 @@ class Enqueuer:
                 if verdict is Verdict.DONE or self._closed:  # closed: wrapped below
                     raise error
                 if verdict is Verdict.AMBIGUOUS:
-                    stats.count_lost_response()
-                    log.info("enqueue response lost (%s); checking the queue first", error)
-                    rows = await self._recovery.find(payload, n, sent_at, key, error)
+                    adopted = await self._after_lost_response(
+                        payload, n, sent_at, key, error, epoch, owner, job, api
+                    )
                     unsure = False
-                    if rows:
-                        adopted = self._adopt(rows, epoch)
-                        stats.count_adopted(len(adopted))
+                    if adopted:
                         return adopted
-                    log.info("the lost enqueue created nothing; sending it again")
-                    # Nothing within the window; should the backend still commit it, the
-                    # second generation is cancelled on sight.
-                    self._recovery.abandoned(payload, key, sent_at)
                     verdict = Verdict.RETRY  # it surely created nothing: safe to send again
                 retrying.failed(error, verdict, retry_after)
             raise AssertionError("unreachable: the loop returns or raises")
         except asyncio.CancelledError:
             if unsure and not self._closed:
-                self._follow_orphans(payload, n, sent_at, key)
+                self._start_cancelling_orphans(payload, n, sent_at, key)
             raise
         except OxeditError as exc:
             if self._closed and not (isinstance(exc, ClientStateError) and not unsure):
                 if isinstance(exc, ClientStateError) and exc.generation_ids:
                     raise
-                raise ClientStateError(
-                    f"the client was closed during this enqueue ({exc})"
-                    + (
-                        "; it may have created a generation: look at client.list() in a new client"
-                        if unsure
-                        else ""
-                    )
-                ) from exc
+                raise _closed_during(exc, unsure) from exc
             raise
         finally:
             self._registry.enqueue_finished(flight)
             if self._recovery.finished(key):
                 await self._recovery.notify()
+
+    # -- the rare paths of `enqueue`, out of its body ---------------------------------------
+
+    def _refused(
+        self, resp: Response, api: Api, sent_at: float
+    ) -> tuple[OxeditError, Verdict, float | None]:
+        """A non-2xx answer: its error, whether to send again, its `Retry-After`; a refusal
+        (429/503) tells the shared pace."""
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        if resp.status in (429, 503):
+            api.stats.count_refusal()
+            self.pace.refused(
+                sent_at, retry_after, status=resp.status, cap=api.retry.retry_after_max
+            )
+        return status_error(resp, what="enqueue"), classify("POST", resp.status), retry_after
+
+    async def _after_lost_response(
+        self,
+        payload: dict[str, Any],
+        n: int,
+        sent_at: float,
+        key: int,
+        error: OxeditError,
+        epoch: int,
+        owner: JobOwner,
+        job: type[Job],
+        api: Api,
+    ) -> list[Job]:
+        """The answer was lost: the jobs of the rows the POST created, found in the queue
+        within the lost-response window; none when it surely created nothing (then the
+        caller sends again, and a row the backend commits even later is cancelled on sight)."""
+        api.stats.count_lost_response()
+        log.info("enqueue response lost (%s); checking the queue first", error)
+        rows = await self._recovery.find(payload, n, sent_at, key, error)
+        if not rows:
+            log.info("the lost enqueue created nothing; sending it again")
+            self._recovery.abandoned(payload, key, sent_at)
+            return []
+        adopted = [job(owner, pending.id, pending.future) for pending in self._adopt(rows, epoch)]
+        api.stats.count_adopted(len(adopted))
+        return adopted
 
     async def settle_orphans(self, deadline: float) -> None:
         """Let the searches for what cancelled submits created finish (at most `deadline` s),
@@ -266,7 +274,9 @@ class Enqueuer:
                 await task
         await self._recovery.close()
 
-    def _follow_orphans(self, payload: dict[str, Any], n: int, sent_at: float, key: int) -> None:
+    def _start_cancelling_orphans(
+        self, payload: dict[str, Any], n: int, sent_at: float, key: int
+    ) -> None:
         task = asyncio.get_running_loop().create_task(
             self._cancel_orphans(payload, n, sent_at, key), name="oxedit-orphans"
         )
@@ -335,3 +345,27 @@ class Enqueuer:
                     self._registry.resolve_row(decoded)
         log.info("adopted %d generation(s) created by a POST whose response was lost", len(rows))
         return adopted
+
+
+def _answered_after_close(ids: list[str]) -> ClientStateError:
+    return ClientStateError(
+        "the client was closed while this enqueue was answered: "
+        f"generation(s) {', '.join(ids)} exist and may still run; "
+        "follow them with client.job(id) in a new client",
+        generation_ids=tuple(ids),
+    )
+
+
+def _without_ids(resp: Response, n: int) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"enqueue: HTTP {resp.status} without the {n} generation id(s) "
+        f"asked for: {resp.body[:200]!r}",
+        status_code=resp.status,
+        body=resp.body[:200].decode("utf-8", "replace"),
+    )
+
+
+def _closed_during(exc: OxeditError, unsure: bool) -> ClientStateError:
+    maybe = "; it may have created a generation: look at client.list() in a new client"
+    said = f"the client was closed during this enqueue ({exc})"
+    return ClientStateError(said + (maybe if unsure else ""))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -198,15 +198,29 @@ class Tracker:
             return image
         return await hosted(image, self.uploader)
 
-    async def enqueue(
+    def enqueue(
         self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
-    ) -> list[Job]:
-        """Enqueue `n` generations in one request; `on_send(unix_time)` before each POST."""
+    ) -> Coroutine[Any, Any, list[Job]]:
+        """The one enqueue path (`submit`, `submit_generations`, `map`): check `payload`
+        against its model's schema, then POST it for `n` generations, one job each;
+        `on_send(unix_time)` before each POST.
+
+        Not a coroutine itself: it returns the enqueuer's, so a parked `submit()` holds no
+        frame of it (10,000 parked submits, 10,000 fewer objects for the garbage collector).
+        """
         enqueuer = self.require_open().enqueuer
-        await self.schemas.check(payload)  # the model's schema, fetched once per client
-        body = json_encoder.encode(payload)
-        pendings = await enqueuer.enqueue(payload, body, n, on_send=on_send, api=self.api)
-        return [self._job(self, p.id, p.future) for p in pendings]
+        if not self.schemas.cached(payload):  # the first of a model fetches its schema
+            return self._enqueue_checked(payload, n, on_send)
+        return enqueuer.enqueue(
+            payload, json_encoder.encode(payload), n,
+            owner=self, job=self._job, on_send=on_send, api=self.api,
+        )  # fmt: skip
+
+    async def _enqueue_checked(
+        self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None
+    ) -> list[Job]:
+        await self.schemas.check(payload)
+        return await self.enqueue(payload, n, on_send)
 
     def follow(self, generation_id: str) -> Job:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
