@@ -48,6 +48,7 @@ from .requests import (
     is_local,
 )
 from .resume import migrate_legacy, recover_unrecorded
+from .shard import Shard
 
 if TYPE_CHECKING:
     from .._engine.tracker import Tracker
@@ -81,6 +82,8 @@ class BulkRun:
             input estimated above it is refused unsent (`InvalidRequestError`); else sending
             stops before the item that would pass it (`stopped`, `stopped_at`).
         unknown_cost: USD assumed per generation of a model with unknown pricing.
+        shard: Run only the items of this shard (see `_bulk.shard`): the others are skipped
+            unseen, neither journaled, charged nor yielded (indexes stay input positions).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class BulkRun:
         retry_failed: bool,
         max_cost: Decimal | None = None,
         unknown_cost: Decimal | None = None,
+        shard: Shard | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency={concurrency!r} must be at least 1")
@@ -106,6 +110,7 @@ class BulkRun:
         self._output_dir = Path(os.path.abspath(output_dir)) if output_dir is not None else None
         self._names: OutputNames | None = None
         self._retry_failed = retry_failed
+        self._shard = shard
         self._results: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -212,10 +217,16 @@ class BulkRun:
             async with asyncio.TaskGroup() as group:
                 index = 0
                 async for request in self._iterate():
+                    known: str | None = None
+                    if self._shard is not None:  # another shard's item: not even counted
+                        mine, known = await self._mine(index, request)
+                        if not mine:
+                            index += 1
+                            continue
                     await slots.acquire()
-                    key, charged = None, None
+                    key, charged = known, None
                     if self.stopped is None and isinstance(request, EditRequest):
-                        key, charged = await self._admit(index, request)
+                        key, charged = await self._admit(index, request, known)
                     if self.stopped is not None:
                         slots.release()
                         break
@@ -303,6 +314,28 @@ class BulkRun:
         # A large file is hashed off the event loop; small ones cost less than the hop.
         return await anyio.to_thread.run_sync(identity, request, digest)
 
+    async def share(self, source: Collection[Any]) -> int:
+        """How many items of the sized input `source` are this run's shard's (all of them
+        without a shard): a progress bar's total. Images are hashed once, for the run too."""
+        if self._shard is None:
+            return len(source)
+        seen: Counter[bytes] = Counter()
+        mine = 0
+        for position, item in enumerate(source):
+            request = coerce(item)
+            if isinstance(request, EditRequest):
+                try:
+                    ident = await self._identity(request)
+                    seen[ident] += 1
+                    key = item_key(ident, seen[ident])
+                except Exception:
+                    mine += self._shard.owns_unkeyed(position)
+                    continue
+                mine += self._shard.owns(key)
+            else:
+                mine += self._shard.owns_unkeyed(position)
+        return mine
+
     def _will_send(self, key: str) -> bool:
         entry = self._journal.get(key) if self._journal is not None else None
         return entry is None or entry.will_send(self._retry_failed)
@@ -317,20 +350,39 @@ class BulkRun:
             if not isinstance(request, EditRequest):
                 continue
             try:
-                if self._will_send(await self._key(request, seen, seen_legacy)):
+                key = await self._key(request, seen, seen_legacy)
+                if self._shard is not None and not self._shard.owns(key):
+                    continue  # another shard's: counted against that shard's cap
+                if self._will_send(key):
                     await check_request(request)
                     found.append(request)
             except Exception:  # refused before sending (or unencodable): costs nothing
                 continue
         return found
 
-    async def _admit(self, index: int, request: EditRequest) -> tuple[str | None, Decimal | None]:
-        """The item's key and what it is charged (None: nothing, or unknown); sets `stopped`
-        when the cap does not let it go."""
-        try:
-            key = await self._key(request)
-        except Exception:  # unencodable (a lone surrogate...): that item's error, in _process
-            return None, None
+    async def _mine(
+        self, index: int, request: EditRequest | OxeditError
+    ) -> tuple[bool, str | None]:
+        """Whether the item at input `index` belongs to this run's shard, and its key."""
+        assert self._shard is not None
+        if isinstance(request, EditRequest):
+            try:
+                key = await self._key(request)
+            except Exception:  # unencodable: no key, placed by its position like a bad row
+                return self._shard.owns_unkeyed(index), None
+            return self._shard.owns(key), key
+        return self._shard.owns_unkeyed(index), None
+
+    async def _admit(
+        self, index: int, request: EditRequest, key: str | None = None
+    ) -> tuple[str | None, Decimal | None]:
+        """The item's key (`key` when known already) and what it is charged (None: nothing,
+        or unknown); sets `stopped` when the cap does not let it go."""
+        if key is None:
+            try:
+                key = await self._key(request)
+            except Exception:  # unencodable (a lone surrogate...): its error, in _process
+                return None, None
         if not self._will_send(key):
             return key, None
         if self._spending.budget is not None:
