@@ -545,6 +545,15 @@ class BulkRun:
             journal.enqueued(key, *(job.id for job in jobs))
         return jobs
 
+    def absorb(self, entry: JournalEntry, adopted: dict[str, Pending] | None = None) -> None:
+        """Take over an item another process's journal holds (sent by an `oxedit.ray` actor
+        that died), before it is fed to this run, which then follows it instead of sending
+        it; `adopted`: its generations, found on the server by a crash recovery. Needs the
+        run started with a journal."""
+        assert self._journal is not None, "absorb needs a run with a journal, started"
+        self._journal.absorb(entry)
+        self._adopted.update(adopted or {})
+
     def _follow(self, generation_id: str) -> Job:
         pending = self._adopted.pop(generation_id, None)
         if pending is not None:  # found on the server by the crash recovery

@@ -223,8 +223,12 @@ class Listener:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
             return
-        self._api.stats.events += 1
-        self._registry.resolve(Generation.from_event(event, self._registry.reader), event=True)
+        stats = self._api.stats
+        stats.events += 1
+        registry = self._registry
+        resolved = registry.resolve(Generation.from_event(event, registry.reader), event=True)
+        if not resolved and not registry.knows(event.generation_id):
+            stats.foreign_events += 1  # another process's (kept a moment if early)
 
     async def _reconcile_forever(self) -> None:
         registry = self._registry

@@ -22,6 +22,11 @@ success adds `RATE_INCREASE / rate` again (about +RATE_INCREASE enqueues/s each 
 
 Requests that were admitted at the old rate and still wait for a connection go back in line
 when the rate drops (`ticket` changes), so a burst queued before the drop does not follow it.
+
+Several processes sharing one account's limit (`oxedit.ray`'s actors) pass a `SharedPace`: it
+then paces every send and learns from every refusal, and this pacer keeps only its slow start
+(the window of enqueues in flight) and the process's counts. The engine knows nothing of what
+is behind it (a Ray actor leasing tokens, in `oxedit.ray`).
 """
 
 from __future__ import annotations
@@ -30,12 +35,28 @@ import asyncio
 import collections
 import math
 import time
+from typing import Protocol
 
 from .. import _constants as C
 from .._exceptions import ClientStateError
 from .._http.api import ClientStats
 
-__all__ = ["AdaptiveRate"]
+__all__ = ["AdaptiveRate", "SharedPace"]
+
+
+class SharedPace(Protocol):
+    """A rate budget shared with other processes: asked before each enqueue is sent, told how
+    each was answered."""
+
+    async def acquire(self) -> None:
+        """Wait for this send's turn in the shared budget."""
+
+    def succeeded(self) -> None:
+        """An enqueue was accepted."""
+
+    def refused(self, sent_at: float, retry_after: float | None, status: int) -> None:
+        """An enqueue sent at Unix time `sent_at` was refused (429/503), with `Retry-After`
+        `retry_after` (seconds, or None)."""
 
 
 class AdaptiveRate:
@@ -54,10 +75,16 @@ class AdaptiveRate:
     """
 
     def __init__(
-        self, *, initial: float | None, maximum: float | None, stats: ClientStats | None = None
+        self,
+        *,
+        initial: float | None,
+        maximum: float | None,
+        stats: ClientStats | None = None,
+        shared: SharedPace | None = None,
     ) -> None:
         self.maximum = maximum
         self._stats = stats
+        self._shared = shared  # paces instead of this pacer's own rate (see the docstring)
         start = initial if initial is not None else maximum
         self.rate: float | None = None if start is None else min(start, maximum or math.inf)
         self.limited = self.rate is not None
@@ -87,6 +114,7 @@ class AdaptiveRate:
         `Retry-After` pause not over)."""
         return (
             self.limited
+            or self._shared is not None
             or self.in_flight + self._reserved >= self.window
             or self._pause_until > asyncio.get_running_loop().time()
         )
@@ -149,6 +177,11 @@ class AdaptiveRate:
                 self._reserved -= 1
         if self._closed:
             raise ClientStateError("the client was closed; nothing was sent")
+        if self._shared is not None:
+            await self._shared.acquire()
+            if self._closed:
+                raise ClientStateError("the client was closed; nothing was sent")
+            return
         now = loop.time()
         if self.rate is None or (not self._waiters and now >= max(self._next, self._pause_until)):
             if self.rate is not None:
@@ -177,6 +210,8 @@ class AdaptiveRate:
     def succeeded(self) -> None:
         """An enqueue was accepted: raise the rate a little (or count it, while unpaced)."""
         self.refused_share -= C.RATE_EWMA * self.refused_share
+        if self._shared is not None:
+            self._shared.succeeded()
         if self.rate is None:
             self.window += 1  # the slow start: one more in flight per success
             if self._slots:
@@ -206,6 +241,9 @@ class AdaptiveRate:
         now = asyncio.get_running_loop().time()
         self.refusals += 1
         self.refused_share += C.RATE_EWMA * (1.0 - self.refused_share)
+        if self._shared is not None:  # the shared budget learns; this pacer stays unpaced
+            self._shared.refused(sent_at, retry_after, status)
+            return
         if sent_at < self._last_drop:
             return  # sent at the old rate: answered by that drop already
         # A 429 that says when to come back says the account's limit is reached: pace now.

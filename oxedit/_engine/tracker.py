@@ -28,7 +28,7 @@ from .._resources.validate import Schemas
 from .enqueue import Enqueuer
 from .job import Job
 from .listener import Listener
-from .ratelimit import AdaptiveRate
+from .ratelimit import AdaptiveRate, SharedPace
 from .registry import Outcome, Pending, Registry
 from .schedule import CheckSchedule
 
@@ -85,6 +85,9 @@ class Tracker:
         self._reconcile = reconcile
         self._downloader = Downloader(transport, api, api.retry, api.stats)
         self.schemas = Schemas(api.model)  # checks every request against its model
+        #: A rate budget shared with other processes (`oxedit.ray`), set before `open`: it
+        #: paces the enqueues instead of this client's own adaptive rate.
+        self.shared_pace: SharedPace | None = None
 
     @property
     def state(self) -> State:
@@ -124,7 +127,10 @@ class Tracker:
             self.api, registry, self._reconcile, max_event_bytes=self._limits.max_event_bytes
         )
         pace = AdaptiveRate(
-            initial=self._limits.initial_rate, maximum=self._limits.max_rate, stats=self.api.stats
+            initial=self._limits.initial_rate,
+            maximum=self._limits.max_rate,
+            stats=self.api.stats,
+            shared=self.shared_pace,
         )
         enqueuer = Enqueuer(
             self.api,

@@ -70,6 +70,8 @@ class ClientStats:
         poll_requests: Queue requests made to find out about pending jobs (reconciliation).
         event_connections: `/api/events` connections opened.
         events: `media_generation_completed` events received.
+        foreign_events: Those of them about no generation this client follows (the
+            account's other processes': every stream carries all of the account's events).
         retries: Requests repeated after 429/5xx or a connection failure.
         lost_responses: Enqueue POSTs whose response was lost (or ambiguous 5xx).
         enqueue_refusals: Enqueue POSTs refused with 429 or 503 (each was retried or raised).
@@ -89,6 +91,7 @@ class ClientStats:
     poll_requests: int = 0
     event_connections: int = 0
     events: int = 0
+    foreign_events: int = 0
     retries: int = 0
     lost_responses: int = 0
     enqueue_refusals: int = 0
