@@ -158,3 +158,28 @@ LARGE_INLINE_IMAGE_BYTES = 1_000_000
 # read stay within ~2x of those in the window, whatever the account's history holds.
 RECOVERY_FIRST_PAGE_SIZE = 8
 RECOVERY_MAX_PAGE_SIZE = 512
+
+# `oxedit.ray`: the named actor holding the cluster's one enqueue budget, and how it paces.
+RAY_BUDGET_NAME = "oxedit-rate-budget"
+RAY_BUDGET_NAMESPACE = "oxedit"
+# Each lease hands out this many seconds of the shared rate (one actor call per lease).
+RAY_LEASE_SECONDS = 0.1
+# Tokens asked for per lease while the budget is unpaced (each actor's slow start bounds them).
+RAY_LEASE_UNPACED = 64
+# A leased token unused this long after its time is dropped (the rate may have dropped since).
+RAY_TOKEN_STALE = 0.25
+# On a refusal the shared rate becomes this share of what was accepted over the last
+# RAY_MEASURE_SECONDS (the account's limit, measured), then grows by RAY_RATE_INCREASE
+# enqueues/s each second. A `Retry-After` longer than RAY_PAUSE_AFTER seconds (a quota, an
+# outage, not a token bucket's refill) pauses every actor.
+RAY_RATE_DECREASE = 0.9
+RAY_RATE_INCREASE = 0.5
+RAY_MEASURE_SECONDS = 2.0
+RAY_PAUSE_AFTER = 1.0
+# How long an actor waits for another live one to settle an item it is sending, at most.
+RAY_SENDING_WAIT = 60.0
+# How long an actor's teardown waits for its client to close (sent enqueues answered).
+RAY_CLOSE_TIMEOUT = 30.0
+# A temporary output file younger than this may be another process's write in progress (a
+# folder shared by shards or Ray actors): a run starting then leaves it alone.
+SHARED_TEMP_GRACE = 600.0

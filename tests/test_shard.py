@@ -140,3 +140,19 @@ async def test_two_batches_sharing_a_folder_never_take_the_same_name(tmp_path: P
     ]
     assert len(outputs) == 80 and len(set(outputs)) == 80
     assert len(list(out.glob("*.png"))) == 80
+
+
+async def test_a_shard_starting_leaves_another_shards_write_in_progress_alone(
+    tmp_path: Path,
+) -> None:
+    """A shard (re)starting cleans up what a crash left, but not the temporary file another
+    shard is writing right now: its rename would fail and the item would lose its output."""
+    source = manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / ".b.png.oxedit-0123456789ab.part"  # `_atomic.temp_name`'s form
+    live.write_bytes(b"half a file")
+    async with LocalServer() as server:
+        code, output = await run_process(*batch(source, out, "--shard", "1/2"), env=env_for(server))
+    assert code == 0, output[-3000:]
+    assert live.read_bytes() == b"half a file"

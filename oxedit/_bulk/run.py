@@ -129,6 +129,8 @@ class BulkRun:
             tracker, tracker.api, max_cost=max_cost, unknown_cost=unknown_cost
         )
         self.in_flight = 0
+        #: Other processes write to the output folder too (set before it starts).
+        self.shared_folder = False
         #: Why the run stopped sending new items before the end of its input (a full disk,
         #: the cap, a 402), or None. Items in flight then were finished; the rest not started.
         self.stopped: str | None = None
@@ -195,7 +197,10 @@ class BulkRun:
     async def _run(self) -> None:
         try:
             if self._output_dir is not None:
-                remove_own_temps(self._output_dir)
+                # A folder other processes write to (shards, Ray actors): their writes of the
+                # moment are not a crash's leftovers.
+                shared = self._shard is not None or self.shared_folder
+                remove_own_temps(self._output_dir, C.SHARED_TEMP_GRACE if shared else 0.0)
             journal = self._journal
             if journal is not None:
                 migrate_legacy(journal)
