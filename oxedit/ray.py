@@ -115,7 +115,7 @@ class RateBudget:
         self._count(now, accepted)
         self.leases += 1
         if self.rate is None:
-            return max(want, 1), max(0.0, self._pause_until - now), 0.0
+            return min(max(want, 1), C.RAY_LEASE_UNPACED), max(0.0, self._pause_until - now), 0.0
         count = max(1, min(want, math.ceil(self.rate * C.RAY_LEASE_SECONDS)))
         start = max(now, self._next, self._pause_until)
         self._next = start + count / self.rate
@@ -131,10 +131,15 @@ class RateBudget:
         now = time.monotonic()
         self._count(now, accepted)
         self.refusals += 1
-        if sent_at < self._last_drop:
-            return  # sent before the last drop: answered by it already
-        window = [n for at, n in self._accepted if at >= now - C.RAY_MEASURE_SECONDS]
-        measured = sum(window) / C.RAY_MEASURE_SECONDS
+        if sent_at < self._last_drop + C.RAY_LEASE_SECONDS:
+            # Sent before the last drop, or on a token leased before it: answered by it.
+            return
+        window = [(at, n) for at, n in self._accepted if at >= now - C.RAY_MEASURE_SECONDS]
+        # Over the window, or since the first acceptance when the run is younger than it, but
+        # at least a second: a burst's first answers say nothing of the rate behind it.
+        span = now - window[0][0] if window else C.RAY_MEASURE_SECONDS
+        span = min(C.RAY_MEASURE_SECONDS, max(span, 1.0))
+        measured = sum(n for _, n in window) / span
         base = measured if self.rate is None else min(self.rate, measured)
         ceiling = self.maximum or math.inf
         self.rate = min(max(C.RATE_MIN, base * C.RAY_RATE_DECREASE), ceiling)
@@ -172,12 +177,15 @@ class RateBudget:
 
 
 def _budget_actor(max_rate: float | None) -> Any:
-    """The cluster's named budget actor, created by the first actor that asks."""
+    """The cluster's named budget actor, created by the first actor that asks. Detached: an
+    actor's creations die with it, and Ray Data ends its actors with each pipeline; this one
+    outlives them (what it learned serves the next pipeline) until the cluster stops."""
     remote: Any = ray.remote(RateBudget)
     return remote.options(
         name=C.RAY_BUDGET_NAME,
         namespace=C.RAY_BUDGET_NAMESPACE,
         get_if_exists=True,
+        lifetime="detached",
         num_cpus=0,
         max_concurrency=1,
     ).remote(max_rate)
@@ -219,7 +227,7 @@ class _LeasedPace:
     async def _fetch(self) -> None:
         try:
             ok, self._ok = self._ok, 0
-            count, delay, spacing = await self._budget.lease.remote(C.RAY_LEASE_UNPACED, ok)
+            count, delay, spacing = await self._budget.lease.remote(C.RAY_LEASE_WANT, ok)
             base = time.monotonic() + delay
             self._tokens.extend(base + i * spacing for i in range(count))
         finally:
@@ -227,6 +235,13 @@ class _LeasedPace:
 
     def succeeded(self) -> None:
         self._ok += 1
+        if self._ok == 1:  # told in batches, promptly: the budget measures the account's rate
+            asyncio.get_running_loop().call_later(C.RAY_REPORT_EVERY, self._flush)
+
+    def _flush(self) -> None:
+        ok, self._ok = self._ok, 0
+        if ok:
+            self._budget.succeeded.remote(ok)
 
     def refused(self, sent_at: float, retry_after: float | None, status: int) -> None:
         ok, self._ok = self._ok, 0

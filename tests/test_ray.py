@@ -73,6 +73,8 @@ def server_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def rows(count: int) -> list[dict[str, Any]]:
@@ -143,6 +145,7 @@ def test_rows_through_four_actors_once_with_one_killed(
         killer.join()
     wall = time.monotonic() - started
     stats = oxedit.ray.budget_stats()
+    print({k: v for k, v in stats.items() if k != "actors"})
     assert not killer.is_alive()
     assert sorted(r["row"] for r in out) == list(range(ROWS))  # every row, once
     assert collections.Counter(r["status"] for r in out) == {"succeeded": ROWS}, [

@@ -164,7 +164,7 @@ class AdaptiveRate:
                 # Unpaced, but a `Retry-After` (capped, see `refused`) still holds every send.
                 delay = self._pause_until - loop.time()
                 if delay <= 0:
-                    return
+                    break  # this send's turn (a shared budget's, below, when there is one)
                 await asyncio.sleep(delay)
         except BaseException:
             if held:  # the slot goes to the next in line
