@@ -70,9 +70,7 @@ def run(url: str, actors: int, rows: int, tag: str) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "rows_per_s": round(rows / wall, 1),
         "refused": stats["refusals"],
-        "refused_share": round(
-            stats["refusals"] / max(1, stats["accepted"] + stats["refusals"]), 4
-        ),
+        "refused_share": round(stats["refusals"] / max(1, attempts), 4),
         "cpu_ms_per_row": round(1000 * sum(a["cpu_seconds"] for a in per_actor) / rows, 3),
         "streams_per_actor": [a["streams"] for a in per_actor],
         "foreign_events_per_actor": [a["foreign_events"] for a in per_actor],
