@@ -103,6 +103,8 @@ class Listener:
     ) -> Pending:
         """Start waiting for a generation whose POST was sent while the stream was at
         `sent_epoch` (-1: unknown, so it is reconciled at once)."""
+        if self._registry.is_early(generation_id):  # counted as another process's on arrival
+            self._api.stats.foreign_events -= 1
         pending = self._registry.add(generation_id, model, namespace)
         self.vouch(generation_id, sent_epoch)
         return pending
@@ -228,7 +230,9 @@ class Listener:
         registry = self._registry
         resolved = registry.resolve(Generation.from_event(event, registry.reader), event=True)
         if not resolved and not registry.knows(event.generation_id):
-            stats.foreign_events += 1  # another process's (kept a moment if early)
+            # Another process's, or this one's ahead of its enqueue's answer (kept a moment):
+            # then `follow` takes it back.
+            stats.foreign_events += 1
 
     async def _reconcile_forever(self) -> None:
         registry = self._registry

@@ -84,6 +84,10 @@ class Registry:
     def __iter__(self) -> Iterator[Pending]:
         return iter(list(self._pending.values()))
 
+    def is_early(self, generation_id: str) -> bool:
+        """Whether an event for `generation_id` came before its enqueue's answer (kept)."""
+        return generation_id in self._early
+
     def knows(self, generation_id: str) -> bool:
         return generation_id in self._known or generation_id in self._pending
 
