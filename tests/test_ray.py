@@ -40,7 +40,7 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore::FutureWarning:ray\..*"),
 ]
 
-# The README's figures come from 2,000 rows (OXEDIT_RAY_ROWS=2000); the test keeps to fewer.
+# The test keeps to 600 rows for time; OXEDIT_RAY_ROWS=2000 runs the 2,000.
 ROWS = int(os.environ.get("OXEDIT_RAY_ROWS", "600"))
 RATE = 50.0
 
