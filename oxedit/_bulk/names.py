@@ -5,13 +5,14 @@ already there that oxedit did not write. No item ever overwrites another's outpu
 
 Several processes may share one folder (`oxedit batch --shard i/N`, `oxedit.ray` actors), each
 with a journal of its own that the others do not read: a name is also reserved in the folder
-itself, as a file `.oxedit-names/STEM` created with `O_EXCL` (atomic on local file systems and
-NFSv3+) holding the owner's key. Whoever creates it first holds the name; a racer sees the file
-and moves on to its next candidate."""
+itself, as a file `.oxedit-names/STEM` holding the owner's key, created atomically (a hard
+link, else `O_EXCL`: atomic on local file systems and NFSv3+). Whoever creates it first holds
+the name; a racer sees the file and moves on to its next candidate."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from itertools import chain, count
 from pathlib import Path
@@ -111,19 +112,33 @@ class OutputNames:
         path = self._reserved / folded
         try:
             self._reserved.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            _create_holding(path, key)
         except FileExistsError:
             try:
                 holder = path.read_text(encoding="utf-8")
             except OSError:
                 return None
-            # A holder that crashed between creating the file and writing its key leaves it
-            # empty: nobody can tell whose it is, so it stays taken.
             return False if holder == key else None
         except OSError:  # an odd stem or a read-only folder: the journal's check stands alone
             return False
+        return True
+
+
+def _create_holding(path: Path, key: str) -> None:
+    """Create `path` holding `key`, atomically: a file written aside, then hard-linked to
+    `path` (which fails if it exists, even over NFS), so that no crash leaves it empty;
+    `O_EXCL` where hard links are not supported. `FileExistsError` if `path` exists."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+    aside.write_text(key, encoding="utf-8")
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.write(fd, key.encode())
         finally:
             os.close(fd)
-        return True
+    finally:
+        aside.unlink(missing_ok=True)
