@@ -167,15 +167,16 @@ RAY_LEASE_SECONDS = 0.1
 # Tokens asked for per lease while the budget is unpaced: few, so that once it paces, the
 # other actors learn it at their next lease, a handful of sends later.
 RAY_LEASE_UNPACED = 4
-# A leased token unused this long after its time is dropped (the rate may have dropped since).
-RAY_TOKEN_STALE = 0.25
+# A leased token unused this long after its time is dropped: an actor whose loop was busy
+# must not spend its missed turns in one burst (nor those of a rate that has dropped since).
+RAY_TOKEN_STALE = 0.05
 # On a refusal the shared rate becomes this share of what was accepted over the last
 # RAY_MEASURE_SECONDS (at least a second; the account's limit, measured), then grows by
 # RAY_RATE_INCREASE
 # enqueues/s each second. A `Retry-After` longer than RAY_PAUSE_AFTER seconds (a quota, an
 # outage, not a token bucket's refill) pauses every actor.
-RAY_RATE_DECREASE = 0.9
-RAY_RATE_INCREASE = 5.0
+RAY_RATE_DECREASE = 0.85
+RAY_RATE_INCREASE = 3.0
 RAY_MEASURE_SECONDS = 2.0
 RAY_PAUSE_AFTER = 1.0
 # How long an actor waits for another live one to settle an item it is sending, at most.
@@ -189,3 +190,6 @@ SHARED_TEMP_GRACE = 600.0
 RAY_REPORT_EVERY = 0.05
 # Tokens an actor asks for per lease, at most (the budget gives RAY_LEASE_SECONDS' worth).
 RAY_LEASE_WANT = 64
+# An actor's enqueues refused (429/503) are retried this many times: under a shared budget a
+# refusal is the budget's misjudgement, not the row's, and must not end it.
+RAY_MAX_RETRIES = 30

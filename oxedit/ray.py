@@ -66,6 +66,7 @@ from ._bulk.run import BulkRun
 from ._client import Client
 from ._config import Limits
 from ._exceptions import ConfigurationError, InvalidRequestError, OxeditError
+from ._http.retry import RetryPolicy
 
 try:
     import ray
@@ -233,6 +234,11 @@ class _LeasedPace:
         finally:
             self._lease = None
 
+    @property
+    def ticket(self) -> int:
+        # Turns last RAY_TOKEN_STALE: a send that waited longer for a connection takes another.
+        return int(time.monotonic() / C.RAY_TOKEN_STALE)
+
     def succeeded(self) -> None:
         self._ok += 1
         if self._ok == 1:  # told in batches, promptly: the budget measures the account's rate
@@ -320,7 +326,9 @@ class Edit:
                 limits = self._client_args.pop("limits", None) or Limits(max_rate=None)
                 if not self._shared_rate and self._max_rate is not None:
                     limits = Limits(max_rate=self._max_rate)
-                client = Client(limits=limits, **self._client_args)
+                args = dict(self._client_args)
+                args.setdefault("retry", RetryPolicy(max_retries=C.RAY_MAX_RETRIES))
+                client = Client(limits=limits, **args)
                 if budget is not None:
                     client._tracker.shared_pace = _LeasedPace(budget)
                 await client.__aenter__()

@@ -51,6 +51,11 @@ class SharedPace(Protocol):
     async def acquire(self) -> None:
         """Wait for this send's turn in the shared budget."""
 
+    @property
+    def ticket(self) -> int:
+        """Changes when a turn taken is over: a send admitted then and still waiting for a
+        connection must `acquire` again (its late send would be part of a burst)."""
+
     def succeeded(self) -> None:
         """An enqueue was accepted."""
 
@@ -88,7 +93,7 @@ class AdaptiveRate:
         start = initial if initial is not None else maximum
         self.rate: float | None = None if start is None else min(start, maximum or math.inf)
         self.limited = self.rate is not None
-        self.ticket = 0  # changes whenever admitted requests must queue again
+        self._ticket = 0  # changes whenever admitted requests must queue again
         self.refusals = 0
         self.refused_share = 0.0  # moving average of refused answers (1) among all (0)
         self._next = 0.0  # loop time at which the next send may go
@@ -108,6 +113,12 @@ class AdaptiveRate:
         self._window_start = 0.0
         self._window_ok = 0
         self._previous_ok = 0
+
+    @property
+    def ticket(self) -> int:
+        """Changes whenever the requests admitted and still waiting for a connection must
+        queue again (the rate dropped; or the shared budget's turns they took are over)."""
+        return self._shared.ticket if self._shared is not None else self._ticket
 
     def must_wait(self) -> bool:
         """Whether a send must `acquire()` its turn first (paced, the start window full, or a
@@ -255,7 +266,7 @@ class AdaptiveRate:
             self._pause_until = max(self._pause_until, now + min(retry_after, cap))
         self._last_drop = time.time()
         self.refused_share = 0.0  # the next decision on fresh evidence
-        self.ticket += 1  # admitted requests not sent yet queue again, behind the pause
+        self._ticket += 1  # admitted requests not sent yet queue again, behind the pause
         if self.rate is None:
             if time.monotonic() - self._window_start >= 2.0:
                 self._window_ok = 0  # the last success is older than the last two seconds

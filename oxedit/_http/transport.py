@@ -60,7 +60,8 @@ class NotAdmitted(Exception):
 
 
 class Gate(Protocol):
-    ticket: int
+    @property
+    def ticket(self) -> int: ...
 
 
 def url_problem(url: str) -> str | None:
