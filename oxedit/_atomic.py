@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
+import time
 from pathlib import Path
 from typing import Final
 
@@ -61,13 +63,21 @@ async def save_atomic(path: Path, data: bytes) -> None:
     await anyio.to_thread.run_sync(write_atomic, path, data)
 
 
-def remove_own_temps(folder: Path) -> int:
+def remove_own_temps(folder: Path, older_than: float = 0.0) -> int:
     """Delete the temporary files that interrupted `write_atomic`s left in `folder`; returns
-    how many. Other files are never touched."""
+    how many. Other files are never touched. `older_than` (seconds): only those last written
+    that long ago, when other processes may be writing to the folder right now."""
     removed = 0
     if folder.is_dir():
+        now = time.time()
         for stray in folder.glob(f".*.{_MARKER}*.part"):
-            if is_own_temp(stray.name) and stray.is_file():
+            if not is_own_temp(stray.name):
+                continue
+            try:
+                info = stray.stat()
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= older_than:
                 stray.unlink(missing_ok=True)
                 removed += 1
     return removed

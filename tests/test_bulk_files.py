@@ -93,4 +93,10 @@ async def test_names_that_leave_the_output_folder_are_per_row_errors(tmp_path: P
         assert "name" in (result.error or "") and "file name" in (result.error or "")
     assert created == 1  # nothing was sent for a bad name
     assert victim.read_bytes() == b"precious"
-    assert all_files(tmp_path) == ["in.png", "victim/keep.png", "work/out/fine.png"]
+    # (and the folder's reservation of the one name taken: `_bulk.names`)
+    assert all_files(tmp_path) == [
+        "in.png",
+        "victim/keep.png",
+        "work/out/.oxedit-names/fine",
+        "work/out/fine.png",
+    ]

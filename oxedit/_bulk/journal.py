@@ -46,7 +46,15 @@ try:
 except ImportError:  # Windows: no advisory locks; one run at a time is then up to the user
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FINISHED", "Journal", "JournalEntry", "is_legacy", "item_key", "legacy_key"]
+__all__ = [
+    "FINISHED",
+    "Journal",
+    "JournalEntry",
+    "is_legacy",
+    "item_key",
+    "legacy_key",
+    "peek",
+]
 
 FINISHED: Final = frozenset({"succeeded", "failed", "cancelled", "error"})
 
@@ -296,6 +304,19 @@ class Journal:
             (key, request, error, now),
         )
 
+    def absorb(self, entry: JournalEntry) -> None:
+        """Take over an item another process's journal holds (`oxedit.ray`: an actor that
+        died), as that journal has it: this journal then follows or resumes it."""
+        self._db.execute(
+            f"INSERT OR REPLACE INTO items ({_FIELDS}, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.key, entry.request, entry.state, entry.generation_id, entry.sent_at,
+                entry.error, entry.output, entry.estimate, entry.cost, entry.more_ids,
+                entry.outputs, entry.names, time.time(),
+            ),
+        )  # fmt: skip
+
     def forget(self, key: str) -> None:
         """Drop an item that was surely never sent, so it is sent as new."""
         self._db.execute("DELETE FROM items WHERE key = ?", (key,))
@@ -347,3 +368,29 @@ def _lock(lock_path: Path, journal: Path) -> IO[str]:
         f.write(str(os.getpid()))
         f.flush()
     return f
+
+
+def peek(path: str | os.PathLike[str], keys: list[str] | None = None) -> list[JournalEntry]:
+    """The rows of a journal another process may be writing (`keys` only, if given), read
+    without its lock: a snapshot, as of the last commit (WAL readers never block writers).
+    Empty when it cannot be read."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        if keys is None:
+            rows = db.execute(f"SELECT {_FIELDS} FROM items").fetchall()
+        else:
+            rows = []
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows += db.execute(
+                    f"SELECT {_FIELDS} FROM items WHERE key IN ({marks})", chunk
+                ).fetchall()
+        return [JournalEntry(*row) for row in rows]
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -29,9 +29,11 @@ async def recover_unrecorded(
     tracker: Tracker,
     journal: Journal,
     payload: Callable[[EditRequest], Awaitable[dict[str, Any]]],
+    claimed: Collection[str] = (),
 ) -> dict[str, Pending]:
     """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
-    them unsent. Returns the adopted generations by id."""
+    them unsent. Returns the adopted generations by id. `claimed`: generations other
+    journals own (never adopted), besides this journal's."""
     adopted_by_id: dict[str, Pending] = {}
     stranded = [e for e in journal.entries() if e.state == "sending"]
     if not stranded:
@@ -49,7 +51,7 @@ async def recover_unrecorded(
         n = body.get("num_generations", 1)
         requests.extend([(body, entry.sent_at or 0)] * n)
         keys.append((entry.key, n))
-    adopted = await tracker.adopt_unrecorded(requests, journal.claimed_ids())
+    adopted = await tracker.adopt_unrecorded(requests, journal.claimed_ids() | set(claimed))
     start = 0
     for key, n in keys:
         found = [p for p in adopted[start : start + n] if p is not None]

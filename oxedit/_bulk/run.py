@@ -49,6 +49,7 @@ from .requests import (
     is_local,
 )
 from .resume import migrate_legacy, recover_unrecorded
+from .shard import Shard
 
 if TYPE_CHECKING:
     from .._engine.tracker import Tracker
@@ -82,6 +83,8 @@ class BulkRun:
             input estimated above it is refused unsent (`InvalidRequestError`); else sending
             stops before the item that would pass it (`stopped`, `stopped_at`).
         unknown_cost: USD assumed per generation of a model with unknown pricing.
+        shard: Run only the items of this shard (see `_bulk.shard`): the others are skipped
+            unseen, neither journaled, charged nor yielded (indexes stay input positions).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class BulkRun:
         retry_failed: bool,
         max_cost: Decimal | None = None,
         unknown_cost: Decimal | None = None,
+        shard: Shard | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency={concurrency!r} must be at least 1")
@@ -107,6 +111,7 @@ class BulkRun:
         self._output_dir = Path(os.path.abspath(output_dir)) if output_dir is not None else None
         self._names: OutputNames | None = None
         self._retry_failed = retry_failed
+        self._shard = shard
         self._results: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -125,6 +130,8 @@ class BulkRun:
             tracker, tracker.api, max_cost=max_cost, unknown_cost=unknown_cost
         )
         self.in_flight = 0
+        #: Other processes write to the output folder too (set before it starts).
+        self.shared_folder = False
         #: Why the run stopped sending new items before the end of its input (a full disk,
         #: the cap, a 402), or None. Items in flight then were finished; the rest not started.
         self.stopped: str | None = None
@@ -191,7 +198,10 @@ class BulkRun:
     async def _run(self) -> None:
         try:
             if self._output_dir is not None:
-                remove_own_temps(self._output_dir)
+                # A folder other processes write to (shards, Ray actors): their writes of the
+                # moment are not a crash's leftovers.
+                shared = self._shard is not None or self.shared_folder
+                remove_own_temps(self._output_dir, C.SHARED_TEMP_GRACE if shared else 0.0)
             journal = self._journal
             if journal is not None:
                 migrate_legacy(journal)
@@ -213,10 +223,16 @@ class BulkRun:
             async with asyncio.TaskGroup() as group:
                 index = 0
                 async for request in self._iterate():
+                    known: str | None = None
+                    if self._shard is not None:  # another shard's item: not even counted
+                        mine, known = await self._mine(index, request)
+                        if not mine:
+                            index += 1
+                            continue
                     await slots.acquire()
-                    key, charged = None, None
+                    key, charged = known, None
                     if self.stopped is None and isinstance(request, EditRequest):
-                        key, charged = await self._admit(index, request)
+                        key, charged = await self._admit(index, request, known)
                     if self.stopped is not None:
                         slots.release()
                         break
@@ -304,6 +320,28 @@ class BulkRun:
         # A large file is hashed off the event loop; small ones cost less than the hop.
         return await anyio.to_thread.run_sync(identity, request, digest)
 
+    async def share(self, source: Collection[Any]) -> int:
+        """How many items of the sized input `source` are this run's shard's (all of them
+        without a shard): a progress bar's total. Images are hashed once, for the run too."""
+        if self._shard is None:
+            return len(source)
+        seen: Counter[bytes] = Counter()
+        mine = 0
+        for position, item in enumerate(source):
+            request = coerce(item)
+            if isinstance(request, EditRequest):
+                try:
+                    ident = await self._identity(request)
+                    seen[ident] += 1
+                    key = item_key(ident, seen[ident])
+                except Exception:
+                    mine += self._shard.owns_unkeyed(position)
+                    continue
+                mine += self._shard.owns(key)
+            else:
+                mine += self._shard.owns_unkeyed(position)
+        return mine
+
     def _will_send(self, key: str) -> bool:
         entry = self._journal.get(key) if self._journal is not None else None
         return entry is None or entry.will_send(self._retry_failed)
@@ -318,20 +356,39 @@ class BulkRun:
             if not isinstance(request, EditRequest):
                 continue
             try:
-                if self._will_send(await self._key(request, seen, seen_legacy)):
+                key = await self._key(request, seen, seen_legacy)
+                if self._shard is not None and not self._shard.owns(key):
+                    continue  # another shard's: counted against that shard's cap
+                if self._will_send(key):
                     await check_request(request)
                     found.append(request)
             except Exception:  # refused before sending (or unencodable): costs nothing
                 continue
         return found
 
-    async def _admit(self, index: int, request: EditRequest) -> tuple[str | None, Decimal | None]:
-        """The item's key and what it is charged (None: nothing, or unknown); sets `stopped`
-        when the cap does not let it go."""
-        try:
-            key = await self._key(request)
-        except Exception:  # unencodable (a lone surrogate...): that item's error, in _process
-            return None, None
+    async def _mine(
+        self, index: int, request: EditRequest | OxeditError
+    ) -> tuple[bool, str | None]:
+        """Whether the item at input `index` belongs to this run's shard, and its key."""
+        assert self._shard is not None
+        if isinstance(request, EditRequest):
+            try:
+                key = await self._key(request)
+            except Exception:  # unencodable: no key, placed by its position like a bad row
+                return self._shard.owns_unkeyed(index), None
+            return self._shard.owns(key), key
+        return self._shard.owns_unkeyed(index), None
+
+    async def _admit(
+        self, index: int, request: EditRequest, key: str | None = None
+    ) -> tuple[str | None, Decimal | None]:
+        """The item's key (`key` when known already) and what it is charged (None: nothing,
+        or unknown); sets `stopped` when the cap does not let it go."""
+        if key is None:
+            try:
+                key = await self._key(request)
+            except Exception:  # unencodable (a lone surrogate...): its error, in _process
+                return None, None
         if not self._will_send(key):
             return key, None
         if self._spending.budget is not None:
@@ -493,6 +550,15 @@ class BulkRun:
         if journal is not None:
             journal.enqueued(key, *(job.id for job in jobs))
         return jobs
+
+    def absorb(self, entry: JournalEntry, adopted: dict[str, Pending] | None = None) -> None:
+        """Take over an item another process's journal holds (sent by an `oxedit.ray` actor
+        that died), before it is fed to this run, which then follows it instead of sending
+        it; `adopted`: its generations, found on the server by a crash recovery. Needs the
+        run started with a journal."""
+        assert self._journal is not None, "absorb needs a run with a journal, started"
+        self._journal.absorb(entry)
+        self._adopted.update(adopted or {})
 
     def _follow(self, generation_id: str) -> Job:
         pending = self._adopted.pop(generation_id, None)

@@ -23,11 +23,13 @@ from rich.console import Console
 from .._atomic import write_atomic
 from .._bulk.cost import to_amount
 from .._bulk.requests import BulkResult, EditRequest
+from .._bulk.run import BulkRun
+from .._bulk.shard import DEFAULT_JOURNAL, Shard
 from .._client import Client
-from .._exceptions import InvalidRequestError, OxeditError
+from .._exceptions import ConfigurationError, InvalidRequestError, OxeditError
 from .estimate_view import print_estimate
 from .progress import BatchProgress, summary_table
-from .report.build import journal_items, write_html_report
+from .report.build import journal_items, write_html_report, write_merged_report
 from .sources import load_source
 from .terminal import line
 
@@ -47,7 +49,10 @@ async def run_batch(
 ) -> int:
     """Run the batch `args` describes with a client from `client()`; the exit code."""
     out_dir = Path(args.out)
+    shard = Shard.parse(args.shard) if args.shard else None
     max_cost = to_amount(args.max_cost, "--max-cost")
+    if shard is not None and max_cost is not None:
+        max_cost = max_cost / shard.count  # an equal share: see --help
     unknown_cost = to_amount(args.unknown_cost, "--unknown-cost")
     if not args.dry_run:
         _check_out_dir(out_dir)
@@ -62,20 +67,20 @@ async def run_batch(
                 await _check_model(api, args.model)
             estimate = await api.estimate(items, unknown_cost=unknown_cost)
         return print_estimate(err, estimate)
-    journal = Path(args.journal) if args.journal else out_dir / ".oxedit-journal.sqlite"
-    report_path = Path(args.report) if args.report else out_dir / "report.json"
+    name = shard.journal_name if shard is not None else DEFAULT_JOURNAL
+    journal = Path(args.journal) if args.journal else out_dir / name
+    default_report = "report.json"
+    if shard is not None and shard.count > 1:  # report.json is the merge of every shard's
+        default_report = f"report.shard-{shard.index}-of-{shard.count}.json"
+    report_path = Path(args.report) if args.report else out_dir / default_report
     results: list[BulkResult] = []
     async with client() as api:
         if args.model:
             await _check_model(api, args.model)
         items = await _check_row_models(api, items, where)
-        progress = BatchProgress(
-            err,
-            total=len(items),
-            pace=lambda: api.stats.enqueue_rate,
-            uploads=lambda: api.upload_stats,
-        )
-        run = api.map(
+        api._tracker.require_open()
+        run = BulkRun(  # what `api.map` makes, given the shard
+            api._tracker,
             items,
             concurrency=args.concurrency,
             journal=journal,
@@ -83,6 +88,13 @@ async def run_batch(
             retry_failed=args.retry_failed,
             max_cost=max_cost,
             unknown_cost=unknown_cost,
+            shard=shard,
+        )
+        progress = BatchProgress(
+            err,
+            total=await run.share(items),
+            pace=lambda: api.stats.enqueue_rate,
+            uploads=lambda: api.upload_stats,
         )
         try:
             async with run:
@@ -110,7 +122,10 @@ async def run_batch(
     reported = _finish(
         err, report_path, results, run.keys, journal, progress, out_dir, stopped, run.stopped_at
     )
-    _page(err, out_dir, journal, report_path)
+    if shard is not None and shard.count > 1 and not args.journal and not args.report:
+        _merged(err, out_dir)
+    else:
+        _page(err, out_dir, journal, report_path)
     ok = reported and stopped is None and all(r.ok for r in results)
     return 0 if ok else 1
 
@@ -218,6 +233,22 @@ def _page(err: Console, out_dir: Path, journal: Path, report: Path) -> None:
     except (OxeditError, OSError) as exc:
         line(err, f"error: the report page could not be written: {exc}", style="red")
     else:
+        line(err, f"report page: {page}")
+
+
+def _merged(err: Console, out_dir: Path) -> None:
+    """The folder's report.json and page, merging every shard's journal, if no other shard
+    is running: the last shard to finish writes them. (Each shard closes its journal before
+    it looks at the others', so of two ending at once at least one sees the other closed.)"""
+    try:
+        report, page = write_merged_report(out_dir)
+    except ConfigurationError:  # another shard holds its journal: it will merge
+        where = out_dir / "report.json"
+        line(err, f"other shards are still running: the last to finish writes {where}")
+    except (OxeditError, OSError) as exc:
+        line(err, f"error: the merged report could not be written: {exc}", style="red")
+    else:
+        line(err, f"merged report: {report}")
         line(err, f"report page: {page}")
 
 

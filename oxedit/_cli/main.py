@@ -28,8 +28,9 @@ from rich.text import Text
 
 from .. import _constants as C
 from .._atomic import save_atomic
+from .._bulk.shard import Shard
 from .._client import Client
-from .._config import key_from_oxen_cli, resolve_base_url
+from .._config import Limits, key_from_oxen_cli, resolve_base_url
 from .._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -80,12 +81,17 @@ def _configured() -> bool:
 async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
     upload_repo = getattr(args, "upload_to", None)
     public = getattr(args, "upload_public", False)
+    limits = _limits(args)
     if _configured():
         # doctor checks the assumptions, not its findings; other commands use them
         hub = None if args.command == "doctor" else hub_profile(resolve_base_url(None))
         # Model schemas are kept on disk a few minutes: short commands need not refetch.
         async with Client(
-            upload_repo=upload_repo, upload_repo_public=public, hub=hub, cache_schemas=True
+            upload_repo=upload_repo,
+            upload_repo_public=public,
+            hub=hub,
+            cache_schemas=True,
+            limits=limits,
         ) as client:
             yield client
         return
@@ -107,8 +113,23 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
             base_url=server.url,
             upload_repo=upload_repo,
             upload_repo_public=public,
+            limits=limits,
         ) as client:
             yield client
+
+
+def _limits(args: argparse.Namespace) -> Limits | None:
+    """`--max-rate` (a shard's share of it with `--shard`) as the client's limits."""
+    rate = getattr(args, "max_rate", None)
+    if rate is None:
+        return None
+    if not rate > 0 or rate == float("inf"):
+        raise InvalidRequestError(
+            f"--max-rate {rate!r} must be a positive number of enqueues per second (e.g. 20)"
+        )
+    shard = getattr(args, "shard", None)
+    count = Shard.parse(shard).count if shard else 1
+    return Limits(max_rate=rate / count)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,9 +185,15 @@ async def _batch(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report.build import write_html_report  # only this command needs it at import time
+    # Only this command needs them at import time.
+    from .report.build import is_sharded, write_html_report, write_merged_report
 
-    page = write_html_report(Path(args.dir), journal=Path(args.journal) if args.journal else None)
+    folder = Path(args.dir)
+    if args.journal is None and is_sharded(folder):  # every shard's journal, merged
+        report, page = write_merged_report(folder)
+        line(out, f"wrote {report}")
+    else:
+        page = write_html_report(folder, journal=Path(args.journal) if args.journal else None)
     line(out, f"wrote {page}")
     if args.open:
         import webbrowser
@@ -336,7 +363,28 @@ def _parser() -> argparse.ArgumentParser:
         help="check every row, print the estimated cost, send nothing",
     )
     batch.add_argument(
-        "--max-cost", metavar="USD", help="the most the batch may spend (earlier runs count)"
+        "--max-cost",
+        metavar="USD",
+        help="the most the batch may spend (earlier runs count); with --shard i/N each shard "
+        "may spend USD/N (its own journal's spend counts against it)",
+    )
+    batch.add_argument(
+        "--shard",
+        metavar="i/N",
+        help="run only shard i of N (1 <= i <= N): an item belongs to shard 1 + (SHA-256 of "
+        "its journal key, i.e. of its image content or URL, prompt, model, parameters, name and "
+        "repetition) mod N, so N processes or machines given 1/N .. N/N cover every item once. "
+        "Shards may share one --out: each keeps OUT/.oxedit-journal.shard-i-of-N.sqlite and "
+        "OUT/report.shard-i-of-N.json; the last to finish (or `oxedit report OUT`) writes "
+        "the merged report.json and report.html",
+    )
+    batch.add_argument(
+        "--max-rate",
+        type=float,
+        metavar="PER_SECOND",
+        help="enqueues per second at most for the whole batch; with --shard i/N each shard "
+        "paces at PER_SECOND/N. Default: no cap; each process learns its share of the "
+        "account's limit from the 429s it gets (it halves its pace on each, then grows back)",
     )
     batch.add_argument(
         "--unknown-cost", metavar="USD", help="price assumed per generation of unpriced models"
@@ -347,7 +395,11 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="rebuild DIR/report.html (the contact sheet) from a batch's journal"
     )
     report.add_argument("dir", metavar="DIR", help="the --out folder of an `oxedit batch` run")
-    report.add_argument("--journal", help="journal file (default: DIR/.oxedit-journal.sqlite)")
+    report.add_argument(
+        "--journal",
+        help="journal file (default: DIR/.oxedit-journal.sqlite; with shard journals in DIR, "
+        "every journal there, merged into one page and one report.json)",
+    )
     report.add_argument("--open", action="store_true", help="open the page in the browser")
     report.set_defaults(run=_report, sync=True)
 

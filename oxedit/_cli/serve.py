@@ -91,6 +91,13 @@ _FAULT_FLAGS = (
     _Flag("--duplicate-event-rate", "duplicate_event_rate", _rate, "chance an event is sent twice"),
     _Flag("--rate-limit-rate", "enqueue_429_rate", _rate, "chance an enqueue answers 429"),
     _Flag("--retry-after", "retry_after", _count, "Retry-After seconds sent with those 429s"),
+    _Flag(
+        "--enqueue-rate-limit",
+        "enqueue_rate_limit",
+        lambda raw: _number(raw, low=1e-9, what="enqueues per second > 0"),
+        "the account's enqueue limit per second (a token bucket; 429 beyond it)",
+    ),
+    _Flag("--enqueue-burst", "enqueue_burst", _positive, "that bucket's size (default: 1 s)"),
     _Flag("--server-error-rate", "enqueue_5xx_rate", _rate, "chance an enqueue answers 503"),
     _Flag(
         "--cut-streams-after",

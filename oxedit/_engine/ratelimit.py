@@ -22,6 +22,11 @@ success adds `RATE_INCREASE / rate` again (about +RATE_INCREASE enqueues/s each 
 
 Requests that were admitted at the old rate and still wait for a connection go back in line
 when the rate drops (`ticket` changes), so a burst queued before the drop does not follow it.
+
+Several processes sharing one account's limit (`oxedit.ray`'s actors) pass a `SharedPace`: it
+then paces every send and learns from every refusal, and this pacer keeps only its slow start
+(the window of enqueues in flight) and the process's counts. The engine knows nothing of what
+is behind it (a Ray actor leasing tokens, in `oxedit.ray`).
 """
 
 from __future__ import annotations
@@ -30,12 +35,33 @@ import asyncio
 import collections
 import math
 import time
+from typing import Protocol
 
 from .. import _constants as C
 from .._exceptions import ClientStateError
 from .._http.api import Counters
 
-__all__ = ["AdaptiveRate"]
+__all__ = ["AdaptiveRate", "SharedPace"]
+
+
+class SharedPace(Protocol):
+    """A rate budget shared with other processes: asked before each enqueue is sent, told how
+    each was answered."""
+
+    async def acquire(self) -> None:
+        """Wait for this send's turn in the shared budget."""
+
+    @property
+    def ticket(self) -> int:
+        """Changes when a turn taken is over: a send admitted then and still waiting for a
+        connection must `acquire` again (its late send would be part of a burst)."""
+
+    def succeeded(self) -> None:
+        """An enqueue was accepted."""
+
+    def refused(self, sent_at: float, retry_after: float | None, status: int) -> None:
+        """An enqueue sent at Unix time `sent_at` was refused (429/503), with `Retry-After`
+        `retry_after` (seconds, or None)."""
 
 
 class AdaptiveRate:
@@ -54,14 +80,20 @@ class AdaptiveRate:
     """
 
     def __init__(
-        self, *, initial: float | None, maximum: float | None, stats: Counters | None = None
+        self,
+        *,
+        initial: float | None,
+        maximum: float | None,
+        stats: Counters | None = None,
+        shared: SharedPace | None = None,
     ) -> None:
         self.maximum = maximum
         self._stats = stats
+        self._shared = shared  # paces instead of this pacer's own rate (see the docstring)
         start = initial if initial is not None else maximum
         self.rate: float | None = None if start is None else min(start, maximum or math.inf)
         self.limited = self.rate is not None
-        self.ticket = 0  # changes whenever admitted requests must queue again
+        self._ticket = 0  # changes whenever admitted requests must queue again
         self.refusals = 0
         self.refused_share = 0.0  # moving average of refused answers (1) among all (0)
         self._next = 0.0  # loop time at which the next send may go
@@ -82,11 +114,18 @@ class AdaptiveRate:
         self._window_ok = 0
         self._previous_ok = 0
 
+    @property
+    def ticket(self) -> int:
+        """Changes whenever the requests admitted and still waiting for a connection must
+        queue again (the rate dropped; or the shared budget's turns they took are over)."""
+        return self._shared.ticket if self._shared is not None else self._ticket
+
     def must_wait(self) -> bool:
         """Whether a send must `acquire()` its turn first (paced, the start window full, or a
         `Retry-After` pause not over)."""
         return (
             self.limited
+            or self._shared is not None
             or self.in_flight + self._reserved >= self.window
             or self._pause_until > asyncio.get_running_loop().time()
         )
@@ -136,7 +175,7 @@ class AdaptiveRate:
                 # Unpaced, but a `Retry-After` (capped, see `refused`) still holds every send.
                 delay = self._pause_until - loop.time()
                 if delay <= 0:
-                    return
+                    break  # this send's turn (a shared budget's, below, when there is one)
                 await asyncio.sleep(delay)
         except BaseException:
             if held:  # the slot goes to the next in line
@@ -149,6 +188,11 @@ class AdaptiveRate:
                 self._reserved -= 1
         if self._closed:
             raise ClientStateError("the client was closed; nothing was sent")
+        if self._shared is not None:
+            await self._shared.acquire()
+            if self._closed:
+                raise ClientStateError("the client was closed; nothing was sent")
+            return
         now = loop.time()
         if self.rate is None or (not self._waiters and now >= max(self._next, self._pause_until)):
             if self.rate is not None:
@@ -177,6 +221,8 @@ class AdaptiveRate:
     def succeeded(self) -> None:
         """An enqueue was accepted: raise the rate a little (or count it, while unpaced)."""
         self.refused_share -= C.RATE_EWMA * self.refused_share
+        if self._shared is not None:
+            self._shared.succeeded()
         if self.rate is None:
             self.window += 1  # the slow start: one more in flight per success
             if self._slots:
@@ -206,6 +252,9 @@ class AdaptiveRate:
         now = asyncio.get_running_loop().time()
         self.refusals += 1
         self.refused_share += C.RATE_EWMA * (1.0 - self.refused_share)
+        if self._shared is not None:  # the shared budget learns; this pacer stays unpaced
+            self._shared.refused(sent_at, retry_after, status)
+            return
         if sent_at < self._last_drop:
             return  # sent at the old rate: answered by that drop already
         # A 429 that says when to come back says the account's limit is reached: pace now.
@@ -217,7 +266,7 @@ class AdaptiveRate:
             self._pause_until = max(self._pause_until, now + min(retry_after, cap))
         self._last_drop = time.time()
         self.refused_share = 0.0  # the next decision on fresh evidence
-        self.ticket += 1  # admitted requests not sent yet queue again, behind the pause
+        self._ticket += 1  # admitted requests not sent yet queue again, behind the pause
         if self.rate is None:
             if time.monotonic() - self._window_start >= 2.0:
                 self._window_ok = 0  # the last success is older than the last two seconds

@@ -108,7 +108,11 @@ class Registry:
         known_ttl: float = C.KNOWN_ID_TTL,
         reader: ResultReader | None = None,
         on_settle: Callable[[str, Outcome, float], None] | None = None,
+        on_foreign: Callable[[int], None] | None = None,
     ) -> None:
+        # Called with how many events were dropped as no job of this client's: on arrival, or
+        # when an early event no enqueue claimed leaves the buffer (`ClientStats.foreign_events`).
+        self._on_foreign = on_foreign
         self.reader = reader  # what downloads the generations settled here (the client)
         self._loop = asyncio.get_running_loop()
         # Called once per settled job (the `settled` event hook): the id it was enqueued as,
@@ -151,6 +155,10 @@ class Registry:
 
     def __iter__(self) -> Iterator[Pending]:
         return iter(list(self._pending.values()))
+
+    def is_early(self, generation_id: str) -> bool:
+        """Whether an event for `generation_id` came before its enqueue's answer (kept)."""
+        return generation_id in self._early
 
     def knows(self, generation_id: str) -> bool:
         return (
@@ -219,8 +227,11 @@ class Registry:
         generation_id = event_id_decoder.decode(data).generation_id
         pending = self._pending.get(generation_id)
         if pending is None:
-            if self._flights and generation_id not in self._early:
-                self._keep_early(generation_id, data)
+            if self._flights:
+                if generation_id not in self._early:
+                    self._keep_early(generation_id, data)
+            elif self._on_foreign is not None and not self.knows(generation_id):
+                self._on_foreign(1)
             return False
         event = event_decoder.decode(data)
         return self.resolve(generation_of_event(event, self.reader), event=True)
@@ -249,6 +260,8 @@ class Registry:
         )
         if not flights:
             if early or order:
+                if early and self._on_foreign is not None:
+                    self._on_foreign(len(early))
                 early.clear()
                 order.clear()
                 runs.clear()
@@ -264,6 +277,8 @@ class Registry:
             data = early.pop(order.popleft(), None)
             if data is not None:  # else claimed meanwhile
                 self._early_size -= len(data) + C.EARLY_EVENT_OVERHEAD
+                if self._on_foreign is not None:
+                    self._on_foreign(1)
             run[1] -= 1
             if not run[1]:
                 runs.popleft()

@@ -35,7 +35,7 @@ from .._resources.validate import Schemas
 from .enqueue import Enqueuer
 from .job import DerivedJob, Job
 from .listener import Listener
-from .ratelimit import AdaptiveRate
+from .ratelimit import AdaptiveRate, SharedPace
 from .reconciler import Reconciler
 from .registry import Outcome, Pending, Registry
 from .schedule import CheckSchedule
@@ -94,6 +94,9 @@ class Tracker:
         self._reconcile = reconcile
         self._downloader = Downloader(transport, api)
         self.schemas = Schemas(api.model)  # checks every request against its model
+        #: A rate budget shared with other processes (`oxedit.ray`), set before `open`: it
+        #: paces the enqueues instead of this client's own adaptive rate.
+        self.shared_pace: SharedPace | None = None
 
     @property
     def state(self) -> State:
@@ -131,6 +134,7 @@ class Tracker:
             schedule=CheckSchedule(self._reconcile),
             reader=self,
             on_settle=self._transport.hooks.settle_callback(),
+            on_foreign=self.api.stats.count_foreign_events,
         )
         listener = Listener(
             self.api,
@@ -140,7 +144,10 @@ class Tracker:
             max_event_bytes=self._limits.max_event_bytes,
         )
         pace = AdaptiveRate(
-            initial=self._limits.initial_rate, maximum=self._limits.max_rate, stats=self.api.stats
+            initial=self._limits.initial_rate,
+            maximum=self._limits.max_rate,
+            stats=self.api.stats,
+            shared=self.shared_pace,
         )
         enqueuer = Enqueuer(
             self.api,

@@ -72,6 +72,8 @@ class ClientStats:
         poll_requests: Queue requests made to find out about pending jobs (reconciliation).
         event_connections: `/api/events` connections opened.
         events: `media_generation_completed` events received.
+        foreign_events: Those of them about no generation this client follows (the
+            account's other processes': every stream carries all of the account's events).
         retries: Requests repeated after 429/5xx or a connection failure.
         lost_responses: Enqueue POSTs whose response was lost (or ambiguous 5xx).
         enqueue_refusals: Enqueue POSTs refused with 429 or 503 (each was retried or raised).
@@ -91,6 +93,7 @@ class ClientStats:
     poll_requests: int = 0
     event_connections: int = 0
     events: int = 0
+    foreign_events: int = 0
     retries: int = 0
     lost_responses: int = 0
     enqueue_refusals: int = 0
@@ -118,6 +121,7 @@ class Counters:
         "enqueue_refusals",
         "event_connections",
         "events",
+        "foreign_events",
         "late_duplicates_cancelled",
         "lost_responses",
         "poll_requests",
@@ -130,6 +134,7 @@ class Counters:
         self.poll_requests = 0
         self.event_connections = 0
         self.events = 0
+        self.foreign_events = 0
         self.retries = 0
         self.lost_responses = 0
         self.enqueue_refusals = 0
@@ -148,6 +153,7 @@ class Counters:
             poll_requests=self.poll_requests,
             event_connections=self.event_connections,
             events=self.events,
+            foreign_events=self.foreign_events,
             retries=self.retries,
             lost_responses=self.lost_responses,
             enqueue_refusals=self.enqueue_refusals,
@@ -157,6 +163,10 @@ class Counters:
             bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received,
         )
+
+    def count_foreign_events(self, n: int = 1) -> None:
+        """`n` events were dropped as another process's (by the registry, once each)."""
+        self.foreign_events += n
 
     def count_request(self, key: str, sent: int = 0) -> None:
         """A request ("METHOD route") with a body of `sent` bytes is being sent (by `Api`)."""

@@ -26,16 +26,24 @@ from urllib.parse import quote
 import msgspec
 
 from ..._atomic import write_atomic
-from ..._bulk.journal import Journal, JournalEntry
+from ..._bulk.journal import FINISHED, Journal, JournalEntry
 from ..._bulk.requests import EditRequest, default_name
+from ..._bulk.shard import DEFAULT_JOURNAL, journals_in
 from ..._exceptions import InvalidRequestError
 from .page import STATUSES, render
 from .thumbs import Source, Thumbnailer, data_uri_source
 
-__all__ = ["JOURNAL_NAME", "html_path_for", "journal_items", "write_html_report"]
+__all__ = [
+    "JOURNAL_NAME",
+    "html_path_for",
+    "is_sharded",
+    "journal_items",
+    "write_html_report",
+    "write_merged_report",
+]
 
 # The journal `oxedit batch` keeps in its output folder by default (see `_cli_batch`).
-JOURNAL_NAME: Final = ".oxedit-journal.sqlite"
+JOURNAL_NAME: Final = DEFAULT_JOURNAL
 _REQUEST = msgspec.json.Decoder(EditRequest)
 
 
@@ -58,6 +66,7 @@ class _Item:
     estimated_cost: str | None = None
     resumed: bool = False
     sent_at: float | None = None
+    key: str | None = None
 
 
 def html_path_for(report_json: Path) -> Path:
@@ -93,14 +102,116 @@ def write_html_report(
             f"{str(out_dir)!r} holds no oxedit journal ({journal.name} not found); name the "
             "--out folder of an `oxedit batch` run (or its journal with --journal)"
         )
-    with Journal(journal) as opened:  # refuses a journal a running batch holds
-        entries = opened.entries()
-        ended = _ended_at(journal)
+    entries, ended = _read_journals([journal])
     summary, reported = _read_json_report(report_json)
     items = _merge(entries, ended, reported)
     page = _page_data(items, summary, out_dir, html.parent)
     write_atomic(html, render(page).encode())
     return html
+
+
+def is_sharded(out_dir: Path) -> bool:
+    """Whether `out_dir` holds the journals of a sharded batch (`--shard i/N`)."""
+    return any(path.name != JOURNAL_NAME for path in journals_in(out_dir))
+
+
+def write_merged_report(out_dir: Path) -> tuple[Path, Path]:
+    """One `report.json` and one `report.html` for every journal of `out_dir` (each shard's,
+    and the unsharded one if any); returns their paths.
+
+    The journals give every item; each shard's `report.shard-i-of-N.json` its items' input
+    positions and the rows that never reached a journal (malformed). The summary counts
+    every item; `wall_seconds` is the longest shard's, `items_per_second` the shards' sum.
+
+    Raises:
+        InvalidRequestError: `out_dir` holds no journal.
+        ConfigurationError: a journal is damaged, or a shard is still running.
+    """
+    journals = journals_in(out_dir)
+    if not journals:
+        raise InvalidRequestError(
+            f"{str(out_dir)!r} holds no oxedit journal; name the --out folder of an "
+            "`oxedit batch` run"
+        )
+    entries, ended = _read_journals(journals)
+    shards, reported = [], []
+    for path in sorted(out_dir.glob(_SHARD_REPORTS)):
+        summary, records = _read_json_report(path)
+        if summary:
+            shards.append({"report": path.name, **summary})
+        reported += records
+    items = _merge(entries, ended, reported)
+    walls = [s["wall_seconds"] for s in shards if _number(s.get("wall_seconds"))]
+    rates = [s["items_per_second"] for s in shards if _number(s.get("items_per_second"))]
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    summary = {
+        **counts,
+        "total": len(items),
+        "journals": [path.name for path in journals],
+        "shards": shards,
+        "wall_seconds": max(walls) if walls else None,
+        "items_per_second": round(sum(rates), 3) if rates else None,
+        "estimated_cost": _total(item.estimated_cost for item in items),
+        "cost": _total(item.cost for item in items),
+        "cost_unknown": sum(1 for i in items if i.generation_ids and i.cost is None),
+    }
+    report = {"summary": summary, "items": [_record(item) for item in items]}
+    report_json = out_dir / "report.json"
+    write_atomic(report_json, (json.dumps(report, indent=1) + "\n").encode())
+    html = html_path_for(report_json)
+    page = _page_data(items, summary, out_dir, html.parent)
+    write_atomic(html, render(page).encode())
+    return report_json, html
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# Each shard's own report (see `_cli.batch`).
+_SHARD_REPORTS: Final = "report.shard-*-of-*.json"
+
+
+def _read_journals(journals: list[Path]) -> tuple[list[JournalEntry], dict[str, float]]:
+    """The entries of every journal, one per key (a key in two journals, as when a folder
+    was run unsharded and then sharded, is the copy furthest along), and when each ended."""
+    best: dict[str, tuple[tuple[bool, bool, float], JournalEntry]] = {}
+    ended: dict[str, float] = {}
+    for journal in journals:
+        with Journal(journal) as opened:  # refuses a journal a running batch holds
+            entries = opened.entries()
+            times = _ended_at(journal)
+        for entry in entries:
+            at = times.get(entry.key, 0.0)
+            rank = (entry.state in FINISHED, entry.generation_id is not None, at)
+            if entry.key not in best or rank > best[entry.key][0]:
+                best[entry.key] = (rank, entry)
+                ended[entry.key] = at
+    return [entry for _, entry in best.values()], ended
+
+
+def _record(item: _Item) -> dict[str, Any]:
+    """An item as the JSON report lists it."""
+    return {
+        "index": item.index,
+        "key": item.key,
+        "image": item.image,
+        "prompt": item.prompt,
+        "model": item.model,
+        "params": item.params,
+        "status": item.status,
+        "generation_id": item.generation_ids[0] if item.generation_ids else None,
+        "output": item.outputs[0] if item.outputs else None,
+        "generation_ids": item.generation_ids,
+        "outputs": item.outputs,
+        "error": item.error,
+        "resumed": item.resumed,
+        "earlier": item.index is None,
+        "estimated_cost": item.estimated_cost,
+        "cost": item.cost,
+    }
 
 
 def _ended_at(journal: Path) -> dict[str, float]:
@@ -255,6 +366,7 @@ def _from_entry(
         estimated_cost=entry.estimate if entry.sent else None,
         resumed=bool(record.get("resumed")) if record is not None else False,
         sent_at=entry.sent_at,
+        key=entry.key,
     )
 
 
@@ -273,6 +385,7 @@ def _from_record(record: dict[str, Any]) -> _Item:
         cost=record.get("cost"),
         estimated_cost=record.get("estimated_cost"),
         resumed=bool(record.get("resumed")),
+        key=record.get("key") if isinstance(record.get("key"), str) else None,
     )
 
 
