@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import oxedit
-import oxedit._bulk.finish
+import oxedit._bulk.run
 from oxedit._engine.tracker import Tracker
 from oxedit.testing import LocalServer
 
@@ -102,7 +102,7 @@ async def test_a_full_disk_stops_sending_and_ends_the_run(
     async def full_disk(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("oxedit._bulk.finish.save_atomic", full_disk)
+    monkeypatch.setattr("oxedit._bulk.run.save_atomic", full_disk)
     requests = [{"image": p, "prompt": "blur"} for p in paths]
     async with LocalServer() as server, client_for(server) as client:
         async with client.map(requests, concurrency=2, output_dir=tmp_path / "out") as run:
@@ -177,7 +177,7 @@ async def test_an_unexpected_exception_in_one_item_ends_only_that_item(
     """Stands for an unexpected response body: the code reading it raises something that is
     not an OxeditError, for one item. The others finish and each item gets one result."""
     paths = images(tmp_path / "in", 6)
-    real_sniff = oxedit._bulk.finish.sniff_mime  # type: ignore[attr-defined]
+    real_sniff = oxedit._bulk.run.sniff_mime  # type: ignore[attr-defined]
     calls = Counter[str]()
 
     def sniff(data: bytes) -> str | None:
@@ -186,7 +186,7 @@ async def test_an_unexpected_exception_in_one_item_ends_only_that_item(
             raise KeyError("unexpected field")
         return real_sniff(data)
 
-    monkeypatch.setattr("oxedit._bulk.finish.sniff_mime", sniff)
+    monkeypatch.setattr("oxedit._bulk.run.sniff_mime", sniff)
     requests = [{"image": p, "prompt": "sepia"} for p in paths]
     async with LocalServer() as server, client_for(server) as client:
         results = [r async for r in client.map(requests, output_dir=tmp_path / "out")]

@@ -258,7 +258,7 @@ async def test_a_full_disk_ends_the_batch_with_a_report_that_says_so(
     async def full_disk(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("oxedit._bulk.finish.save_atomic", full_disk)
+    monkeypatch.setattr("oxedit._bulk.run.save_atomic", full_disk)
     out = tmp_path / "out"
     async with LocalServer() as server:
         use_server(server)

@@ -22,7 +22,7 @@ from .journal import JournalEntry
 
 __all__ = ["OUTPUT_SUFFIXES", "RESERVED_DIR", "OutputNames"]
 
-# What a batch writes (see `_bulk_finish`): files of these types block a name.
+# What a batch writes (see `_bulk.run`): files of these types block a name.
 OUTPUT_SUFFIXES: Final = frozenset({".png", ".jpg", ".gif", ".webp"})
 
 # The folder's name reservations, shared by every process writing to it (see the docstring).
