@@ -26,7 +26,7 @@ from .._exceptions import (
 from .._http.api import Api
 from .._http.retry import backoff
 from .._http.sse import DropWarnings, SSEDecoder
-from .reconciler import Reconciler
+from .reconciler import Reconciler, stop
 from .registry import Pending, Registry
 
 __all__ = ["Listener"]
@@ -123,15 +123,7 @@ class Listener:
         self._connected.clear()
         self._notify()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise  # close() itself was cancelled
-            except Exception:  # a bug: it must not keep close() from closing the sessions
-                log.exception("background task %s failed", task.get_name())
+        await stop(task)
         await self._reconciler.close()
         self._drops.flush()
 

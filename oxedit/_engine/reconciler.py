@@ -22,7 +22,7 @@ from .._models import TERMINAL_STATUSES, GenerationRow
 from .reconcile_cost import ReconcileCost
 from .registry import Registry
 
-__all__ = ["Reconciler"]
+__all__ = ["Reconciler", "stop"]
 
 log = logging.getLogger("oxedit")
 
@@ -50,16 +50,7 @@ class Reconciler:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not task.cancelled():
-                raise  # close() itself was cancelled
-        except Exception:  # a bug: it must not keep close() from closing the sessions
-            log.exception("background task %s failed", task.get_name())
+        await stop(task)
 
     async def _reconcile_forever(self) -> None:
         registry = self._registry
@@ -210,3 +201,19 @@ class Reconciler:
             cancelled = again
         for row in cancelled:
             registry.resolve_row(row)
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task of the engine and wait for it to end; a failure of its own is
+    logged (it must not keep the client from closing its sessions), a cancellation of the
+    caller's own goes on."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # the caller itself was cancelled
+    except Exception:
+        log.exception("background task %s failed", task.get_name())
