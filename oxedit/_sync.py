@@ -466,8 +466,9 @@ class SyncBulkRun:
 
     async def _abort(self) -> None:
         run = self._run
-        unfinished = set(run.unfinished)
         await run.aclose()
+        # After it closed: an enqueue answered while it closed registered its job by then.
+        unfinished = set(run.unfinished)
         if self._journal or not unfinished:
             return
         client = self._client._client
