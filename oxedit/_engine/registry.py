@@ -238,10 +238,12 @@ class Registry:
             runs[-1][1] += 1
         else:  # an enqueue started since the last one came: a new run
             runs.append([self._started, 1])
-        self._early[generation_id] = data
+        early = self._early
+        early[generation_id] = data
         self._early_order.append(generation_id)
         self._early_size += len(data) + C.EARLY_EVENT_OVERHEAD
-        self._evict_early()
+        if self._early_size > self._early_bytes or len(early) > self._early_limit:
+            self._evict_early()  # what no enqueue in flight can claim goes when one ends
 
     def _evict_early(self) -> None:
         """Drop, oldest first, what no enqueue in flight can claim (all those in flight when
@@ -260,18 +262,18 @@ class Registry:
                 self._early_size = 0
             return
         oldest = flights[0]
-        while runs and (
-            runs[0][0] < oldest
-            or len(early) > self._early_limit
-            or self._early_size > self._early_bytes
-        ):
+        max_bytes, max_count = self._early_bytes, self._early_limit
+        size = self._early_size
+        overhead = C.EARLY_EVENT_OVERHEAD
+        while runs and (runs[0][0] < oldest or len(early) > max_count or size > max_bytes):
             run = runs[0]
             data = early.pop(order.popleft(), None)
             if data is not None:  # else claimed meanwhile
-                self._early_size -= len(data) + C.EARLY_EVENT_OVERHEAD
+                size -= len(data) + overhead
             run[1] -= 1
             if not run[1]:
                 runs.popleft()
+        self._early_size = size
 
     # -- registration and settling ---------------------------------------------------------------
 
