@@ -113,6 +113,7 @@ def _client(stub: Stub) -> oxedit.Client:
     client = oxedit.Client(api_key="k", base_url="http://127.0.0.1:9", reconcile=FAR)
     transport = client._tracker._transport
     transport.request = stub.request  # type: ignore[method-assign]
+    transport.send = stub.request  # type: ignore[method-assign]  # the enqueue holds its slot
     transport.stream = stub.stream  # type: ignore[method-assign]
     return client
 

@@ -39,19 +39,25 @@ _B = TypeVar("_B", "Generation", "EditResult")
 
 
 class _Wire(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of the wire shapes: immutable, keyword-only, unknown fields ignored."""
+    """Base of the wire shapes: immutable, keyword-only, unknown fields ignored.
+
+    The shapes decoded once or more per job (`gc=False`: an enqueue answer, a completion
+    event, a queue row) hold only strings, numbers and lists of such shapes, so they can never
+    be part of a reference cycle: untracked, they do not count toward the garbage collector's
+    next collection, of which 50,000 jobs cause enough already.
+    """
 
 
-class EnqueuedGeneration(_Wire, frozen=True, kw_only=True):
+class EnqueuedGeneration(_Wire, frozen=True, kw_only=True, gc=False):
     generation_id: str
     status: str = "queued"
 
 
-class EnqueueResponse(_Wire, frozen=True, kw_only=True):
+class EnqueueResponse(_Wire, frozen=True, kw_only=True, gc=False):
     generations: list[EnqueuedGeneration]
 
 
-class GenerationRow(_Wire, frozen=True, kw_only=True):
+class GenerationRow(_Wire, frozen=True, kw_only=True, gc=False):
     """A row of `GET /api/ai/queue[/{id}]`."""
 
     generation_id: str
@@ -81,7 +87,7 @@ class RawQueueList(_Wire, frozen=True, kw_only=True):
     generations: list[Any]
 
 
-class CompletionEvent(_Wire, frozen=True, kw_only=True):
+class CompletionEvent(_Wire, frozen=True, kw_only=True, gc=False):
     """The data of a `media_generation_completed` event."""
 
     generation_id: str
@@ -93,7 +99,7 @@ class CompletionEvent(_Wire, frozen=True, kw_only=True):
     completed_at: float | None = None  # not documented for events; used when present
 
 
-class CompletionEventId(_Wire, frozen=True, kw_only=True):
+class CompletionEventId(_Wire, frozen=True, kw_only=True, gc=False):
     """Only the id of a completion event: all that is decoded of another process's event
     (msgspec skips the rest without building it)."""
 

@@ -70,6 +70,34 @@ async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
         assert not job.done()  # every caller above gave up; the job itself was not cancelled
 
 
+async def test_the_first_await_of_each_job_costs_one_object_more_than_a_future() -> None:
+    # The usual case (one caller per job): the registry wakes that caller's own future
+    # (`Pending.waiter`), which the task awaits directly. Before: also a generator of
+    # `Job.__await__` (and a done callback, a second loop callback per job).
+    async with LocalServer(faults=Faults(latency=3600.0)) as server, client_for(server) as client:
+        jobs = await asyncio.gather(*(client.submit(prompt="p", image=png()) for _ in range(K)))
+        for _ in range(3):  # the gather's tasks go: the counts start clean
+            await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        each, plain = iter(jobs), iter([loop.create_future() for _ in range(K)])
+
+        async def await_job() -> None:
+            await next(each)
+
+        async def await_future() -> None:
+            await next(plain)
+
+        future_cost = await objects_per_waiter(await_future)
+        job_cost = await objects_per_waiter(await_job)
+        extra = job_cost - future_cost
+        assert extra <= 1.5, f"{extra:.2f} gc-tracked objects more per first `await job`"
+        assert not any(job.done() for job in jobs)  # their callers gave up, not the jobs
+        again = asyncio.create_task(jobs[0].wait())  # a caller gave up: the next one waits
+        await asyncio.sleep(0)
+        assert not again.done()
+        again.cancel()
+
+
 async def test_a_parked_submit_costs_one_object_more_than_async_with_a_semaphore() -> None:
     # The baseline is the raw client's wait: `async with semaphore` (an `__aenter__` coroutine
     # and a bound `__aexit__`). Before: a comprehension also made four of `enqueue`'s locals

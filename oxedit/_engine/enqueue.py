@@ -35,7 +35,7 @@ from .._exceptions import (
     status_error,
 )
 from .._http.api import Api
-from .._http.retry import Verdict, classify
+from .._http.retry import Retrying, Verdict, classify
 from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder
 from .._response import Response, is_success, parse_retry_after
 from .job import Job, JobOwner
@@ -117,9 +117,11 @@ class Enqueuer:
         namespace = payload.get("target_namespace")
         sent_at = 0.0
         unsure = False  # a POST of this call may have created generations nobody follows
-        retrying = api.retrying()
+        # The one retry loop (`Retrying`), made only once an attempt failed: a first try that
+        # succeeds, nearly every enqueue, allocates nothing for it.
+        retrying: Retrying | None = None
         try:
-            async for _ in retrying:
+            while True:
                 # The stream must be up before anything is sent (events are not replayed).
                 epoch = listener.epoch if listener.connected else await listener.ready()
                 if pace.must_wait():
@@ -138,8 +140,7 @@ class Enqueuer:
                     await slots.acquire()
                     try:
                         if pace.ticket != ticket:
-                            retrying.again()
-                            continue
+                            continue  # nothing was sent: no attempt counted
                         # From here the POST may reach the server: cancelled now, what it may
                         # have created is searched for (cancelled while parked above, nothing
                         # was sent and nothing is).
@@ -190,8 +191,9 @@ class Enqueuer:
                     if adopted:
                         return adopted
                     verdict = Verdict.RETRY  # it surely created nothing: safe to send again
-                retrying.failed(error, verdict, retry_after)
-            raise AssertionError("unreachable: the loop returns or raises")
+                if retrying is None:
+                    retrying = api.retrying()
+                await retrying.after(error, verdict, retry_after)  # raises when it gives up
         except asyncio.CancelledError:
             if unsure and not self._closed:
                 self._start_cancelling_orphans(payload, n, sent_at, key)

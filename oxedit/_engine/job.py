@@ -16,7 +16,7 @@ from .._exceptions import (
     OxeditError,
 )
 from .._models import Generation, ResultReader, rebound
-from .registry import Outcome
+from .registry import Outcome, Pending
 
 __all__ = ["AsCompleted", "DerivedJob", "Job", "JobOwner"]
 
@@ -27,24 +27,64 @@ class JobOwner(Protocol):
     async def cancel(self, generation_id: str) -> Outcome: ...
 
 
-def _unwrap(outcome: Outcome) -> Generation:
+def _error(outcome: Outcome) -> OxeditError | None:
+    """What `await job` raises for this outcome (None: it returns the generation)."""
     if isinstance(outcome, OxeditError):
-        raise outcome
+        return outcome
     if outcome.status == "failed":
-        raise GenerationFailed(outcome.id, outcome.error)
+        return GenerationFailed(outcome.id, outcome.error)
     if outcome.status == "cancelled":
-        raise GenerationCancelled(outcome.id)
-    return outcome
+        return GenerationCancelled(outcome.id)
+    return None
+
+
+def _unwrap(outcome: Outcome) -> Generation:
+    error = _error(outcome)
+    if error is not None:
+        raise error
+    return cast(Generation, outcome)
+
+
+class _Awaited(asyncio.Future[Generation]):
+    """What the first `await job` of a pending job suspends on: a future of its own, so that
+    cancelling the awaiting task cancels this one, never the job's future (which other callers
+    may be awaiting).
+
+    The registry calls it with the outcome as the job settles (`Pending.waiter`), and it takes
+    the value `await job` returns, or the error it raises: the task resumes after one loop
+    callback, as a task awaiting a plain future does, and `Job.__await__` hands the task this
+    future's own iterator, so an awaited job costs this object alone (`asyncio.shield` was
+    about ten, a done callback on the job's future a second callback and a generator).
+    """
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: Pending) -> None:
+        super().__init__(loop=job.get_loop())
+        self._job = job
+        job.waiter = self
+
+    def __call__(self, outcome: Outcome) -> None:
+        if self.done():  # cancelled: its caller gave up
+            return
+        error = _error(outcome)
+        if error is None:
+            self.set_result(cast(Generation, outcome))
+        else:
+            self.set_exception(error)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        # The awaiting task gave up (asyncio cancels what it awaits): stop being called.
+        job: Pending = self._job
+        if job.waiter is self:
+            job.waiter = None
+        return super().cancel(msg)
 
 
 class _Waiter(asyncio.Future[None]):
-    """What one `await job` suspends on instead of `asyncio.shield(job's future)`.
-
-    Cancelling the awaiting task cancels this waiter, never the job's future, which other
-    callers may be awaiting. The waiter is itself the callback on the job's future, so a
-    waiting caller costs one object (shield's outer future, closures, cells and contexts were
-    about ten), which is what the garbage collector walks with 50,000 jobs awaited.
-    """
+    """What a `Job.wait`, or an `await job` while another is awaiting it already, suspends
+    on: the callback on the job's future that wakes its caller. Cancelling the caller cancels
+    this, never the job's future."""
 
     __slots__ = ()
 
@@ -68,7 +108,7 @@ def _callback_context() -> contextvars.Context:
 
 class _Settled:
     """`await _Settled(future)`: wait for `future` without letting the caller's cancellation
-    reach it (`Job.wait`; `Job.__await__` does the same inline)."""
+    reach it (`Job.wait`; `Job._settled` does the same inline)."""
 
     __slots__ = ("_future",)
 
@@ -103,7 +143,7 @@ class Job:
 
     __slots__ = ("_future", "_owner", "id")
 
-    def __init__(self, owner: JobOwner, generation_id: str, future: asyncio.Future[Outcome]):
+    def __init__(self, owner: JobOwner, generation_id: str, future: Pending):
         self._owner = owner
         self._future = future
         self.id = generation_id
@@ -127,8 +167,16 @@ class Job:
         return _unwrap(self._future.result())
 
     def __await__(self) -> Generator[Any, None, Generation]:
-        # The common `await job`, without the frames and timeout scope of `wait()`, and
-        # `_Settled` inlined: one generator fewer per awaited job.
+        # The common `await job`: the task awaits an `_Awaited` directly, without the
+        # frames and timeout scope of `wait()` or a generator of this method's own.
+        future = self._future
+        if future.waiter is None and not future.done():
+            return _Awaited(future).__await__()
+        return self._settled()
+
+    def _settled(self) -> Generator[Any, None, Generation]:
+        """`await job` when it is done already, or another caller is awaiting it: `_Settled`
+        inlined (one generator fewer per waiting caller)."""
         future = self._future
         if not future.done():
             waiter = _Waiter(loop=future.get_loop())
@@ -136,7 +184,7 @@ class Job:
             try:
                 yield from waiter.__await__()
             finally:
-                future.remove_done_callback(waiter)
+                future.remove_done_callback(waiter)  # nothing to remove once it ran
         return _unwrap(future.result())
 
     async def wait(

@@ -202,6 +202,18 @@ class Retrying:
         """Run the body again at once, counting no attempt: nothing was sent this pass."""
         self._again = True
 
+    async def after(
+        self, error: BaseException, verdict: Verdict, retry_after: float | None = None
+    ) -> int:
+        """The loop's step after a failed attempt, for a caller that runs its own loop and
+        makes this object only once an attempt failed (the enqueue: a first try that succeeds
+        then allocates nothing for retries). Raises `error` when there is no retry; else
+        counts, sleeps and returns the number of the attempt to run next."""
+        if self.attempt < 0:
+            self.attempt = 0  # the failed attempt was the first
+        self.failed(error, verdict, retry_after)
+        return await self.__anext__()
+
     def __aiter__(self) -> Retrying:
         return self
 
