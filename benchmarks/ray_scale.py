@@ -19,8 +19,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -111,7 +113,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--json")
     args = parser.parse_args()
-    ray.init(num_cpus=2, include_dashboard=False, namespace="oxedit", log_to_driver=False)
+    # A short temp folder: Ray's AF_UNIX sockets live under it (107 bytes at most).
+    temp = tempfile.mkdtemp(prefix="oxray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="oxedit",
+        log_to_driver=False,
+        _temp_dir=temp,
+    )
     results: list[dict[str, Any]] = []
     try:
         for rate in (None, args.rate):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -47,11 +49,21 @@ RATE = 50.0
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, namespace="oxedit", log_to_driver=False)
+    # Ray puts its sockets under its temp folder, and an AF_UNIX path may not pass 107 bytes:
+    # under a deep TMPDIR (CI's fresh clone has one) Ray cannot start. A short folder of its own.
+    temp = tempfile.mkdtemp(prefix="oxray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="oxedit",
+        log_to_driver=False,
+        _temp_dir=temp,
+    )
     try:
         yield
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
