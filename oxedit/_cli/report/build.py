@@ -300,26 +300,8 @@ def journal_items(journal: Path, exclude: set[str]) -> list[dict[str, Any]]:
         if entry.key in exclude:
             continue
         item = _from_entry(entry, _request_of(entry), ended.get(entry.key), None)
-        records.append(
-            {
-                "index": None,
-                "key": entry.key,
-                "image": item.image,
-                "prompt": item.prompt,
-                "model": item.model,
-                "params": item.params,
-                "status": item.status,
-                "generation_id": item.generation_ids[0] if item.generation_ids else None,
-                "output": item.outputs[0] if item.outputs else None,
-                "generation_ids": item.generation_ids,
-                "outputs": item.outputs,
-                "error": item.error,
-                "resumed": False,
-                "earlier": True,
-                "estimated_cost": item.estimated_cost,
-                "cost": item.cost,
-            }
-        )
+        # `index` None: `_record` marks it an earlier run's (`earlier`, not `resumed`).
+        records.append({**_record(item), "key": entry.key})
     return records
 
 
