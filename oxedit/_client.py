@@ -217,7 +217,9 @@ class Client:
         if tracker.uploader is not None:
             image = await tracker.hosted(image)
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        (job,) = await tracker.enqueue(payload, 1)  # the enqueuer's coroutine: no extra frame
+        if not tracker.schemas.cached(payload):  # awaited here: none of its frames stays
+            await tracker.check(payload)  # while the enqueue waits its turn
+        (job,) = await tracker.enqueue(payload, 1, checked=True)  # the enqueuer's coroutine
         return job
 
     async def submit_generations(

@@ -4,7 +4,8 @@ The account's rate limit is not documented (nor are rate-limit headers), so it i
 additive increase, multiplicative decrease (AIMD), as TCP does. Until the rate is found too high,
 enqueues are not paced, so a healthy run pays nothing but a slow start: like TCP's, the
 enqueues in flight are at most `RATE_START_WINDOW`, plus one per success so far (a doubling
-per round trip, so a healthy run reaches its full concurrency within a few milliseconds).
+per round trip, so a healthy run reaches its full concurrency within a few milliseconds), up to
+the connection slots.
 That bounds what a burst sends before the first refusal comes back: a 50/s account with a
 burst of 20 refuses at most `RATE_START_WINDOW + 20` of its first enqueues, not the 64 that
 `max_connections` would have in flight.
@@ -86,6 +87,7 @@ class AdaptiveRate:
         maximum: float | None,
         stats: Counters | None = None,
         shared: SharedPace | None = None,
+        max_window: int | None = None,
     ) -> None:
         self.maximum = maximum
         self._stats = stats
@@ -104,6 +106,11 @@ class AdaptiveRate:
         # many may be; submits beyond it wait here, in order.
         self.in_flight = 0
         self.window = C.RATE_START_WINDOW
+        # The window stops growing at the connection slots (`max_connections`): past them it
+        # bounds nothing, and below them it keeps the submits beyond it waiting here, once,
+        # instead of moving on to wait a second time for a slot (at 50,000 parked submits,
+        # one more wait each is 50,000 more objects for the garbage collector).
+        self.max_window = max(max_window or C.RATE_START_WINDOW, C.RATE_START_WINDOW)
         self._slots: collections.deque[asyncio.Future[None]] = collections.deque()
         self._reserved = 0  # slots held for woken waiters that have not run yet
         self._pump: asyncio.Task[None] | None = None
@@ -224,7 +231,8 @@ class AdaptiveRate:
         if self._shared is not None:
             self._shared.succeeded()
         if self.rate is None:
-            self.window += 1  # the slow start: one more in flight per success
+            if self.window < self.max_window:
+                self.window += 1  # the slow start: one more in flight per success
             if self._slots:
                 self._open_slots()
             now = time.monotonic()

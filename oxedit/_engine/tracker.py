@@ -148,6 +148,7 @@ class Tracker:
             maximum=self._limits.max_rate,
             stats=self.api.stats,
             shared=self.shared_pace,
+            max_window=self._limits.max_connections,
         )
         enqueuer = Enqueuer(
             self.api,
@@ -206,7 +207,12 @@ class Tracker:
         return await hosted(image, self.uploader)
 
     def enqueue(
-        self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
+        self,
+        payload: dict[str, Any],
+        n: int,
+        on_send: Callable[[float], None] | None = None,
+        *,
+        checked: bool = False,
     ) -> Coroutine[Any, Any, list[Job]]:
         """The one enqueue path (`submit`, `submit_generations`, `map`): check `payload`
         against its model's schema, then POST it for `n` generations, one job each;
@@ -216,18 +222,29 @@ class Tracker:
         frame of it (10,000 parked submits, 10,000 fewer objects for the garbage collector).
         """
         enqueuer = self.require_open().enqueuer
-        if not self.schemas.cached(payload):  # the first of a model fetches its schema
+        if not checked and not self.schemas.cached(payload):  # the first of a model: fetched
             return self._enqueue_checked(payload, n, on_send)
         return enqueuer.enqueue(
             payload, json_encoder.encode(payload), n,
             owner=self, job=self._job, on_send=on_send, api=self.api,
         )  # fmt: skip
 
+    async def check(self, payload: dict[str, Any]) -> None:
+        """Fetch the schema of `payload`'s model and check it, the stream connecting meanwhile
+        (see `Schemas.check`'s `then`): a burst of first submits waits once, not twice.
+
+        `enqueue` checks by itself; a caller that checks first (`schemas.cached`, then this)
+        and passes `checked=True` holds no frame of the check while its enqueue waits for its
+        turn (the first burst of a model is all of a 50,000-job `gather`)."""
+        listener = self.require_open().listener
+        listener.start()
+        await self.schemas.check(payload, then=listener.ready)
+
     async def _enqueue_checked(
         self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None
     ) -> list[Job]:
-        await self.schemas.check(payload)
-        return await self.enqueue(payload, n, on_send)
+        await self.check(payload)
+        return await self.enqueue(payload, n, on_send, checked=True)
 
     def follow(self, generation_id: str) -> Job:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
