@@ -56,7 +56,7 @@ def _ids(resp: Response, n: int) -> list[str] | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     ids = [g.generation_id for g in generations]
-    return ids if len(ids) == n and len(set(ids)) == n else None
+    return ids if len(ids) == n and (n == 1 or len(set(ids)) == n) else None
 
 
 class Enqueuer:

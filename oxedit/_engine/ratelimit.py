@@ -134,7 +134,7 @@ class AdaptiveRate:
             self.limited
             or self._shared is not None
             or self.in_flight + self._reserved >= self.window
-            or self._pause_until > asyncio.get_running_loop().time()
+            or (self._pause_until > 0.0 and self._pause_until > asyncio.get_running_loop().time())
         )
 
     def sending(self) -> None:

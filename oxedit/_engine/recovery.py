@@ -104,7 +104,9 @@ class Recovery:
         self._api = api
         self._registry = registry
         self._policy = policy
-        self._in_flight: Counter[int] = Counter()  # enqueues in progress, by request body
+        # Enqueues in progress, by request body: a plain dict, not a Counter (whose Python-level
+        # `__delitem__` was 3% of a submit's CPU), so read it with `.get(key, 0)`.
+        self._in_flight: dict[int, int] = {}
         self._recovering: Counter[int] = Counter()
         self._settled = asyncio.Condition()
         self._locks: dict[int, asyncio.Lock] = {}
@@ -114,14 +116,18 @@ class Recovery:
         self._watcher: asyncio.Task[None] | None = None
 
     def started(self, key: int) -> None:
-        self._in_flight[key] += 1
+        in_flight = self._in_flight
+        in_flight[key] = in_flight.get(key, 0) + 1
 
     def finished(self, key: int) -> bool:
         """An enqueue of this body ended; True when a search may be waiting for it (then
         `await notify()`: kept out of the common path, which has nothing to wake)."""
-        self._in_flight[key] -= 1
-        if not self._in_flight[key]:
-            del self._in_flight[key]
+        in_flight = self._in_flight
+        left = in_flight[key] - 1
+        if left:
+            in_flight[key] = left
+        else:
+            del in_flight[key]
         return bool(self._recovering)
 
     async def notify(self) -> None:
@@ -150,7 +156,7 @@ class Recovery:
                 # cannot tell apart: let them settle (answer, or be lost too) first.
                 async with self._settled:
                     await self._settled.wait_for(
-                        lambda: self._in_flight[key] <= self._recovering[key]
+                        lambda: self._in_flight.get(key, 0) <= self._recovering[key]
                     )
                 loop = asyncio.get_running_loop()
                 closes = loop.time() + self._policy.lost_response_window
@@ -220,7 +226,7 @@ class Recovery:
         taken: set[str] = set()
         for entry in list(self._abandoned):
             payload, key, sent_at, _ = entry
-            if self._in_flight[key]:
+            if self._in_flight.get(key, 0):
                 # A request with this body is waiting for its answer (the one sent again,
                 # first of all): its row is not known yet and must not be taken for the late one.
                 continue
