@@ -215,11 +215,15 @@ async def test_known_ids_are_bounded_but_pending_ones_stay_known() -> None:
     assert not registry.knows("done")
 
 
-def _registry_fed(batched: bool, datas: list[bytes], **bounds: int) -> tuple[Registry, list[int]]:
+def _registry_fed(
+    batched: bool, datas: list[bytes], early_limit: int, early_bytes: int
+) -> tuple[Registry, list[int]]:
     """A registry with a job "mine" pending, one enqueue in flight, fed `datas` one by one or
     as one chunk; and the counts of foreign events it reported."""
     foreign: list[int] = []
-    registry = Registry(on_foreign=foreign.append, **bounds)
+    registry = Registry(
+        on_foreign=foreign.append, early_limit=early_limit, early_bytes=early_bytes
+    )
     registry.add("mine")
     registry.enqueue_started()
     if batched:
@@ -230,12 +234,17 @@ def _registry_fed(batched: bool, datas: list[bytes], **bounds: int) -> tuple[Reg
     return registry, foreign
 
 
-@pytest.mark.parametrize("bounds", [{}, {"early_limit": 5}, {"early_bytes": 1000}])
-async def test_a_chunk_of_events_ends_as_the_events_one_by_one(bounds: dict[str, int]) -> None:
+@pytest.mark.parametrize(
+    ("early_limit", "early_bytes"),
+    [(100, 100_000), (5, 100_000), (100, 1000)],
+)
+async def test_a_chunk_of_events_ends_as_the_events_one_by_one(
+    early_limit: int, early_bytes: int
+) -> None:
     datas = [event(f"g{i}") for i in range(30)] + [event("g29"), event("g28")]  # duplicates
     datas[12] = event("mine")
-    one_by_one, foreign = _registry_fed(False, datas, **bounds)
-    batched, batched_foreign = _registry_fed(True, datas, **bounds)
+    one_by_one, foreign = _registry_fed(False, datas, early_limit, early_bytes)
+    batched, batched_foreign = _registry_fed(True, datas, early_limit, early_bytes)
     assert batched.early_size() == one_by_one.early_size()
     assert sum(batched_foreign) == sum(foreign)
     assert len(batched_foreign) <= 1  # once for the whole chunk, not once per event
