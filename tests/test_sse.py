@@ -298,12 +298,21 @@ def test_common_frames_skip_the_line_parser(monkeypatch: pytest.MonkeyPatch) -> 
         return line_parser(self, chunk)
 
     monkeypatch.setattr(SSEDecoder, "feed", spy)
-    assert len(decoder.feed_data(COMPLETED * 100, "media_generation_completed")) == 100
+    data = COMPLETED[40:-2]
     many = decoder.feed_data(COMPLETED * 100 + b"event: x\n", "media_generation_completed")
-    assert many == [COMPLETED[40:-2]] * 100
+    assert many == [data] * 100
     assert parsed == [b"event: x\n"]  # only the unfinished frame
-    assert decoder.feed_data(b"data: 1\n\n" + COMPLETED, "x") == [b"1"]
-    assert parsed[1:] == [b"data: 1\n\n" + COMPLETED]  # anything else: the line parser
+    # The end of an event begun before; a frame of another shape among the usual ones.
+    odd = b"event: media_generation_completed\ndata: 1\ndata: 2\n\n"
+    chunk = b"data: 1\n\n" + COMPLETED * 3 + odd + COMPLETED + COMPLETED[:20]
+    assert decoder.feed_data(chunk, "media_generation_completed") == [data] * 3 + [
+        b"1\n2",
+        data,
+    ]
+    assert parsed[1:] == [b"data: 1\n\n", odd, COMPLETED[:20]]
+    assert decoder.feed_data(COMPLETED[20:] + COMPLETED, "media_generation_completed") == [
+        data
+    ] * 2
 
 
 def test_a_bom_after_the_first_chunk_is_not_dropped() -> None:

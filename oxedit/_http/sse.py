@@ -172,46 +172,69 @@ class SSEDecoder:
         """Like `feed`, but only the data of the completed events of type `event`: what a
         reader of one type needs, with no object per event.
 
-        A run of frames of that type in the usual shape, between events, is cut apart in C
-        (a few passes over the bytes); anything else goes through the line parser.
+        The chunk's complete frames (up to its last blank line) are read, once the decoder
+        is between events, without the line parser when they are in the usual shape
+        (`event: <event>`, one `data:` line, LF endings): a run of nothing else is cut
+        apart in C, otherwise frame by frame. The rest, and anything unusual, goes through
+        the line parser, which gives the same events (each blank line leaves it between
+        events, whatever came before).
         """
-        end = self._frames_end(chunk)
-        if end:
-            head, sep = _heads(event)
-            # The run is `head D \n\n` k times, each D free of CR and LF, exactly when it
-            # opens with `head`, `sep` occurs k - 1 times, and it holds 3k LFs and no CR:
-            # the k occurrences of `\n\n head` (3 LFs each, never overlapping) in
-            # `\n\n` + run then account for every LF but the last two.
-            count = chunk.count(sep, 0, end) + 1
-            if (
-                chunk.startswith(head)
-                and chunk.count(b"\n", 0, end) == 3 * count
-                and chunk.find(b"\r", 0, end) < 0
-            ):
-                found = chunk[len(head) : end - 2].split(sep)
-                if end < len(chunk):
-                    found += [e.data for e in self.feed(chunk[end:]) if e.event == event]
-                return found
-        return [e.data for e in self.feed(chunk) if e.event == event]
-
-    def _frames_end(self, chunk: bytes) -> int:
-        """Where the complete frames of `chunk` end (after its last blank line), when the fast
-        path may read them: the decoder is between events (nothing carried over that the
-        chunk's first line would continue or complete), and no line of the chunk can be over
-        the limit (none is dropped). 0 otherwise.
-        """
+        start = 0
+        found: list[bytes] = []
+        if not self._between_events():
+            first = chunk.find(b"\n\n")  # where the event read now, whatever it is, ends
+            if first < 0:
+                return [e.data for e in self.feed(chunk) if e.event == event]
+            start = first + 2
+            found = [e.data for e in self.feed(chunk[:start]) if e.event == event]
+        end = chunk.rfind(b"\n\n", start) + 2
+        if end < start + 2:  # not one complete frame
+            if start < len(chunk):
+                found += [e.data for e in self.feed(chunk[start:]) if e.event == event]
+            return found
+        head, sep = _heads(event)
+        size = len(head)
+        limit = self._max
+        # The run is `head D \n\n` k times, each D free of CR and LF, exactly when it opens
+        # with `head`, `sep` occurs k - 1 times, and it holds 3k LFs and no CR: the k
+        # occurrences of `\n\n head` (3 LFs each, never overlapping) in `\n\n` + run then
+        # account for every LF but the last two.
+        count = chunk.count(sep, start, end) + 1
         if (
+            end - start <= limit  # no line over the limit
+            and chunk.startswith(head, start)
+            and chunk.count(b"\n", start, end) == 3 * count
+            and chunk.find(b"\r", start, end) < 0
+        ):
+            found += chunk[start + size : end - 2].split(sep)
+        else:
+            frames = chunk[start:end].split(b"\n\n")
+            frames.pop()  # empty: the run ends with a blank line
+            for frame in frames:
+                if (
+                    frame.startswith(head)
+                    and len(frame) <= limit
+                    and frame.find(b"\n", size) < 0
+                    and frame.find(b"\r", size) < 0
+                ):
+                    found.append(frame[size:])
+                else:
+                    found += [e.data for e in self.feed(frame + b"\n\n") if e.event == event]
+        if end < len(chunk):
+            found += [e.data for e in self.feed(chunk[end:]) if e.event == event]
+        return found
+
+    def _between_events(self) -> bool:
+        """Whether nothing is carried over that the next chunk's first line would continue
+        or complete: the fast path of `feed_data` may start at once."""
+        return not (
             self._partial
             or self._data
             or self._event
             or self._drop
             or self._skip_lf
             or not self._started
-            or len(chunk) > self._max
-        ):
-            return 0
-        last = chunk.rfind(b"\n\n")
-        return last + 2 if last >= 0 else 0
+        )
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """The line parser: any chunk, in any state."""
