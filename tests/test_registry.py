@@ -221,9 +221,7 @@ def _registry_fed(
     """A registry with a job "mine" pending, one enqueue in flight, fed `datas` one by one or
     as one chunk; and the counts of foreign events it reported."""
     foreign: list[int] = []
-    registry = Registry(
-        on_foreign=foreign.append, early_limit=early_limit, early_bytes=early_bytes
-    )
+    registry = Registry(on_foreign=foreign.append, early_limit=early_limit, early_bytes=early_bytes)
     registry.add("mine")
     registry.enqueue_started()
     if batched:

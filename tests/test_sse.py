@@ -310,9 +310,7 @@ def test_common_frames_skip_the_line_parser(monkeypatch: pytest.MonkeyPatch) -> 
         data,
     ]
     assert parsed[1:] == [b"data: 1\n\n", odd, COMPLETED[:20]]
-    assert decoder.feed_data(COMPLETED[20:] + COMPLETED, "media_generation_completed") == [
-        data
-    ] * 2
+    assert decoder.feed_data(COMPLETED[20:] + COMPLETED, "media_generation_completed") == [data] * 2
 
 
 def test_a_bom_after_the_first_chunk_is_not_dropped() -> None:
