@@ -277,7 +277,8 @@ class Registry:
             self._on_foreign(foreign)
         if kept:
             # Over the bounds for as long as this chunk is read at most: the oldest go now,
-            # as they would have one by one.
+            # as they would have one by one (but for a duplicate, in the same chunk, of an
+            # event they would have evicted meanwhile: not kept twice).
             self._kept_early(kept, kept_bytes)
         return len(datas) - malformed
 
