@@ -213,3 +213,55 @@ async def test_known_ids_are_bounded_but_pending_ones_stay_known() -> None:
     registry.claim("y")  # two TTLs later
     assert registry.knows("pending")  # still waited for
     assert not registry.knows("done")
+
+
+def _registry_fed(
+    batched: bool, datas: list[bytes], early_limit: int, early_bytes: int
+) -> tuple[Registry, list[int]]:
+    """A registry with a job "mine" pending, one enqueue in flight, fed `datas` one by one or
+    as one chunk; and the counts of foreign events it reported."""
+    foreign: list[int] = []
+    registry = Registry(on_foreign=foreign.append, early_limit=early_limit, early_bytes=early_bytes)
+    registry.add("mine")
+    registry.enqueue_started()
+    if batched:
+        assert registry.events(datas) == len(datas)
+    else:
+        for data in datas:
+            registry.event(data)
+    return registry, foreign
+
+
+@pytest.mark.parametrize(
+    ("early_limit", "early_bytes"),
+    [(100, 100_000), (5, 100_000), (100, 1000)],
+)
+async def test_a_chunk_of_events_ends_as_the_events_one_by_one(
+    early_limit: int, early_bytes: int
+) -> None:
+    datas = [event(f"g{i}") for i in range(30)] + [event("g29"), event("g28")]  # duplicates
+    datas[12] = event("mine")
+    one_by_one, foreign = _registry_fed(False, datas, early_limit, early_bytes)
+    batched, batched_foreign = _registry_fed(True, datas, early_limit, early_bytes)
+    assert batched.early_size() == one_by_one.early_size()
+    assert sum(batched_foreign) == sum(foreign)
+    assert len(batched_foreign) <= 1  # once for the whole chunk, not once per event
+    assert [batched.is_early(f"g{i}") for i in range(30)] == [
+        one_by_one.is_early(f"g{i}") for i in range(30)
+    ]
+    assert len(batched) == len(one_by_one) == 0  # "mine" settled
+
+
+async def test_a_chunk_with_a_malformed_event_reads_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    foreign: list[int] = []
+    registry = Registry(on_foreign=foreign.append)
+    pending = registry.add("mine")
+    bad = [b"{", b'{"generation_id": "mine", "status": 7}']
+    assert registry.events([event("x"), *bad, event("mine"), event("y")]) == 3
+    assert pending.future.result() == done("mine")
+    assert foreign == [2]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert all("ignoring a malformed media_generation_completed event" in w for w in warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 
@@ -169,3 +170,150 @@ def test_oversized_events_are_warned_about_once_then_counted(
         "dropped 3 more server-sent event(s) longer than 100 bytes "
         "(Limits.max_event_bytes), 105 in all"
     ]
+
+
+# -- the fast path: the same events as the line parser, whatever the stream and its chunking --
+
+TYPES = ["media_generation_completed", "repo_updated", "", "médià", "x:y"]
+
+
+def _random_line(rng: random.Random) -> bytes:
+    """One line of a valid stream, without its ending: mostly the usual shapes, some odd."""
+    kind = rng.random()
+    if kind < 0.3:
+        return b"event:" + b" " * rng.randint(0, 2) + rng.choice(TYPES).encode()
+    if kind < 0.65:
+        size = rng.choice([0, 1, 5, 40, 90, 150])  # some over the limit below (100)
+        value = bytes(rng.choice(b'ab{}":, \x00\xc3\xa9') for _ in range(size))
+        if rng.random() < 0.1:  # a line whose rest looks like a frame's start
+            value += b"event: repo_updated"
+        return b"data:" + b" " * rng.randint(0, 2) + value
+    if kind < 0.72:
+        return rng.choice([b": keep-alive", b":", b": hello: x"])
+    if kind < 0.79:
+        return b"id: " + rng.choice([b"7", b"", b"a\x00b", b"\xc3\xa9"])
+    if kind < 0.83:
+        return rng.choice([b"retry: 3000", b"data", b"event", b"foo: bar", b"id"])
+    return b""  # a blank line: the end of an event
+
+
+def _random_stream(rng: random.Random, usual: str) -> bytes:
+    if rng.random() < 0.5:  # the usual wire: LF, `event: usual` then one `data:` line
+        frames = [
+            b"event: %s\ndata: %s\n\n"
+            % (
+                (usual if rng.random() < 0.9 else rng.choice(TYPES)).encode(),
+                bytes(rng.choice(b"xx\x00 :\r") for _ in range(rng.choice([0, 3, 50, 120]))),
+            )
+            for _ in range(rng.randint(1, 30))
+        ]
+        for _ in range(rng.choice([0, 0, 1, 3])):  # with odd lines between frames
+            odd = rng.choice(
+                [
+                    _random_line(rng) + rng.choice([b"\n", b"\r", b"\r\n"]),
+                    # A frame whose second line, or rest of a line, looks like a frame.
+                    b"data: zzevent: %s\ndata: yy\n\n" % usual.encode(),
+                    b"data: %s\nevent: %s\ndata: yy\n\n" % (b"o" * 150, usual.encode()),
+                ]
+            )
+            frames.insert(rng.randint(0, len(frames)), odd)
+        stream = b"".join(frames)
+    else:
+        endings = rng.choice([[b"\n"], [b"\r\n"], [b"\r"], [b"\n", b"\r\n", b"\r"]])
+        stream = b"".join(
+            _random_line(rng) + rng.choice(endings) for _ in range(rng.randint(1, 60))
+        )
+    if rng.random() < 0.1:
+        stream = b"\xef\xbb\xbf" + stream
+    return stream
+
+
+def _random_chunks(rng: random.Random, stream: bytes) -> list[bytes]:
+    """`stream` cut anywhere, or where the state carried over matters most: at line endings
+    and just before an `event: ` (inside a line, or opening one)."""
+    if rng.random() < 0.2:
+        return [stream]
+    anywhere = range(len(stream) + 1)
+    telling = [
+        i
+        for i in anywhere
+        if stream[i - 1 : i] in (b"\n", b"\r") or stream.startswith(b"event: ", i)
+    ]
+    pool = telling if telling and rng.random() < 0.6 else anywhere
+    cuts = sorted(set(rng.choices(pool, k=rng.randint(1, 12))))
+    return [stream[i:j] for i, j in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+
+
+def _line_parser(chunks: list[bytes], limit: int) -> tuple[list[ServerSentEvent], int]:
+    """What the line parser alone (the general path, always exact) makes of `chunks`."""
+    decoder = SSEDecoder(max_event_bytes=limit)
+    events = [event for chunk in chunks for event in decoder.feed(chunk)]
+    return events, decoder.dropped
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_fast_path_decodes_as_the_line_parser(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(150):
+        wanted = rng.choice(TYPES) or "message"
+        stream = _random_stream(rng, wanted)
+        chunks = _random_chunks(rng, stream)
+        limit = rng.choice([100, 1000])
+        expected, dropped = _line_parser(chunks, limit)
+        decoder = SSEDecoder(max_event_bytes=limit)
+        data = [d for chunk in chunks for d in decoder.feed_data(chunk, wanted)]
+        assert data == [e.data for e in expected if e.event == wanted], (stream, chunks)
+        assert decoder.dropped == dropped
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"data: zz", b"event: t\ndata: yy\n\n"],  # the rest of a line
+        [b"data: " + b"o" * 150 + b"\n", b"event: t\ndata: yy\n\n"],  # an event being dropped
+        [b"data: a\n", b"event: t\ndata: yy\n\n"],  # a data line of the same event
+        [b"event: u\n", b"event: t\ndata: yy\n\n"],
+        [b"data: a\r", b"event: t\ndata: yy\n\n", b"\n"],
+        [b": a\r", b"event: t\ndata: yy\n\n", b"\ndata: 1\n\n"],
+        [b"\xef\xbb", b"\xbfevent: t\ndata: yy\n\n"],
+        [b"event: t\ndata: yy\n\nevent: t\ndata: " + b"o" * 150 + b"\n\n"],  # over the limit
+    ],
+)
+def test_the_fast_path_reads_on_from_any_state(chunks: list[bytes]) -> None:
+    expected, dropped = _line_parser(chunks, 100)
+    decoder = SSEDecoder(max_event_bytes=100)
+    data = [d for chunk in chunks for d in decoder.feed_data(chunk, "t")]
+    assert data == [e.data for e in expected if e.event == "t"]
+    assert decoder.dropped == dropped
+
+
+def test_common_frames_skip_the_line_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b": hello\n\n")  # the first chunk, which may open with a BOM
+    parsed: list[bytes] = []
+    line_parser = SSEDecoder.feed
+
+    def spy(self: SSEDecoder, chunk: bytes) -> list[ServerSentEvent]:
+        parsed.append(chunk)
+        return line_parser(self, chunk)
+
+    monkeypatch.setattr(SSEDecoder, "feed", spy)
+    data = COMPLETED[40:-2]
+    many = decoder.feed_data(COMPLETED * 100 + b"event: x\n", "media_generation_completed")
+    assert many == [data] * 100
+    assert parsed == [b"event: x\n"]  # only the unfinished frame
+    # The end of an event begun before; a frame of another shape among the usual ones.
+    odd = b"event: media_generation_completed\ndata: 1\ndata: 2\n\n"
+    chunk = b"data: 1\n\n" + COMPLETED * 3 + odd + COMPLETED + COMPLETED[:20]
+    assert decoder.feed_data(chunk, "media_generation_completed") == [data] * 3 + [
+        b"1\n2",
+        data,
+    ]
+    assert parsed[1:] == [b"data: 1\n\n", odd, COMPLETED[:20]]
+    assert decoder.feed_data(COMPLETED[20:] + COMPLETED, "media_generation_completed") == [data] * 2
+
+
+def test_a_bom_after_the_first_chunk_is_not_dropped() -> None:
+    decoder = SSEDecoder()
+    assert len(decoder.feed_data(COMPLETED, "media_generation_completed")) == 1
+    assert decoder.feed_data(b"\xef\xbb\xbfdata: x\n\n", "message") == []  # "\ufeffdata"

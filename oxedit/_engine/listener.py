@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import msgspec
-
 from .. import _constants as C
 from .._config import ReconcilePolicy
 from .._exceptions import (
@@ -27,13 +25,11 @@ from .._http.api import Api
 from .._http.retry import backoff
 from .._http.sse import DropWarnings, SSEDecoder
 from .reconciler import Reconciler, stop
-from .registry import Pending, Registry
+from .registry import COMPLETED, Pending, Registry
 
 __all__ = ["Listener"]
 
 log = logging.getLogger("oxedit")
-
-COMPLETED = "media_generation_completed"
 
 
 class Listener:
@@ -147,9 +143,9 @@ class Listener:
                         if not healthy:
                             healthy = True
                             self._on_healthy()
-                        for event in decoder.feed(chunk):
-                            if event.event == COMPLETED:
-                                self._on_completed(event.data)
+                        datas = decoder.feed_data(chunk, COMPLETED)
+                        if datas:
+                            self._api.stats.count_event(self._registry.events(datas))
                     if not healthy and loop.time() - opened >= C.STREAM_HEALTHY_AFTER:
                         healthy = True
                         self._on_healthy()
@@ -209,9 +205,5 @@ class Listener:
         self._last_error = None
 
     def _on_completed(self, data: bytes) -> None:
-        try:
-            self._registry.event(data)  # decodes the id, and the rest only for our jobs
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
-            return
-        self._api.stats.count_event()
+        """One completion event's data (the stream hands them over a chunk at a time)."""
+        self._api.stats.count_event(self._registry.events([data]))

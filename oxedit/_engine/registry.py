@@ -39,9 +39,11 @@ from .._models import (
 )
 from .schedule import CheckSchedule
 
-__all__ = ["Outcome", "Pending", "Registry"]
+__all__ = ["COMPLETED", "Outcome", "Pending", "Registry"]
 
 log = logging.getLogger("oxedit")
+
+COMPLETED = "media_generation_completed"  # the event type that settles a job
 
 # A job ends with the generation (any terminal status) or with an error, delivered as a value:
 # a future holding an exception nobody retrieved would be logged when collected.
@@ -241,19 +243,61 @@ class Registry:
         event = event_decoder.decode(data)
         return self.resolve(generation_of_event(event, self.reader), event=True)
 
+    def events(self, datas: list[bytes]) -> int:
+        """Several events' data, in arrival order (a chunk of the stream): each as `event`
+        would take it, with what other processes' events cost per event done once for all
+        of them (counting the dropped ones, accounting for the kept ones and evicting).
+
+        A malformed event is logged and skipped. Returns how many were well-formed.
+        """
+        decode = event_id_decoder.decode
+        pending, early, order = self._pending, self._early, self._early_order
+        foreign = kept = kept_bytes = malformed = 0
+        for data in datas:
+            try:
+                generation_id = decode(data).generation_id
+                if generation_id in pending:
+                    event = event_decoder.decode(data)
+                    self.resolve(generation_of_event(event, self.reader), event=True)
+                    continue
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
+                malformed += 1
+                continue
+            if generation_id in self._known or generation_id in self._known_old:
+                continue  # ours, settled already: a duplicate or late event
+            if not self._flights:
+                foreign += 1
+            elif generation_id not in early:
+                early[generation_id] = data
+                order.append(generation_id)
+                kept += 1
+                kept_bytes += len(data)
+        if foreign and self._on_foreign is not None:
+            self._on_foreign(foreign)
+        if kept:
+            # Over the bounds for as long as this chunk is read at most: the oldest go now,
+            # as they would have one by one (but for a duplicate, in the same chunk, of an
+            # event they would have evicted meanwhile: not kept twice).
+            self._kept_early(kept, kept_bytes)
+        return len(datas) - malformed
+
     def _keep_early(self, generation_id: str, data: bytes) -> None:
         if generation_id in self._known or generation_id in self._known_old:
             return  # ours, settled already: a duplicate or late event
+        self._early[generation_id] = data
+        self._early_order.append(generation_id)
+        self._kept_early(1, len(data))
+
+    def _kept_early(self, count: int, size: int) -> None:
+        """`count` events of `size` bytes in all were just added to the early buffer."""
         runs = self._early_runs
         if runs and runs[-1][0] == self._started:
-            runs[-1][1] += 1
+            runs[-1][1] += count
         else:  # an enqueue started since the last one came: a new run
-            runs.append([self._started, 1])
-        early = self._early
-        early[generation_id] = data
-        self._early_order.append(generation_id)
-        self._early_size += len(data) + C.EARLY_EVENT_OVERHEAD
-        if self._early_size > self._early_bytes or len(early) > self._early_limit:
+            runs.append([self._started, count])
+        self._early_size += size + count * C.EARLY_EVENT_OVERHEAD
+        if self._early_size > self._early_bytes or len(self._early) > self._early_limit:
             self._evict_early()  # what no enqueue in flight can claim goes when one ends
 
     def _evict_early(self) -> None:
@@ -278,17 +322,19 @@ class Registry:
         max_bytes, max_count = self._early_bytes, self._early_limit
         size = self._early_size
         overhead = C.EARLY_EVENT_OVERHEAD
+        dropped = 0
         while runs and (runs[0][0] < oldest or len(early) > max_count or size > max_bytes):
             run = runs[0]
             data = early.pop(order.popleft(), None)
             if data is not None:  # else claimed meanwhile
                 size -= len(data) + overhead
-                if self._on_foreign is not None:
-                    self._on_foreign(1)
+                dropped += 1
             run[1] -= 1
             if not run[1]:
                 runs.popleft()
         self._early_size = size
+        if dropped and self._on_foreign is not None:
+            self._on_foreign(dropped)
 
     # -- registration and settling ---------------------------------------------------------------
 

@@ -186,8 +186,8 @@ class Counters:
     def count_event_connection(self) -> None:
         self.event_connections += 1
 
-    def count_event(self) -> None:
-        self.events += 1
+    def count_event(self, n: int = 1) -> None:
+        self.events += n
 
     def count_refusal(self) -> None:
         """An enqueue was refused with 429 or 503."""

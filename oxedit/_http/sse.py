@@ -8,6 +8,7 @@ lines from aiohttp.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,16 @@ __all__ = ["DropWarnings", "SSEDecoder", "ServerSentEvent"]
 _BOM: Final = b"\xef\xbb\xbf"
 
 log = logging.getLogger("oxedit")
+
+
+@functools.lru_cache(maxsize=8)
+def _heads(event: str) -> tuple[bytes, bytes]:
+    """How a frame of type `event` in the usual shape (`event: X`, one `data:` line, LF
+    endings) opens, alone and after the previous frame's blank line."""
+    if "\n" in event or "\r" in event:
+        raise ValueError(f"an event type is one line, not {event!r}")
+    head = b"event: " + event.encode() + b"\ndata: "
+    return head, b"\n\n" + head
 
 
 class ServerSentEvent:
@@ -157,7 +168,76 @@ class SSEDecoder:
         self._last_id: str | None = None
         self.dropped = 0  # events dropped for their size
 
+    def feed_data(self, chunk: bytes, event: str) -> list[bytes]:
+        """Like `feed`, but only the data of the completed events of type `event`: what a
+        reader of one type needs, with no object per event.
+
+        The chunk's complete frames (up to its last blank line) are read, once the decoder
+        is between events, without the line parser when they are in the usual shape
+        (`event: <event>`, one `data:` line, LF endings): a run of nothing else is cut
+        apart in C, otherwise frame by frame. The rest, and anything unusual, goes through
+        the line parser, which gives the same events (each blank line leaves it between
+        events, whatever came before).
+        """
+        start = 0
+        found: list[bytes] = []
+        if not self._between_events():
+            first = chunk.find(b"\n\n")  # where the event read now, whatever it is, ends
+            if first < 0:
+                return [e.data for e in self.feed(chunk) if e.event == event]
+            start = first + 2
+            found = [e.data for e in self.feed(chunk[:start]) if e.event == event]
+        end = chunk.rfind(b"\n\n", start) + 2
+        if end < start + 2:  # not one complete frame
+            if start < len(chunk):
+                found += [e.data for e in self.feed(chunk[start:]) if e.event == event]
+            return found
+        head, sep = _heads(event)
+        size = len(head)
+        limit = self._max
+        # The run is `head D \n\n` k times, each D free of CR and LF, exactly when it opens
+        # with `head`, `sep` occurs k - 1 times, and it holds 3k LFs and no CR: the k
+        # occurrences of `\n\n head` (3 LFs each, never overlapping) in `\n\n` + run then
+        # account for every LF but the last two.
+        count = chunk.count(sep, start, end) + 1
+        if (
+            end - start <= limit  # no line over the limit
+            and chunk.startswith(head, start)
+            and chunk.count(b"\n", start, end) == 3 * count
+            and chunk.find(b"\r", start, end) < 0
+        ):
+            found += chunk[start + size : end - 2].split(sep)
+        else:
+            frames = chunk[start:end].split(b"\n\n")
+            frames.pop()  # empty: the run ends with a blank line
+            for frame in frames:
+                if (
+                    frame.startswith(head)
+                    and len(frame) <= limit
+                    and frame.find(b"\n", size) < 0
+                    and frame.find(b"\r", size) < 0
+                ):
+                    found.append(frame[size:])
+                else:
+                    found += [e.data for e in self.feed(frame + b"\n\n") if e.event == event]
+        if end < len(chunk):
+            found += [e.data for e in self.feed(chunk[end:]) if e.event == event]
+        return found
+
+    def _between_events(self) -> bool:
+        """Whether nothing is carried over that the next chunk's first line would continue
+        or complete: the fast path of `feed_data` may start at once."""
+        return not (
+            self._partial
+            or self._data
+            or self._event
+            or self._drop
+            or self._skip_lf
+            or not self._started
+        )
+
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """The line parser: any chunk, in any state."""
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk[0] == 0x0A:
