@@ -183,12 +183,12 @@ class RateBudget:
         if sent_at < self._last_drop + C.RAY_LEASE_SECONDS:
             return  # sent before the last drop, or on a token leased before it: answered
         measured = self._measured(now)
-        decreased = max(C.RATE_MIN, min(self.rate, measured) * C.RAY_RATE_DECREASE)
         if measured > 0:
-            self.rate, self.slow_start = decreased, False
-        else:  # nothing accepted lately: no rate to go by; the slow start up to the drop's
-            self._threshold = decreased
-            self.rate, self.slow_start = min(C.RAY_RATE_START, decreased), True
+            self.rate = max(C.RATE_MIN, min(self.rate, measured) * C.RAY_RATE_DECREASE)
+            self.slow_start = False
+        else:  # nothing accepted lately: no rate to go by; the slow start, up to the drop's
+            self._threshold = max(C.RATE_MIN, self.rate * C.RAY_RATE_DECREASE)
+            self.rate, self.slow_start = min(C.RAY_RATE_START, self._threshold), True
         self.rate = min(self.rate, self.maximum or math.inf)
         self._last_drop = now
         self.drops += 1
@@ -223,8 +223,11 @@ class RateBudget:
                 grown, self.slow_start = self._threshold, False
         else:
             grown = self.rate + accepted * C.RAY_RATE_INCREASE / self.rate
-        # Only a rate in use grows (never lowered by this: a drop's job).
-        ceiling = max(self.rate, C.RAY_RATE_START, C.RAY_RATE_HEADROOM * self._measured(now))
+        # Only a rate in use grows (never lowered by this: a drop's job). What was accepted
+        # over the window, not extrapolated: a young run's first answers say little.
+        self._trim(now)
+        used = self._in_window / C.RAY_MEASURE_SECONDS
+        ceiling = max(self.rate, C.RAY_RATE_START, C.RAY_RATE_HEADROOM * used)
         self.rate = min(grown, ceiling, self.maximum or math.inf)
 
     def report(self, actor: str, stats: dict[str, Any]) -> None:
