@@ -18,11 +18,11 @@ What each actor does (an `Edit` instance, in its own process):
 - Ray builds the instance before the actor's event loop exists, so its `Client` (one event
   stream per actor) is opened by the first `__call__`, on Ray's loop, and closed when Ray
   tears the actor down (`__del__`).
-- One rate budget for every actor: a named Ray actor (`RateBudget`) leases enqueue tokens
-  (`RAY_LEASE_SECONDS` of the rate at a time) and learns from every refusal any actor gets
-  (it is the client's `SharedPace`). Until the first refusal nobody is paced (each client's
-  slow start bounds its burst); then the rate is `RAY_RATE_DECREASE` of what was accepted over
-  the last `RAY_MEASURE_SECONDS` (the account's limit, measured) and grows back slowly.
+- One rate budget for every actor: a named Ray actor (`RateBudget`, where the policy is
+  explained) leases enqueue tokens, never more than `RAY_LEASE_SECONDS` ahead, and learns
+  from every refusal any actor gets (it is the client's `SharedPace`). It starts low and
+  doubles while nothing is refused (a slow start), then holds just under what the account
+  accepted when it refused (its limit, measured) and probes upward gently.
 - Exactly once: every row is journaled (`journal_dir`: one SQLite journal per actor process,
   `oxedit-ray-HOST-PID-ID.sqlite`; a folder every actor reaches) before it is sent. A row is
   what `oxedit batch` calls an item: its key is its image's content (or normalised URL),
@@ -30,7 +30,7 @@ What each actor does (an `Edit` instance, in its own process):
   actor looks it up in every journal of the folder: finished somewhere, it is answered from
   there (a re-run sends nothing); sent by an actor that died (Ray re-runs its batch on
   another), it is taken over: the dead journal is locked, what it left mid-send is looked up
-  on the server and adopted (`recover_unrecorded`), and the generation is followed, never
+  on the server and adopted (`BulkRun.recover`), and the generation is followed, never
   sent again.
 
 Output rows are the input rows plus `generation_id`, `status` (as `BulkResult.status`),
@@ -55,14 +55,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
-import msgspec
 
 from . import _constants as C
-from ._bulk.cost import check_request, generations_of
 from ._bulk.journal import FINISHED, Journal, JournalEntry, item_key, peek
 from ._bulk.requests import BulkResult, EditRequest, file_digest, identity, is_local
-from ._bulk.resume import recover_unrecorded
-from ._bulk.run import BulkRun
 from ._client import Client
 from ._config import Limits
 from ._exceptions import ConfigurationError, InvalidRequestError, OxeditError
@@ -416,7 +412,7 @@ class Edit:
                 args.setdefault("retry", RetryPolicy(max_retries=C.RAY_MAX_RETRIES))
                 client = Client(limits=limits, **args)
                 if budget is not None:
-                    client._tracker.shared_pace = _LeasedPace(budget)
+                    client.share_rate(_LeasedPace(budget))
                 await client.__aenter__()
                 try:
                     worker = _Worker(
@@ -574,8 +570,7 @@ class _Worker:
         self._fed = 0
         self._waiting: dict[int, asyncio.Future[BulkResult]] = {}
         self._by_key: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._run = BulkRun(
-            client._tracker,
+        self._run = client.map(
             self._feed(),
             concurrency=concurrency,
             journal=self._journal,
@@ -750,9 +745,7 @@ class _Worker:
             if self._journal is not None:
                 for entry in peek(self._journal):
                     claimed.update(entry.generation_ids)
-            found = await recover_unrecorded(
-                self.client._tracker, journal, self._payload, claimed - set(journal.claimed_ids())
-            )
+            found = await self._run.recover(journal, claimed - set(journal.claimed_ids()))
             by_key: dict[str, Any] = {}
             for entry in journal.entries():
                 mine = {gid: found[gid] for gid in entry.generation_ids if gid in found}
@@ -762,17 +755,6 @@ class _Worker:
             return by_key
         finally:
             journal.close()
-
-    async def _payload(self, request: EditRequest) -> dict[str, Any]:
-        tracker = self.client._tracker
-        if tracker.uploader is not None:
-            image = str(await tracker.hosted(request.image))
-            request = msgspec.structs.replace(request, image=image)
-        payload = await check_request(request)
-        generations = generations_of(request)
-        if generations > 1:
-            payload["num_generations"] = generations
-        return payload
 
     def _report(self) -> None:
         if self._budget is None:
