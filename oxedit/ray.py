@@ -352,8 +352,10 @@ class Edit:
         journal_dir: Where the actors journal the rows (a folder every actor reaches); None:
             no journal, so a re-run, or Ray re-running a dead actor's batch, sends again.
         concurrency: Rows in flight per actor at most.
-        max_rate: Enqueues per second at most for all actors together (None: learned from
-            the account's refusals).
+        max_rate: Enqueues per second at most for all actors together, and where the
+            shared budget starts (None: a slow start, then learned from the account's
+            refusals). The budget actor outlives the pipeline: the one that created it set
+            its `max_rate`.
         shared_rate: False: each actor paces itself (as a lone `Client` does).
         **client_options: Other `Client` arguments (timeouts, retry, reconcile, ...).
     """
