@@ -7,12 +7,14 @@ Skipped when Ray is not installed, except in CI (`CI=true`), where that fails.""
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -21,7 +23,7 @@ from oxedit import _constants as C
 if os.environ.get("CI") != "true":  # in CI the extra is installed: without it, this fails
     pytest.importorskip("ray")
 
-from oxedit.ray import RateBudget
+from oxedit.ray import RateBudget, _LeasedPace
 
 
 class Clock:
@@ -162,6 +164,42 @@ def test_a_long_retry_after_pauses_every_actor_a_token_bucket_refill_does_not() 
     budget.refused(sent_at=clock.now + 1, retry_after=86_400, status=429)  # a daily quota
     count, delay, _ = budget.lease(1)
     assert count == 0 and delay == pytest.approx(C.RETRY_AFTER_MAX - C.RAY_LEASE_SECONDS / 2)
+
+
+class Remote:
+    """A Ray actor method as `_LeasedPace` calls it: `.remote(...)`, awaited or not."""
+
+    def __init__(self, calls: list[tuple[Any, ...]], answers: list[Any] | None = None) -> None:
+        self.calls, self.answers = calls, answers
+
+    def remote(self, *args: Any) -> asyncio.Future[Any]:
+        self.calls.append(args)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(self.answers.pop(0) if self.answers else None)
+        return future
+
+
+def test_an_actor_asks_for_its_waiting_sends_again_when_the_window_is_promised() -> None:
+    leases: list[tuple[Any, ...]] = []
+    refusals: list[tuple[Any, ...]] = []
+    budget = type("Budget", (), {})()
+    budget.lease = Remote(leases, [(0, 0.001, 0.0), (3, 0.0, 0.001), (1, 0.0, 0.001)])
+    budget.refused = Remote(refusals)
+    budget.succeeded = Remote([])
+
+    async def main() -> None:
+        pace = _LeasedPace(budget)
+        # Three sends wait: one lease asks for 3; none now, so it asks again; 3 tokens.
+        await asyncio.gather(*(pace.acquire() for _ in range(3)))
+        assert leases == [(3, 0), (3, 0)]
+        pace.succeeded()
+        pace.succeeded()
+        pace.refused(sent_at=1.0, retry_after=1.0, status=429)  # tells what was accepted
+        assert refusals == [(1.0, 1.0, 429, 2)]
+        await pace.acquire()
+        assert leases[-1] == (1, 0)
+
+    asyncio.run(main())
 
 
 # -- the goal, simulated --------------------------------------------------------------------------
