@@ -96,7 +96,8 @@ class RateBudget:
       use, a doubling about every half second), at most `RAY_RATE_HEADROOM` times what was
       accepted over the last second: a rate the actors do not use is not grown, so a slow
       first batch cannot leave a rate that bursts later. The first overshoot is bounded by
-      what is sent between the first refusal and its answer reaching the budget.
+      the turns already promised (below) and what is sent before the first refusal reaches
+      the budget: 10-25 refusals at a 50/s limit with a burst of 20.
     - **Decrease to what the account took.** On a refusal the rate becomes
       `RAY_RATE_DECREASE` of the lower of itself and what was accepted over the last second:
       past a token bucket's limit, what it accepts is its rate, so the new rate is just under
@@ -106,7 +107,7 @@ class RateBudget:
       increase, `RAY_RATE_INCREASE`/s each second, probing gently for more.
     - **Short leases, no double booking.** A lease hands out tokens at the rate's spacing,
       never more than `RAY_LEASE_SECONDS` ahead of now (asked beyond it, an actor is told to
-      come back when the window opens): what was promised before a drop is at most that
+      come back when half of the window is free): what was promised before a drop is at most that
       much of the old rate. Tokens promised stay promised after a drop and the new rate's
       follow them (a drop never hands out the same moment twice). Refusals of enqueues sent
       before a drop, or on a token it could not take back, are answered by that drop and do
@@ -264,7 +265,8 @@ def _budget_actor(max_rate: float | None) -> Any:
 
 
 def budget_stats() -> dict[str, Any]:
-    """What the cluster's budget actor knows: its rate, enqueues accepted and refused, and
+    """What the cluster's budget actor knows (`RateBudget.snapshot`): its rate, enqueues
+    accepted and refused, the accepted rate from the first acceptance to the last, and
     each actor's last reported client counters (`streams`, `events`, `foreign_events`,
     `enqueue_requests`, `cpu_seconds`, ...). From the driver, after a pipeline ran."""
     actor: Any = ray.get_actor(C.RAY_BUDGET_NAME, namespace=C.RAY_BUDGET_NAMESPACE)
