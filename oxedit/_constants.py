@@ -196,11 +196,12 @@ RAY_RATE_START = 20.0
 RAY_SLOW_START_GAIN = 1.5
 RAY_RATE_HEADROOM = 3.0
 # On a refusal the shared rate becomes RAY_RATE_DECREASE of the lower of itself and what was
-# accepted over the last RAY_MEASURE_SECONDS (the account's limit, measured), then grows by
-# RAY_RATE_INCREASE enqueues/s each second. A `Retry-After` longer than RAY_PAUSE_AFTER seconds
-# (a quota, an outage, not a token bucket's refill) pauses every actor.
+# accepted over the last RAY_MEASURE_SECONDS (the account's limit, measured); then each enqueue
+# accepted adds RAY_RATE_INCREASE/s to it (at full use, 3% a second). A `Retry-After` longer
+# than RAY_PAUSE_AFTER seconds (a quota, an outage, not a token bucket's refill) pauses every
+# actor.
 RAY_RATE_DECREASE = 0.9
-RAY_RATE_INCREASE = 2.0
+RAY_RATE_INCREASE = 0.03
 RAY_MEASURE_SECONDS = 1.0
 RAY_PAUSE_AFTER = 1.0
 # How long an actor waits for another live one to settle an item it is sending, at most.

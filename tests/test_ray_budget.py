@@ -120,14 +120,16 @@ def test_refusals_answered_by_a_drop_do_not_lower_the_rate_again() -> None:
     assert budget.drops == 2 and budget.rate < dropped
 
 
-def test_additive_increase_after_a_drop_is_gentle() -> None:
+@pytest.mark.parametrize("limit", [5.0, 60.0, 1000.0])
+def test_after_a_drop_the_rate_grows_gently_in_proportion_to_itself(limit: float) -> None:
     clock = Clock()
     budget = RateBudget(clock=clock)
-    accept(budget, clock, 60.0, 2.0)
+    accept(budget, clock, limit, 2.0)
     budget.refused(sent_at=clock.now, retry_after=1.0, status=429)
     dropped = budget.rate
-    accept(budget, clock, dropped, 5.0)
-    assert budget.rate == pytest.approx(dropped + 5 * C.RAY_RATE_INCREASE, rel=0.1)
+    assert dropped == pytest.approx(limit * C.RAY_RATE_DECREASE, rel=0.05)
+    accept(budget, clock, dropped, 5.0)  # five seconds at that rate: ~3% a second
+    assert budget.rate == pytest.approx(dropped * (1 + 5 * C.RAY_RATE_INCREASE), rel=0.02)
 
 
 def test_nothing_accepted_lately_starts_slowly_again_up_to_the_drop() -> None:
@@ -140,7 +142,7 @@ def test_nothing_accepted_lately_starts_slowly_again_up_to_the_drop() -> None:
     ceiling = budget._threshold
     assert ceiling > C.RAY_RATE_START
     accept(budget, clock, 100.0, 5.0)
-    assert not budget.slow_start and budget.rate <= ceiling + 5 * C.RAY_RATE_INCREASE
+    assert not budget.slow_start and budget.rate <= ceiling * (1 + 5 * C.RAY_RATE_INCREASE)
 
 
 def test_an_explicit_max_rate_is_where_it_starts_and_never_passed() -> None:
@@ -305,3 +307,20 @@ def test_actors_sharing_the_budget_stay_under_5_percent_refused_and_near_the_lim
     assert accepted == 2000
     assert refused < 0.05 * (accepted + refused), refused
     assert per_second >= 45.0, per_second
+
+
+@pytest.mark.parametrize(("limit", "burst"), [(5.0, 5.0), (1000.0, 100.0)])
+def test_the_budget_holds_as_well_at_a_small_limit_and_a_large_one(
+    limit: float, burst: float
+) -> None:
+    # A far server; 1,000 enqueues at least (the slow start's first overshoot costs 10-25
+    # refusals whatever the limit, 10% of a 200-enqueue run at 5/s), 40 s at the limit at
+    # least. With a fixed +2/s each second of probing, the 5/s account refused 21% of the
+    # enqueues, and the 1,000/s one got 78% of its limit.
+    rows = max(1000, int(40 * limit))
+    accepted, refused, per_second = simulate(
+        4, rows, limit=limit, burst=burst, call=0.001, answer=0.2
+    )
+    assert accepted == rows
+    assert refused < 0.05 * (accepted + refused), refused
+    assert per_second >= 0.85 * limit, per_second
