@@ -2,15 +2,21 @@
 
 For each configuration: ROWS rows (a tiny PNG as bytes, distinct prompts) through
 `ds.map_batches(oxedit.ray.Edit, concurrency=ACTORS)` against `oxedit serve` in its own
-process (instant edits), one shared rate budget; wall time of the pipeline (Ray's actor
-start-up included), rows/s against the limit, enqueues refused, the actors' CPU per row (their
-whole process: Ray's batch plumbing included), streams and foreign events per actor.
+process (instant edits; the limited runs: a token bucket of `--rate`/s, burst 20,
+`Retry-After: 1`), one shared rate budget (fresh for each configuration); wall time of the
+pipeline (Ray's actor start-up included), the enqueues accepted per second from the first
+accepted to the last (the budget's count: the rate against the limit), enqueues refused, the
+budget's drops and leases, the actors' CPU per row (their whole process: Ray's batch plumbing
+included), streams, events and foreign events per actor.
 
 Then the listener's own cost of an event that is not its process's: `--events` completion
 events for unknown generations, fed to an open client's listener (decode + registry miss; the
-SSE framing and socket read come on top).
+SSE framing and socket read come on top: `python -m benchmarks.scale --only foreign` has them).
 
-    python -m benchmarks.ray_scale --rows 4000 --rate 50 [--json PATH]
+    python -m benchmarks.ray_scale --rows 4000 --rate 50 --actors 1,2,4 --limits none,50
+        [--events 0] [--json PATH]
+
+(one configuration per run keeps each under a couple of minutes on a shared machine).
 """
 
 from __future__ import annotations
@@ -71,8 +77,11 @@ def run(url: str, actors: int, rows: int, tag: str) -> dict[str, Any]:
         "succeeded": ok,
         "wall_s": round(wall, 2),
         "rows_per_s": round(rows / wall, 1),
+        "accepted_per_s": round(stats["accepted_per_s"] or 0.0, 1),
         "refused": stats["refusals"],
         "refused_share": round(stats["refusals"] / max(1, attempts), 4),
+        "drops": stats["drops"],
+        "leases": stats["leases"],
         "cpu_ms_per_row": round(1000 * sum(a["cpu_seconds"] for a in per_actor) / rows, 3),
         "streams_per_actor": [a["streams"] for a in per_actor],
         "foreign_events_per_actor": [a["foreign_events"] for a in per_actor],
@@ -110,9 +119,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--rate", type=float, default=50.0, help="the limited runs' limit /s")
     parser.add_argument("--actors", default="1,2,4")
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--limits", default="none,50", help="'none' and/or the --rate run")
+    parser.add_argument("--events", type=int, default=50_000, help="0: no listener figure")
     parser.add_argument("--json")
     args = parser.parse_args()
+    limits = [None if x == "none" else args.rate for x in args.limits.split(",")]
     # A short temp folder: Ray's AF_UNIX sockets live under it (107 bytes at most).
     temp = tempfile.mkdtemp(prefix="oxray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     ray.init(
@@ -123,8 +134,9 @@ def main() -> None:
         _temp_dir=temp,
     )
     results: list[dict[str, Any]] = []
+    cost: float | None = None
     try:
-        for rate in (None, args.rate):
+        for rate in limits:
             process, url = start_server(rate)
             try:
                 for actors in [int(a) for a in args.actors.split(",")]:
@@ -132,7 +144,7 @@ def main() -> None:
                     result["limit"] = rate
                     results.append(result)
                     print(result, flush=True)
-                if rate is None:
+                if cost is None and args.events:
                     cost = asyncio.run(foreign_event_cost(url, args.events))
             finally:
                 process.terminate()
@@ -141,17 +153,22 @@ def main() -> None:
         ray.shutdown()
     print_table(
         f"oxedit.ray, {args.rows} rows",
-        ["limit/s", "actors", "ok", "wall s", "rows/s", "refused", "CPU ms/row", "foreign/actor"],
+        [
+            "limit/s", "actors", "ok", "wall s", "rows/s", "accepted/s", "refused", "drops",
+            "CPU ms/row", "streams", "events/actor", "foreign/actor",
+        ],
         [
             [
                 r["limit"] or "none", r["actors"], r["succeeded"], r["wall_s"], r["rows_per_s"],
-                f"{r['refused']} ({100 * r['refused_share']:.1f}%)", r["cpu_ms_per_row"],
+                r["accepted_per_s"], f"{r['refused']} ({100 * r['refused_share']:.1f}%)",
+                r["drops"], r["cpu_ms_per_row"], r["streams_per_actor"], r["events_per_actor"],
                 r["foreign_events_per_actor"],
             ]
             for r in results
         ],
     )  # fmt: skip
-    print(f"listener CPU per foreign event: {cost:.1f} us")
+    if cost is not None:
+        print(f"listener CPU per foreign event: {cost:.1f} us")
     write_json(
         args.json,
         {"machine": machine(), "results": results, "foreign_event_us": cost, "args": vars(args)},

@@ -30,8 +30,9 @@ from ._config import (
     timeouts_for,
 )
 from ._engine.job import AsCompleted, Job
-from ._engine.tracker import Tracker
-from ._exceptions import InvalidRequestError, OxeditError
+from ._engine.ratelimit import SharedPace
+from ._engine.tracker import State, Tracker
+from ._exceptions import ClientStateError, InvalidRequestError, OxeditError
 from ._http.api import Api, ClientStats, Counters
 from ._http.retry import RetryPolicy
 from ._http.sessions import HttpSettings
@@ -154,6 +155,19 @@ class Client:
         tracker = self._tracker
         view._tracker = tracker.derive(tracker.api.derive(view.retry, view.timeouts))
         return view
+
+    def share_rate(self, pace: SharedPace) -> None:
+        """Pace this client's enqueues by a rate budget it shares with other processes (as
+        `oxedit.ray`'s actors share one): `pace` is asked before each enqueue is sent and
+        told how each was answered, instead of this client learning the account's limit on
+        its own (its slow start still bounds what it has in flight). Before it is opened.
+
+        Raises:
+            ClientStateError: The client is already open (or closed).
+        """
+        if self._tracker.state is not State.UNOPENED:
+            raise ClientStateError("share_rate() must be called before the client is opened")
+        self._tracker.shared_pace = pace
 
     @property
     def stats(self) -> ClientStats:

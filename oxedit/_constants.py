@@ -181,22 +181,28 @@ DOCTOR_EVENT_GRACE = 5.0
 # `oxedit.ray`: the named actor holding the cluster's one enqueue budget, and how it paces.
 RAY_BUDGET_NAME = "oxedit-rate-budget"
 RAY_BUDGET_NAMESPACE = "oxedit"
-# Each lease hands out this many seconds of the shared rate (one actor call per lease).
-RAY_LEASE_SECONDS = 0.1
-# Tokens asked for per lease while the budget is unpaced: few, so that once it paces, the
-# other actors learn it at their next lease, a handful of sends later.
-RAY_LEASE_UNPACED = 4
+# The budget never promises tokens further ahead than RAY_LEASE_SECONDS (one actor call per
+# lease): what was leased at a rate that has just dropped is at most that much of it.
+RAY_LEASE_SECONDS = 0.25
 # A leased token unused this long after its time is dropped: an actor whose loop was busy
 # must not spend its missed turns in one burst (nor those of a rate that has dropped since).
 RAY_TOKEN_STALE = 0.05
-# On a refusal the shared rate becomes this share of what was accepted over the last
-# RAY_MEASURE_SECONDS (at least a second; the account's limit, measured), then grows by
-# RAY_RATE_INCREASE
-# enqueues/s each second. A `Retry-After` longer than RAY_PAUSE_AFTER seconds (a quota, an
-# outage, not a token bucket's refill) pauses every actor.
-RAY_RATE_DECREASE = 0.85
-RAY_RATE_INCREASE = 3.0
-RAY_MEASURE_SECONDS = 2.0
+# The slow start: the shared rate starts at RAY_RATE_START enqueues/s (the rate of an
+# explicit `max_rate` if there is one) and, until the first refusal, each enqueue accepted
+# adds RAY_SLOW_START_GAIN/s to it (at full use the rate doubles every ln 2 / gain seconds,
+# ~0.5 s), never more than RAY_RATE_HEADROOM times what was accepted over the last
+# RAY_MEASURE_SECONDS (a rate the actors do not use is not grown).
+RAY_RATE_START = 20.0
+RAY_SLOW_START_GAIN = 1.5
+RAY_RATE_HEADROOM = 3.0
+# On a refusal the shared rate becomes RAY_RATE_DECREASE of the lower of itself and what was
+# accepted over the last RAY_MEASURE_SECONDS (the account's limit, measured); then each enqueue
+# accepted adds RAY_RATE_INCREASE/s to it (at full use, 3% a second). A `Retry-After` longer
+# than RAY_PAUSE_AFTER seconds (a quota, an outage, not a token bucket's refill) pauses every
+# actor.
+RAY_RATE_DECREASE = 0.9
+RAY_RATE_INCREASE = 0.03
+RAY_MEASURE_SECONDS = 1.0
 RAY_PAUSE_AFTER = 1.0
 # How long an actor waits for another live one to settle an item it is sending, at most.
 RAY_SENDING_WAIT = 60.0
@@ -207,8 +213,6 @@ RAY_CLOSE_TIMEOUT = 30.0
 SHARED_TEMP_GRACE = 600.0
 # How soon an actor tells the budget of the enqueues accepted since it last said.
 RAY_REPORT_EVERY = 0.05
-# Tokens an actor asks for per lease, at most (the budget gives RAY_LEASE_SECONDS' worth).
-RAY_LEASE_WANT = 64
 # An actor's enqueues refused (429/503) are retried this many times: under a shared budget a
 # refusal is the budget's misjudgement, not the row's, and must not end it.
 RAY_MAX_RETRIES = 30

@@ -18,11 +18,11 @@ What each actor does (an `Edit` instance, in its own process):
 - Ray builds the instance before the actor's event loop exists, so its `Client` (one event
   stream per actor) is opened by the first `__call__`, on Ray's loop, and closed when Ray
   tears the actor down (`__del__`).
-- One rate budget for every actor: a named Ray actor (`RateBudget`) leases enqueue tokens
-  (`RAY_LEASE_SECONDS` of the rate at a time) and learns from every refusal any actor gets
-  (it is the client's `SharedPace`). Until the first refusal nobody is paced (each client's
-  slow start bounds its burst); then the rate is `RAY_RATE_DECREASE` of what was accepted over
-  the last `RAY_MEASURE_SECONDS` (the account's limit, measured) and grows back slowly.
+- One rate budget for every actor: a named Ray actor (`RateBudget`, where the policy is
+  explained) leases enqueue tokens, never more than `RAY_LEASE_SECONDS` ahead, and learns
+  from every refusal any actor gets (it is the client's `SharedPace`). It starts low and
+  doubles while nothing is refused (a slow start), then holds just under what the account
+  accepted when it refused (its limit, measured) and probes upward gently.
 - Exactly once: every row is journaled (`journal_dir`: one SQLite journal per actor process,
   `oxedit-ray-HOST-PID-ID.sqlite`; a folder every actor reaches) before it is sent. A row is
   what `oxedit batch` calls an item: its key is its image's content (or normalised URL),
@@ -30,7 +30,7 @@ What each actor does (an `Edit` instance, in its own process):
   actor looks it up in every journal of the folder: finished somewhere, it is answered from
   there (a re-run sends nothing); sent by an actor that died (Ray re-runs its batch on
   another), it is taken over: the dead journal is locked, what it left mid-send is looked up
-  on the server and adopted (`recover_unrecorded`), and the generation is followed, never
+  on the server and adopted (`BulkRun.recover`), and the generation is followed, never
   sent again.
 
 Output rows are the input rows plus `generation_id`, `status` (as `BulkResult.status`),
@@ -50,19 +50,15 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
-import msgspec
 
 from . import _constants as C
-from ._bulk.cost import check_request, generations_of
 from ._bulk.journal import FINISHED, Journal, JournalEntry, item_key, peek
 from ._bulk.requests import BulkResult, EditRequest, file_digest, identity, is_local
-from ._bulk.resume import recover_unrecorded
-from ._bulk.run import BulkRun
 from ._client import Client
 from ._config import Limits
 from ._exceptions import ConfigurationError, InvalidRequestError, OxeditError
@@ -91,17 +87,64 @@ _OUTPUT_COLUMNS: Final = ("generation_id", "status", "output_path", "error", "co
 class RateBudget:
     """The enqueue budget of every actor of a cluster (the body of the named Ray actor).
 
+    The account's limit is not documented; it is learned from the refusals any actor gets,
+    the way TCP learns a path's capacity, with three differences that matter at a token
+    bucket's limit (a steady rate plus a burst, refused at once above it):
+
+    - **Slow start.** The rate starts at `RAY_RATE_START` (or the explicit `max_rate`) and,
+      until the first refusal, every enqueue accepted adds `RAY_SLOW_START_GAIN`/s (at full
+      use, a doubling about every half second), at most `RAY_RATE_HEADROOM` times what was
+      accepted over the last second: a rate the actors do not use is not grown, so a slow
+      first batch cannot leave a rate that bursts later. The first overshoot is bounded by
+      the turns already promised (below) and what is sent before the first refusal reaches
+      the budget: 10-25 refusals at a 50/s limit with a burst of 20.
+    - **Decrease to what the account took.** On a refusal the rate becomes
+      `RAY_RATE_DECREASE` of the lower of itself and what was accepted over the last second:
+      past a token bucket's limit, what it accepts is its rate, so the new rate is just under
+      the account's limit, not half of it (TCP's halving would give up a quarter of the
+      throughput on average). Nothing accepted in that second (an outage, a quota): the slow
+      start again, from `RAY_RATE_START`, up to the rate the drop gave. Then it probes
+      gently for more: each enqueue accepted adds `RAY_RATE_INCREASE`/s, a rise of 3% a
+      second at full use. In proportion to the rate, not a fixed step, so the probe costs
+      about as much at 5/s as at 1,000/s (a fixed +2/s each second refused 14-21% of a
+      5/s account's enqueues, in the simulation of the tests, and took 50 s to climb back
+      10% at 1,000/s); one budget per cluster, so no fairness between flows is at stake.
+    - **Short leases, no double booking.** A lease hands out tokens at the rate's spacing,
+      never more than `RAY_LEASE_SECONDS` ahead of now (asked beyond it, an actor is told to
+      come back when half of the window is free): what was promised before a drop is at most that
+      much of the old rate. Tokens promised stay promised after a drop and the new rate's
+      follow them (a drop never hands out the same moment twice). Refusals of enqueues sent
+      before a drop, or on a token it could not take back, are answered by that drop and do
+      not lower the rate again.
+
+    A refusal's `Retry-After` longer than `RAY_PAUSE_AFTER` (a quota, an outage, not a token
+    bucket's refill) pauses every actor that long (capped at `RETRY_AFTER_MAX`). The refused
+    enqueue itself is retried by its client after its `Retry-After`, on a new token.
+    An explicit `max_rate` caps the rate and is where it starts (the caller knows the
+    limit); refusals still lower it.
+
     Args:
         max_rate: Enqueues per second at most, for all actors together (None: learned).
+        clock: Unix time now (actors say when they sent a refused enqueue in Unix time); a
+            test passes a fake one.
     """
 
-    def __init__(self, max_rate: float | None = None) -> None:
+    def __init__(
+        self, max_rate: float | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.maximum = max_rate
-        self.rate: float | None = max_rate  # None: unpaced until the first refusal
-        self._next = 0.0  # monotonic time of the next free token
+        self._clock = clock
+        self.rate: float = max_rate if max_rate is not None else C.RAY_RATE_START
+        self.slow_start = max_rate is None  # until the first refusal (or a restart)
+        self._threshold = math.inf  # where a restarted slow start ends
+        self._next = 0.0  # clock time of the first token not leased yet
         self._pause_until = 0.0
-        self._last_drop = -math.inf  # wall time of the last drop
-        self._accepted: collections.deque[tuple[float, int]] = collections.deque()
+        self._last_drop = -math.inf
+        self._window: collections.deque[tuple[float, int]] = collections.deque()
+        self._in_window = 0  # accepted within the last RAY_MEASURE_SECONDS
+        self._first_accepted: float | None = None
+        self._first_count = 0
+        self._last_accepted: float | None = None
         self.accepted = 0
         self.refusals = 0
         self.drops = 0
@@ -110,69 +153,102 @@ class RateBudget:
 
     def lease(self, want: int, accepted: int = 0) -> tuple[int, float, float]:
         """Up to `want` tokens: `(count, delay, spacing)`: the first may be used `delay` s from
-        now, each next one `spacing` s after it. `accepted`: the caller's enqueues accepted
-        since it last said."""
-        now = time.monotonic()
+        now, each next one `spacing` s after it; `count` 0: none now, ask again in `delay` s.
+        `accepted`: the caller's enqueues accepted since it last said."""
+        now = self._clock()
         self._count(now, accepted)
         self.leases += 1
-        if self.rate is None:
-            return min(max(want, 1), C.RAY_LEASE_UNPACED), max(0.0, self._pause_until - now), 0.0
-        count = max(1, min(want, math.ceil(self.rate * C.RAY_LEASE_SECONDS)))
+        spacing = 1.0 / self.rate
         start = max(now, self._next, self._pause_until)
-        self._next = start + count / self.rate
-        return count, start - now, 1.0 / self.rate
+        room = now + C.RAY_LEASE_SECONDS - start
+        if room < 0:  # the window is promised: come back when half of it is free again
+            return 0, C.RAY_LEASE_SECONDS / 2 - room, spacing
+        count = max(1, min(want, int(room / spacing) + 1))
+        self._next = start + count * spacing
+        return count, start - now, spacing
 
     def succeeded(self, accepted: int) -> None:
-        self._count(time.monotonic(), accepted)
+        """`accepted` more enqueues were accepted (an actor tells them in batches)."""
+        self._count(self._clock(), accepted)
 
     def refused(
         self, sent_at: float, retry_after: float | None, status: int, accepted: int = 0
     ) -> None:
-        """An enqueue sent at Unix time `sent_at` was refused (429/503)."""
-        now = time.monotonic()
+        """An enqueue sent at Unix time `sent_at` was refused (429/503) with `Retry-After`
+        `retry_after` (or None); `accepted`: the caller's enqueues accepted since it last said."""
+        now = self._clock()
         self._count(now, accepted)
         self.refusals += 1
-        if sent_at < self._last_drop + C.RAY_LEASE_SECONDS:
-            # Sent before the last drop, or on a token leased before it: answered by it.
-            return
-        window = [(at, n) for at, n in self._accepted if at >= now - C.RAY_MEASURE_SECONDS]
-        # Over the window, or since the first acceptance when the run is younger than it, but
-        # at least a second: a burst's first answers say nothing of the rate behind it.
-        span = now - window[0][0] if window else C.RAY_MEASURE_SECONDS
-        span = min(C.RAY_MEASURE_SECONDS, max(span, 1.0))
-        measured = sum(n for _, n in window) / span
-        base = measured if self.rate is None else min(self.rate, measured)
-        ceiling = self.maximum or math.inf
-        self.rate = min(max(C.RATE_MIN, base * C.RAY_RATE_DECREASE), ceiling)
-        self._next = now  # the new pace from now on
         if retry_after is not None and retry_after > C.RAY_PAUSE_AFTER:
             self._pause_until = max(self._pause_until, now + min(retry_after, C.RETRY_AFTER_MAX))
-        self._last_drop = time.time()
+        if sent_at < self._last_drop + C.RAY_LEASE_SECONDS:
+            return  # sent before the last drop, or on a token leased before it: answered
+        measured = self._measured(now)
+        if measured > 0:
+            self.rate = max(C.RATE_MIN, min(self.rate, measured) * C.RAY_RATE_DECREASE)
+            self.slow_start = False
+        else:  # nothing accepted lately: no rate to go by; the slow start, up to the drop's
+            self._threshold = max(C.RATE_MIN, self.rate * C.RAY_RATE_DECREASE)
+            self.rate, self.slow_start = min(C.RAY_RATE_START, self._threshold), True
+        self.rate = min(self.rate, self.maximum or math.inf)
+        self._last_drop = now
         self.drops += 1
         log.info("oxedit.ray: enqueue refused (HTTP %d); shared rate now %.1f/s", status, self.rate)
+
+    def _measured(self, now: float) -> float:
+        """Enqueues accepted per second over the last `RAY_MEASURE_SECONDS` (or since the
+        first, when the run is younger, but over a quarter of it at least)."""
+        self._trim(now)
+        if self._first_accepted is None:
+            return 0.0
+        span = min(C.RAY_MEASURE_SECONDS, now - self._first_accepted)
+        return self._in_window / max(span, C.RAY_MEASURE_SECONDS / 4)
+
+    def _trim(self, now: float) -> None:
+        window = self._window
+        while window and window[0][0] < now - C.RAY_MEASURE_SECONDS:
+            self._in_window -= window.popleft()[1]
 
     def _count(self, now: float, accepted: int) -> None:
         if accepted <= 0:
             return
         self.accepted += accepted
-        self._accepted.append((now, accepted))
-        while self._accepted and self._accepted[0][0] < now - C.RAY_MEASURE_SECONDS:
-            self._accepted.popleft()
-        if self.rate is not None:  # additive increase: about +RAY_RATE_INCREASE/s each second
-            grown = self.rate + accepted * C.RAY_RATE_INCREASE / self.rate
-            self.rate = min(grown, self.maximum or math.inf)
+        if self._first_accepted is None:
+            self._first_accepted, self._first_count = now, accepted
+        self._last_accepted = now
+        self._window.append((now, accepted))
+        self._in_window += accepted
+        if self.slow_start:
+            grown = self.rate + accepted * C.RAY_SLOW_START_GAIN
+            if grown >= self._threshold:
+                grown, self.slow_start = self._threshold, False
+        else:
+            grown = self.rate + accepted * C.RAY_RATE_INCREASE
+        # Only a rate in use grows (never lowered by this: a drop's job). What was accepted
+        # over the window, not extrapolated: a young run's first answers say little.
+        self._trim(now)
+        used = self._in_window / C.RAY_MEASURE_SECONDS
+        ceiling = max(self.rate, C.RAY_RATE_START, C.RAY_RATE_HEADROOM * used)
+        self.rate = min(grown, ceiling, self.maximum or math.inf)
 
     def report(self, actor: str, stats: dict[str, Any]) -> None:
         """An actor's client counters (`ClientStats` and its CPU), for `budget_stats`."""
         self._stats[actor] = stats
 
     def snapshot(self) -> dict[str, Any]:
+        """The rate, the counts, the accepted rate from the first acceptance to the last
+        (`accepted_per_s`), and each actor's last report."""
+        first, last = self._first_accepted, self._last_accepted
+        span = (last - first) if first is not None and last is not None else 0.0
         return {
             "rate": self.rate,
             "accepted": self.accepted,
             "refusals": self.refusals,
             "drops": self.drops,
             "leases": self.leases,
+            "accepted_per_s": (self.accepted - self._first_count) / span if span > 0 else None,
+            "first_accepted_at": first,
+            "last_accepted_at": last,
             "actors": dict(self._stats),
         }
 
@@ -193,7 +269,8 @@ def _budget_actor(max_rate: float | None) -> Any:
 
 
 def budget_stats() -> dict[str, Any]:
-    """What the cluster's budget actor knows: its rate, enqueues accepted and refused, and
+    """What the cluster's budget actor knows (`RateBudget.snapshot`): its rate, enqueues
+    accepted and refused, the accepted rate from the first acceptance to the last, and
     each actor's last reported client counters (`streams`, `events`, `foreign_events`,
     `enqueue_requests`, `cpu_seconds`, ...). From the driver, after a pipeline ran."""
     actor: Any = ray.get_actor(C.RAY_BUDGET_NAME, namespace=C.RAY_BUDGET_NAMESPACE)
@@ -202,33 +279,44 @@ def budget_stats() -> dict[str, Any]:
 
 
 class _LeasedPace:
-    """The client's `SharedPace`: tokens leased from the budget actor, used on this loop."""
+    """The client's `SharedPace`: tokens leased from the budget actor, used on this loop.
+
+    Each lease asks for as many tokens as there are sends waiting (the budget gives at most
+    `RAY_LEASE_SECONDS` of the rate); one lease at a time per actor."""
 
     def __init__(self, budget: Any) -> None:
         self._budget = budget
         self._tokens: collections.deque[float] = collections.deque()  # monotonic times
         self._lease: asyncio.Future[None] | None = None
+        self._waiting = 0  # sends in `acquire`
         self._ok = 0  # accepted since last told
 
     async def acquire(self) -> None:
-        while True:
-            now = time.monotonic()
-            tokens = self._tokens
-            while tokens and tokens[0] < now - C.RAY_TOKEN_STALE:
-                tokens.popleft()
-            if tokens:
-                at = tokens.popleft()
-                if at > now:
-                    await asyncio.sleep(at - now)
-                return
-            if self._lease is None:
-                self._lease = asyncio.ensure_future(self._fetch())
-            await asyncio.shield(self._lease)
+        self._waiting += 1
+        try:
+            while True:
+                now = time.monotonic()
+                tokens = self._tokens
+                while tokens and tokens[0] < now - C.RAY_TOKEN_STALE:
+                    tokens.popleft()
+                if tokens:
+                    at = tokens.popleft()
+                    if at > now:
+                        await asyncio.sleep(at - now)
+                    return
+                if self._lease is None:
+                    self._lease = asyncio.ensure_future(self._fetch())
+                await asyncio.shield(self._lease)
+        finally:
+            self._waiting -= 1
 
     async def _fetch(self) -> None:
         try:
             ok, self._ok = self._ok, 0
-            count, delay, spacing = await self._budget.lease.remote(C.RAY_LEASE_WANT, ok)
+            count, delay, spacing = await self._budget.lease.remote(max(1, self._waiting), ok)
+            if not count:  # the budget's window is promised to others: ask again then
+                await asyncio.sleep(delay)
+                return
             base = time.monotonic() + delay
             self._tokens.extend(base + i * spacing for i in range(count))
         finally:
@@ -270,8 +358,10 @@ class Edit:
         journal_dir: Where the actors journal the rows (a folder every actor reaches); None:
             no journal, so a re-run, or Ray re-running a dead actor's batch, sends again.
         concurrency: Rows in flight per actor at most.
-        max_rate: Enqueues per second at most for all actors together (None: learned from
-            the account's refusals).
+        max_rate: Enqueues per second at most for all actors together, and where the
+            shared budget starts (None: a slow start, then learned from the account's
+            refusals). The budget actor outlives the pipeline: the one that created it set
+            its `max_rate`.
         shared_rate: False: each actor paces itself (as a lone `Client` does).
         **client_options: Other `Client` arguments (timeouts, retry, reconcile, ...).
     """
@@ -330,7 +420,7 @@ class Edit:
                 args.setdefault("retry", RetryPolicy(max_retries=C.RAY_MAX_RETRIES))
                 client = Client(limits=limits, **args)
                 if budget is not None:
-                    client._tracker.shared_pace = _LeasedPace(budget)
+                    client.share_rate(_LeasedPace(budget))
                 await client.__aenter__()
                 try:
                     worker = _Worker(
@@ -488,8 +578,7 @@ class _Worker:
         self._fed = 0
         self._waiting: dict[int, asyncio.Future[BulkResult]] = {}
         self._by_key: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._run = BulkRun(
-            client._tracker,
+        self._run = client.map(
             self._feed(),
             concurrency=concurrency,
             journal=self._journal,
@@ -664,9 +753,7 @@ class _Worker:
             if self._journal is not None:
                 for entry in peek(self._journal):
                     claimed.update(entry.generation_ids)
-            found = await recover_unrecorded(
-                self.client._tracker, journal, self._payload, claimed - set(journal.claimed_ids())
-            )
+            found = await self._run.recover(journal, claimed - set(journal.claimed_ids()))
             by_key: dict[str, Any] = {}
             for entry in journal.entries():
                 mine = {gid: found[gid] for gid in entry.generation_ids if gid in found}
@@ -676,17 +763,6 @@ class _Worker:
             return by_key
         finally:
             journal.close()
-
-    async def _payload(self, request: EditRequest) -> dict[str, Any]:
-        tracker = self.client._tracker
-        if tracker.uploader is not None:
-            image = str(await tracker.hosted(request.image))
-            request = msgspec.structs.replace(request, image=image)
-        payload = await check_request(request)
-        generations = generations_of(request)
-        if generations > 1:
-            payload["num_generations"] = generations
-        return payload
 
     def _report(self) -> None:
         if self._budget is None:

@@ -165,6 +165,44 @@ async def test_max_rate_paces_from_the_start(oxen_server: LocalServer) -> None:
         assert client.stats.enqueue_refusals == 0
 
 
+class CountingPace:
+    """A `SharedPace` that admits every send and counts what it is told."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.accepted = 0
+        self.refusals: list[int] = []
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+    @property
+    def ticket(self) -> int:
+        return 0
+
+    def succeeded(self) -> None:
+        self.accepted += 1
+
+    def refused(self, sent_at: float, retry_after: float | None, status: int) -> None:
+        self.refusals.append(status)
+
+
+async def test_a_shared_pace_is_asked_before_each_enqueue_and_told_each_answer() -> None:
+    # `Client.share_rate`, as `oxedit.ray`'s actors use it: every send (the retries too)
+    # takes its turn from the shared budget, which learns every answer.
+    pace = CountingPace()
+    faults = Faults(refuse_enqueues=3, retry_after=0)
+    async with LocalServer(faults=faults) as server:
+        client = server.client(retry=FAST_RETRY)
+        client.share_rate(pace)
+        async with client:
+            await asyncio.gather(*(client.submit(prompt=f"{i}", image=png()) for i in range(5)))
+            with pytest.raises(oxedit.ClientStateError, match="before the client is opened"):
+                client.share_rate(pace)
+    assert (pace.acquired, pace.accepted, pace.refusals) == (8, 5, [429, 429, 429])
+    assert client.stats.enqueue_rate is None  # the budget paces, not this client
+
+
 def test_the_progress_bar_shows_the_pace_once_enqueues_are_paced() -> None:
     import io
 

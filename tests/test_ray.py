@@ -42,8 +42,9 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore::FutureWarning:ray\..*"),
 ]
 
-# The test keeps to 600 rows for time; OXEDIT_RAY_ROWS=2000 runs the 2,000.
-ROWS = int(os.environ.get("OXEDIT_RAY_ROWS", "600"))
+# The 2,000 rows (~40 s at the limit, ~85 s with Ray's start-up and the re-run);
+# OXEDIT_RAY_ROWS=600 for a quicker look.
+ROWS = int(os.environ.get("OXEDIT_RAY_ROWS", "2000"))
 RATE = 50.0
 
 
@@ -150,12 +151,14 @@ def test_rows_through_four_actors_once_with_one_killed(
     stop = threading.Event()
     killer = kill_one_when(ROWS // 3, stop)
     started = time.monotonic()
+    started_at = time.time()
     try:
         out = pipeline()
     finally:
         stop.set()
         killer.join()
     wall = time.monotonic() - started
+    ended_at = time.time()
     stats = oxedit.ray.budget_stats()
     assert not killer.is_alive()
     assert sorted(r["row"] for r in out) == list(range(ROWS))  # every row, once
@@ -165,14 +168,20 @@ def test_rows_through_four_actors_once_with_one_killed(
     assert len({r["output_path"] for r in out}) == ROWS
     billed = asyncio.run(server_rows(server_url))
     assert len(billed) == ROWS and set(billed.values()) == {1}  # none billed twice
-    # The goal, under 5% of enqueues refused, is not met yet on a loaded 2-core
-    # machine (see the README's "Past one machine"): reported, not asserted. What is
-    # asserted above holds whatever the refusals: no row lost to them, none billed twice.
+    # The goal: one budget for the four actors keeps the account's refusals under 5%
+    # of the enqueues and its throughput within 10% of the limit (from the first enqueue
+    # accepted to the last: Ray's start-up is not the budget's).
     attempts = stats["accepted"] + stats["refusals"]
-    print(
-        f"\n{ROWS} rows in {wall:.1f} s ({ROWS / wall:.1f}/s), "
-        f"{stats['refusals']} of {attempts} enqueues refused"
+    summary = (
+        f"{ROWS} rows in {wall:.1f} s ({ROWS / wall:.1f}/s); {stats['refusals']} of "
+        f"{attempts} enqueues refused, {stats['accepted_per_s']:.1f} accepted/s, "
+        f"{stats['drops']} drops, {stats['leases']} leases; first accepted "
+        f"{stats['first_accepted_at'] - started_at:.1f} s after the start, last "
+        f"{ended_at - stats['last_accepted_at']:.1f} s before the end"
     )
+    print("\n" + summary)
+    assert stats["refusals"] < 0.05 * attempts, summary
+    assert stats["accepted_per_s"] >= 0.9 * RATE, summary
 
     # The whole pipeline again: every row answered from the journals, nothing sent.
     again = pipeline()

@@ -564,6 +564,13 @@ class BulkRun:
         self._journal.absorb(entry)
         self._adopted.update(adopted or {})
 
+    async def recover(self, journal: Journal, claimed: Collection[str] = ()) -> dict[str, Pending]:
+        """Resolve the items another process's journal left mid-send (an `oxedit.ray` actor
+        that died; the caller holds its lock), as a resume resolves its own: what their POST
+        created is adopted (returned by generation id, for `absorb`), the rest is marked
+        unsent. `claimed`: generations other journals own (never adopted)."""
+        return await recover_unrecorded(self._tracker, journal, self._payload, claimed)
+
     def _follow(self, generation_id: str) -> Job:
         pending = self._adopted.pop(generation_id, None)
         if pending is not None:  # found on the server by the crash recovery
