@@ -2,7 +2,8 @@
 
 The classes a program uses every day are also at the top level (`oxedit.Generation`); this
 module adds the ones that were returned or accepted without a public home: `Status`,
-`BulkStatus`, `ImageInput`, `BulkItem`, `ImageResult`, `UploadStats`, `HttpSettings`.
+`BulkStatus`, `ImageInput`, `BulkItem`, `ImageResult`, `UploadStats`, `HttpSettings`,
+`SharedPace` (what `Client.share_rate` takes).
 
 Example:
     ```python
@@ -23,6 +24,7 @@ from ._config import HubProfile as HubProfile
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
 from ._config import Timeouts as Timeouts
+from ._engine.ratelimit import SharedPace as SharedPace
 from ._http.api import ClientStats as ClientStats
 from ._http.hooks import JobSettled as JobSettled
 from ._http.hooks import RequestInfo as RequestInfo
@@ -62,6 +64,7 @@ __all__ = [
     "RequestInfo",
     "ResponseInfo",
     "RetryPolicy",
+    "SharedPace",
     "Status",
     "Timeouts",
     "UploadStats",
