@@ -81,13 +81,23 @@ async def _dribble(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.02)
 
 
+async def _stall(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = 1_000
+    await resp.prepare(request)
+    await resp.write(b"{")  # the head and a byte, then silence
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.parametrize(
     ("handler", "timeouts", "says"),
     [
-        (_silent, oxedit.Timeouts(read=0.2), "GET /api/ai/models failed"),
+        (_silent, oxedit.Timeouts(read=0.2), "GET /api/ai/models failed.*Timeouts.read"),
+        (_stall, oxedit.Timeouts(read=0.2), "GET /api/ai/models failed.*Timeouts.read"),
         (_dribble, oxedit.Timeouts(read=5.0, total=0.3), "Timeouts.total"),
     ],
-    ids=["read", "total"],
+    ids=["read", "read-after-head", "total"],
 )
 async def test_a_server_that_does_not_answer_in_time_is_an_api_timeout_error(
     handler: Handler, timeouts: oxedit.Timeouts, says: str
@@ -99,6 +109,30 @@ async def test_a_server_that_does_not_answer_in_time_is_an_api_timeout_error(
                 await client.models()
     assert isinstance(caught.value, oxedit.APIConnectionError)
     assert isinstance(caught.value, oxedit.TransportError) and caught.value.sent
+
+
+async def test_a_callers_own_timeout_is_its_own_and_the_client_goes_on() -> None:
+    """The read timeout ends a silent request by cancelling it and saying `APITimeoutError`;
+    a caller's own `asyncio.timeout` firing first stays the caller's `TimeoutError`, and the
+    client serves the next request."""
+    calls = 0
+
+    async def silent_once(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()
+        return web.json_response({"data": []})
+
+    async with serve(silent_once) as url:
+        timeouts = oxedit.Timeouts(read=30.0)
+        client = oxedit.Client(api_key="k", base_url=url, retry=NO_RETRY, timeouts=timeouts)
+        async with client:
+            with pytest.raises(TimeoutError) as caught:
+                async with asyncio.timeout(0.2):
+                    await client.models()
+            assert not isinstance(caught.value, oxedit.OxeditError)
+            assert await client.models() == []
 
 
 # -- `.message` is the server's text -------------------------------------------------------------

@@ -136,10 +136,10 @@ class Channel:
 
 
 def client_timeout(
-    timeouts: Timeouts, *, read: float, total: float | None = None
+    timeouts: Timeouts, *, read: float | None = None, total: float | None = None
 ) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts for a session or one request (`Timeouts.total` of API requests is
-    the transport's watchdog's, not aiohttp's `total`)."""
+    """aiohttp's timeouts for a session or one request (`Timeouts.read` and `total` of API
+    requests are the transport's watchdog's, not aiohttp's `sock_read` and `total`)."""
     # `connect=None`: waiting for a free connection is not a timeout, only the socket
     # connect is (else 10,000 queued submits would time out in the pool).
     return aiohttp.ClientTimeout(
@@ -194,15 +194,17 @@ class Sessions:
             route = self._routes[key] = proxy_route(proxy, parts.scheme)
         return route
 
-    def _timeout(self, *, read: float, total: float | None = None) -> aiohttp.ClientTimeout:
+    def _timeout(
+        self, *, read: float | None = None, total: float | None = None
+    ) -> aiohttp.ClientTimeout:
         return client_timeout(self._timeouts, read=read, total=total)
 
     def open(self) -> tuple[Channel, Channel, Channel]:
         """The API, stream and download channels."""
         json = {"Content-Type": "application/json"}
         stream_headers = {**self._api_headers, "Accept": "text/event-stream"}
-        # `Timeouts.total` is enforced by the transport's watchdog, not by aiohttp's `total`.
-        api_timeout = self._timeout(read=self._timeouts.read)
+        # API requests' `Timeouts.read` and `total` are enforced by the transport's watchdog.
+        api_timeout = self._timeout()
         stream_timeout = self._timeout(read=self._timeouts.stream_idle)
         files_timeout = self._timeout(read=self._timeouts.read, total=self._timeouts.download)
         user = self._http.session
