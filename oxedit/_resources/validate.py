@@ -294,7 +294,9 @@ class Schemas:
         errors are left to the callers, who meet them when they await it themselves.
         """
         if not self.cached(payload):
-            self._apply(await self._load(payload["model"], then), payload)
+            entry = await self._load(payload["model"], then)
+            if not self.cached(payload):  # loaded: a burst's same shapes are checked once
+                self._apply(entry, payload)
 
     @staticmethod
     def _apply(entry: _Entry, payload: dict[str, Any]) -> None:
