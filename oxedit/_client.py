@@ -20,6 +20,7 @@ from . import _constants as C
 from ._bulk.cost import Estimate, estimate, to_amount
 from ._bulk.requests import BulkItem
 from ._bulk.run import BulkRun
+from ._bulk.shard import Shard
 from ._config import (
     HubProfile,
     Limits,
@@ -277,16 +278,23 @@ class Client:
         retry_failed: bool = False,
         max_cost: Decimal | float | str | None = None,
         unknown_cost: Decimal | float | str | None = None,
+        shard: Shard | str | None = None,
     ) -> BulkRun:
         """Run many edits, at most `concurrency` in flight, as a `BulkRun` (its docstring has
         the arguments): `async with client.map(reqs, journal="j.sqlite") as run: async for
-        result in run: ...`. One bad item gives an "error" result; it never stops the batch."""
+        result in run: ...`. One bad item gives an "error" result; it never stops the batch.
+
+        `shard="i/N"` (or `Shard(i, N)`) runs only this shard's items, chosen by each item's
+        identity: N processes given 1/N ... N/N cover every item exactly once (what `oxedit
+        batch --shard` does)."""
         self._tracker.require_open()
+        if isinstance(shard, str):
+            shard = Shard.parse(shard)
         return BulkRun(
             self._tracker, requests, concurrency=concurrency, journal=journal,
             output_dir=output_dir, retry_failed=retry_failed,
             max_cost=to_amount(max_cost, "max_cost"),
-            unknown_cost=to_amount(unknown_cost, "unknown_cost"),
+            unknown_cost=to_amount(unknown_cost, "unknown_cost"), shard=shard,
         )  # fmt: skip
 
     async def cancel(self, generation_id: str) -> Generation:

@@ -3,7 +3,7 @@
 The classes a program uses every day are also at the top level (`oxedit.Generation`); this
 module adds the ones that were returned or accepted without a public home: `Status`,
 `BulkStatus`, `ImageInput`, `BulkItem`, `ImageResult`, `UploadStats`, `HttpSettings`,
-`SharedPace` (what `Client.share_rate` takes).
+`SharedPace` (what `Client.share_rate` takes), `Shard` (`Client.map`'s `shard=`).
 
 Example:
     ```python
@@ -20,6 +20,7 @@ from ._bulk.requests import BulkItem as BulkItem
 from ._bulk.requests import BulkResult as BulkResult
 from ._bulk.requests import BulkStatus as BulkStatus
 from ._bulk.requests import EditRequest as EditRequest
+from ._bulk.shard import Shard as Shard
 from ._config import HubProfile as HubProfile
 from ._config import Limits as Limits
 from ._config import ReconcilePolicy as ReconcilePolicy
@@ -64,6 +65,7 @@ __all__ = [
     "RequestInfo",
     "ResponseInfo",
     "RetryPolicy",
+    "Shard",
     "SharedPace",
     "Status",
     "Timeouts",

@@ -156,3 +156,25 @@ async def test_a_shard_starting_leaves_another_shards_write_in_progress_alone(
         code, output = await run_process(*batch(source, out, "--shard", "1/2"), env=env_for(server))
     assert code == 0, output[-3000:]
     assert live.read_bytes() == b"half a file"
+
+
+async def test_client_map_takes_a_shard_and_the_shards_cover_every_item_once(
+    tmp_path: Path,
+) -> None:
+    """The same split from the Python API: `client.map(..., shard="i/N")`; a bad shard is
+    refused before anything is sent."""
+    import oxedit
+
+    (tmp_path / "a.png").write_bytes(png())
+    requests = [{"image": str(tmp_path / "a.png"), "prompt": f"mirror {i}"} for i in range(12)]
+    async with LocalServer() as server:
+        async with server.client() as client:
+            with pytest.raises(oxedit.InvalidRequestError, match="'3/2'"):
+                client.map(requests, shard="3/2")
+            done = []
+            for text in ("1/2", "2/2"):
+                async with client.map(requests, shard=text) as run:
+                    done += [result async for result in run]
+        assert len(server.generations()) == 12
+    assert sorted(r.request.prompt for r in done) == sorted(r["prompt"] for r in requests)
+    assert all(r.ok for r in done)

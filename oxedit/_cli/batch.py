@@ -23,7 +23,6 @@ from rich.console import Console
 from .._atomic import write_atomic
 from .._bulk.cost import to_amount
 from .._bulk.requests import BulkResult, EditRequest
-from .._bulk.run import BulkRun
 from .._bulk.shard import DEFAULT_JOURNAL, Shard
 from .._client import Client
 from .._exceptions import ConfigurationError, InvalidRequestError, OxeditError
@@ -78,9 +77,7 @@ async def run_batch(
         if args.model:
             await _check_model(api, args.model)
         items = await _check_row_models(api, items, where)
-        api._tracker.require_open()
-        run = BulkRun(  # what `api.map` makes, given the shard
-            api._tracker,
+        run = api.map(
             items,
             concurrency=args.concurrency,
             journal=journal,
