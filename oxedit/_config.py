@@ -172,6 +172,9 @@ class Timeouts:
         total: One API request from start to end, however slowly its bytes arrive.
         download: One result download from start to end.
 
+    An API request's `read` and `total` are enforced by one watchdog per client, late by at
+    most a quarter of the shorter of them (and at most a second), not by a timer per request.
+
     Example:
         ```python
         Client(timeouts=Timeouts(read=30.0))
