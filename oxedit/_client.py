@@ -232,9 +232,7 @@ class Client:
         if tracker.uploader is not None:
             image = await tracker.hosted(image)
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
-        if not tracker.schemas.cached(payload):  # awaited here: none of its frames stays
-            await tracker.check(payload)  # while the enqueue waits its turn
-        (job,) = await tracker.enqueue(payload, 1, checked=True)  # the enqueuer's coroutine
+        (job,) = await tracker.enqueue(payload, 1)  # the enqueuer's coroutine: no extra frame
         return job
 
     async def submit_generations(

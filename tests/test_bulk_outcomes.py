@@ -209,14 +209,9 @@ async def test_an_enqueue_that_may_have_created_stays_sending_and_is_adopted(
     original = Tracker.enqueue
 
     async def created_but_unknown(
-        self: Tracker,
-        payload: dict[str, Any],
-        n: int,
-        on_send: Callable[[float], None] | None,
-        *,
-        checked: bool = False,
+        self: Tracker, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None
     ) -> list[oxedit.Job]:
-        await original(self, payload, n, on_send, checked=checked)  # the server did create it...
+        await original(self, payload, n, on_send)  # the server did create it...
         raise oxedit.AmbiguousRequestError("enqueue response was lost")  # ...we cannot tell
 
     async with LocalServer() as server:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -36,7 +36,7 @@ from .._exceptions import (
 )
 from .._http.api import Api
 from .._http.retry import Retrying, Verdict, classify
-from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder
+from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder, json_encoder
 from .._response import Response, is_success, parse_retry_after
 from .job import Job, JobOwner
 from .listener import Listener
@@ -47,6 +47,15 @@ from .registry import Pending, Registry
 __all__ = ["Enqueuer"]
 
 log = logging.getLogger("oxedit")
+
+
+class _NotSent(Exception):
+    """An error of the checks made in an enqueue's turn (the stream, the first check of a
+    model): raised as itself, never taken for a failure of a POST (nothing was sent)."""
+
+    def __init__(self, error: OxeditError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _ids(resp: Response, n: int) -> list[str] | None:
@@ -86,27 +95,34 @@ class Enqueuer:
     async def enqueue(
         self,
         payload: dict[str, Any],
-        body: bytes,
+        body: bytes | None,
         n: int,
         *,
         owner: JobOwner,
         job: type[Job] = Job,
         on_send: Callable[[float], None] | None = None,
         api: Api | None = None,
+        check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> list[Job]:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal).
 
-        `on_send(unix_time)` is called just before each POST is sent (a journal records it:
-        only a row enqueued shortly after it can be this request's). `api` gives this call's
-        retry policy and timeouts (`Client.with_options`); by default the client's.
+        `body` is `payload` encoded, checked against its model's schema; None: `check(payload)`
+        does that once this enqueue's turn came (the first submits of a model, whose schema
+        is being fetched: a burst of them waits once, in the pace's line, not first for the
+        schema and again for its turn). `on_send(unix_time)` is called just before each POST
+        is sent (a journal records it: only a row enqueued shortly after it can be this
+        request's). `api` gives this call's retry policy and timeouts (`Client.with_options`);
+        by default the client's.
         """
         if self._closed:
             raise ClientStateError("the client is closed; nothing was sent")
         # One flat coroutine (no helpers awaited per request): with 10,000 submits parked,
         # every frame in the chain is 10,000 more objects for the garbage collector.
-        key = hash(body)
-        self._recovery.started(key)
+        key: int | None = None  # the body's hash, once it is known
+        if body is not None:
+            key = hash(body)
+            self._recovery.started(key)
         # Held until the ids are registered, so an event that overtakes the response is kept.
         flight = self._registry.enqueue_started()
         listener = self._listener
@@ -122,19 +138,33 @@ class Enqueuer:
         retrying: Retrying | None = None
         try:
             while True:
-                # The stream must be up before anything is sent (events are not replayed).
-                epoch = listener.epoch if listener.connected else await listener.ready()
                 if pace.must_wait():
                     await pace.acquire()
                 ticket = pace.ticket
-                sent_at = time.time()
-                if on_send is not None:
-                    on_send(sent_at)
                 retry_after = None
                 self._posting += 1
                 self._idle.clear()
                 pace.sending()
                 try:
+                    # The stream must be up before anything is sent (events are not
+                    # replayed). Waited for in this enqueue's turn, as the first check of a
+                    # model is: only the turns taken wait here, the rest of a burst in line.
+                    if body is None or not listener.connected:
+                        try:
+                            if body is None:
+                                assert check is not None
+                                await check(payload)  # may reshape the images: then encoded
+                                body = json_encoder.encode(payload)
+                                key = hash(body)
+                                self._recovery.started(key)
+                            epoch = await listener.ready()
+                        except OxeditError as exc:  # nothing was sent: not a POST's failure
+                            raise _NotSent(exc) from None
+                    else:
+                        epoch = listener.epoch
+                    sent_at = time.time()
+                    if on_send is not None:
+                        on_send(sent_at)
                     # Admitted, then a connection slot (no socket is held while waiting for
                     # it); sent only if the pace did not drop meanwhile, else queued again.
                     await slots.acquire()
@@ -144,12 +174,15 @@ class Enqueuer:
                         # From here the POST may reach the server: cancelled now, what it may
                         # have created is searched for (cancelled while parked above, nothing
                         # was sent and nothing is).
+                        assert body is not None and key is not None  # checked and encoded
                         unsure = True
                         resp = await api.send(
                             "POST", "/api/ai/queue", body, route="/api/ai/queue", slot_held=True
                         )
                     finally:
                         slots.release()
+                except _NotSent as not_sent:
+                    raise not_sent.error from None
                 except APIConnectionError as exc:
                     error: OxeditError = exc
                     verdict = classify("POST", None, sent=exc.sent)
@@ -184,6 +217,7 @@ class Enqueuer:
                 if verdict is Verdict.DONE or self._closed:  # closed: wrapped below
                     raise error
                 if verdict is Verdict.AMBIGUOUS:
+                    assert key is not None  # a POST was sent: its body was encoded
                     adopted = await self._after_lost_response(
                         payload, n, sent_at, key, error, epoch, owner, job, api
                     )
@@ -195,7 +229,7 @@ class Enqueuer:
                     retrying = api.retrying()
                 await retrying.after(error, verdict, retry_after)  # raises when it gives up
         except asyncio.CancelledError:
-            if unsure and not self._closed:
+            if unsure and key is not None and not self._closed:
                 self._start_cancelling_orphans(payload, n, sent_at, key)
             raise
         except OxeditError as exc:
@@ -206,7 +240,7 @@ class Enqueuer:
             raise
         finally:
             self._registry.enqueue_finished(flight)
-            if self._recovery.finished(key):
+            if key is not None and self._recovery.finished(key):
                 await self._recovery.notify()
 
     # -- the rare paths of `enqueue`, out of its body ---------------------------------------

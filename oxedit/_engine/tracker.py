@@ -207,12 +207,7 @@ class Tracker:
         return await hosted(image, self.uploader)
 
     def enqueue(
-        self,
-        payload: dict[str, Any],
-        n: int,
-        on_send: Callable[[float], None] | None = None,
-        *,
-        checked: bool = False,
+        self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
     ) -> Coroutine[Any, Any, list[Job]]:
         """The one enqueue path (`submit`, `submit_generations`, `map`): check `payload`
         against its model's schema, then POST it for `n` generations, one job each;
@@ -221,30 +216,20 @@ class Tracker:
         Not a coroutine itself: it returns the enqueuer's, so a parked `submit()` holds no
         frame of it (10,000 parked submits, 10,000 fewer objects for the garbage collector).
         """
-        enqueuer = self.require_open().enqueuer
-        if not checked and not self.schemas.cached(payload):  # the first of a model: fetched
-            return self._enqueue_checked(payload, n, on_send)
+        _, listener, enqueuer = self.require_open()
+        if self.schemas.cached(payload):
+            body: bytes | None = json_encoder.encode(payload)
+            check = None
+        else:
+            # The first of a model: checked by the enqueue once its turn came, so that a burst
+            # waits once, in line, not first for the schema and then for its turn. The stream
+            # connects meanwhile.
+            listener.start()
+            body, check = None, self.schemas.check
         return enqueuer.enqueue(
-            payload, json_encoder.encode(payload), n,
-            owner=self, job=self._job, on_send=on_send, api=self.api,
+            payload, body, n,
+            owner=self, job=self._job, on_send=on_send, api=self.api, check=check,
         )  # fmt: skip
-
-    async def check(self, payload: dict[str, Any]) -> None:
-        """Fetch the schema of `payload`'s model and check it, the stream connecting meanwhile
-        (see `Schemas.check`'s `then`): a burst of first submits waits once, not twice.
-
-        `enqueue` checks by itself; a caller that checks first (`schemas.cached`, then this)
-        and passes `checked=True` holds no frame of the check while its enqueue waits for its
-        turn (the first burst of a model is all of a 50,000-job `gather`)."""
-        listener = self.require_open().listener
-        listener.start()
-        await self.schemas.check(payload, then=listener.ready)
-
-    async def _enqueue_checked(
-        self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None
-    ) -> list[Job]:
-        await self.check(payload)
-        return await self.enqueue(payload, n, on_send, checked=True)
 
     def follow(self, generation_id: str) -> Job:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""

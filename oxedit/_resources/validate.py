@@ -15,7 +15,6 @@ fails a request. The CLI adds `DiskCache`, so that short commands do not fetch e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import json
@@ -282,19 +281,10 @@ class Schemas:
         self._apply(entry, payload)
         return True
 
-    async def check(
-        self, payload: dict[str, Any], *, then: Callable[[], Awaitable[object]] | None = None
-    ) -> None:
-        """Check `payload` (a request body) against its model's schema, fetching it once.
-
-        `then`: what the caller waits for next (the event stream, for an enqueue). The caller
-        that fetches awaits it too, before the others waiting for the schema are woken, so that
-        a burst of first submits waits once, not once for each (woken together, thousands of
-        them would all run before the loop sees the stream connect, and all wait again). Its
-        errors are left to the callers, who meet them when they await it themselves.
-        """
+    async def check(self, payload: dict[str, Any]) -> None:
+        """Check `payload` (a request body) against its model's schema, fetching it once."""
         if not self.cached(payload):
-            entry = await self._load(payload["model"], then)
+            entry = await self._load(payload["model"])
             if not self.cached(payload):  # loaded: a burst's same shapes are checked once
                 self._apply(entry, payload)
 
@@ -315,11 +305,8 @@ class Schemas:
             entry = await self._load(model)
         return not entry.missing
 
-    async def _load(
-        self, model: str, then: Callable[[], Awaitable[object]] | None = None
-    ) -> _Entry:
-        """One fetch per model however many ask at once: the others wait for its outcome (and
-        for `then`, see `check`)."""
+    async def _load(self, model: str) -> _Entry:
+        """One fetch per model however many ask at once: the others wait for its outcome."""
         while True:
             loading = self._loading.get(model)
             if loading is None:
@@ -333,9 +320,6 @@ class Schemas:
         loading = self._loading[model] = _Loading()
         try:
             loading.entry = self._entries[model] = await self._fetch_entry(model)
-            if then is not None:
-                with contextlib.suppress(Exception):  # the callers meet it themselves
-                    await then()
             return loading.entry
         except BaseException as exc:
             loading.error = exc
