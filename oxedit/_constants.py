@@ -216,3 +216,8 @@ RAY_REPORT_EVERY = 0.05
 # An actor's enqueues refused (429/503) are retried this many times: under a shared budget a
 # refusal is the budget's misjudgement, not the row's, and must not end it.
 RAY_MAX_RETRIES = 30
+
+# A journal's lock: tried this many times, so far apart, before "in use by another run" (a
+# report merging the journals holds each lock for an instant).
+JOURNAL_LOCK_ATTEMPTS = 3
+JOURNAL_LOCK_RETRY = 0.01

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +179,61 @@ async def test_client_map_takes_a_shard_and_the_shards_cover_every_item_once(
         assert len(server.generations()) == 12
     assert sorted(r.request.prompt for r in done) == sorted(r["prompt"] for r in requests)
     assert all(r.ok for r in done)
+
+
+async def test_a_merge_reading_the_journals_never_keeps_a_shard_from_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last shard to finish merges every shard's journal; while it reads one, that shard
+    may be starting again (a re-run of all shards at once): the merge must not hold its lock
+    (it did, and the shard refused to start: "in use by process ...")."""
+    import threading
+
+    from oxedit._bulk.journal import Journal
+    from oxedit._cli.report import build
+
+    source = manifest(tmp_path, 8)
+    out = tmp_path / "out"
+    async with LocalServer() as server:
+        env = env_for(server)
+        for i in (1, 2):
+            code, output = await run_process(*batch(source, out, "--shard", f"{i}/2"), env=env)
+            assert code == 0, output[-3000:]
+    reading, release = threading.Event(), threading.Event()
+
+    def paused(original: Any) -> Any:
+        def read(*args: Any, **kwargs: Any) -> Any:
+            reading.set()  # the merge is reading a journal now
+            assert release.wait(10)
+            return original(*args, **kwargs)
+
+        return read
+
+    # Paused as it reads each journal's end times (the old code read them holding its lock).
+    monkeypatch.setattr(build, "_ended_at", paused(build._ended_at))
+    merge = threading.Thread(target=build.write_merged_report, args=(out,))
+    merge.start()
+    try:
+        assert reading.wait(10)
+        for journal in journals_in(out):  # each shard starting again meanwhile
+            Journal(journal).close()
+    finally:
+        release.set()
+        merge.join(10)
+    assert (out / "report.json").is_file()
+
+
+def test_the_lock_probe_names_a_running_batch_and_holds_nothing(tmp_path: Path) -> None:
+    import oxedit
+    from oxedit._bulk.journal import Journal, lock_holder, read_entries
+
+    path = tmp_path / "j.sqlite"
+    assert lock_holder(path) is None  # no journal yet
+    with Journal(path):
+        assert lock_holder(path) == str(os.getpid())
+        with pytest.raises(oxedit.ConfigurationError, match=f"in use by process {os.getpid()}"):
+            read_entries(path)
+    assert lock_holder(path) is None
+    assert read_entries(path) == []
+    with Journal(path):  # the probes left nothing held
+        pass

@@ -39,6 +39,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Final
 
+from .. import _constants as C
 from .._exceptions import ConfigurationError
 
 try:
@@ -348,26 +349,84 @@ def _json_list(text: str | None) -> list[str]:
 
 
 def _lock(lock_path: Path, journal: Path) -> IO[str]:
-    """Hold an exclusive lock on `lock_path` (it records our pid) or say who holds it."""
+    """Hold an exclusive lock on `lock_path` (it records our pid) or say who holds it.
+
+    Tried `C.JOURNAL_LOCK_ATTEMPTS` times, `C.JOURNAL_LOCK_RETRY` s apart: a report merging
+    the journals (`lock_holder`) takes the lock for an instant, and a run starting in that
+    instant must not take it for another run's."""
     f = lock_path.open("a+", encoding="utf-8")
     if fcntl is None:
         return f
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
-        raise ConfigurationError(
-            f"journal {str(journal)!r} is in use by process {holder} (another oxedit run of "
-            "this batch); wait for it to end or stop it, then run again"
-        ) from None
+    for attempt in range(C.JOURNAL_LOCK_ATTEMPTS):
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if attempt + 1 < C.JOURNAL_LOCK_ATTEMPTS:
+                time.sleep(C.JOURNAL_LOCK_RETRY)  # milliseconds, once in a blue moon
+                continue
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise _in_use(journal, holder) from None
     with contextlib.suppress(OSError):
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
         f.flush()
     return f
+
+
+def _in_use(journal: Path, holder: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"journal {str(journal)!r} is in use by process {holder} (another oxedit run of "
+        "this batch); wait for it to end or stop it, then run again"
+    )
+
+
+def lock_holder(path: str | os.PathLike[str]) -> str | None:
+    """The process holding a journal's lock (the pid it recorded), or None when no run holds
+    it: probed with a shared lock taken and dropped at once, never held while the journal is
+    read, so that a run starting meanwhile can take it."""
+    journal = Path(path)
+    lock_path = journal.with_name(journal.name + ".lock")
+    if fcntl is None:
+        return None
+    try:
+        f = lock_path.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return f.read().strip() or "unknown"
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+def read_entries(path: str | os.PathLike[str]) -> list[JournalEntry]:
+    """Every entry of a journal no run holds (`lock_holder`), read without its lock (a run
+    may start meanwhile: it then holds it). A journal of an older version is opened, and so
+    brought up to date, as a run would.
+
+    Raises:
+        ConfigurationError: a run holds the journal, or it is damaged.
+    """
+    journal = Path(path)
+    holder = lock_holder(journal)
+    if holder is not None:
+        raise _in_use(journal, holder)
+    try:
+        db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = db.execute(f"SELECT {_FIELDS} FROM items").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        with Journal(journal) as opened:  # older columns, or damaged: as a run opens it
+            return opened.entries()
+    return [JournalEntry(*row) for row in rows]
 
 
 def peek(path: str | os.PathLike[str], keys: list[str] | None = None) -> list[JournalEntry]:

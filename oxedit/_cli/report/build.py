@@ -26,7 +26,7 @@ from urllib.parse import quote
 import msgspec
 
 from ..._atomic import write_atomic
-from ..._bulk.journal import FINISHED, Journal, JournalEntry
+from ..._bulk.journal import FINISHED, JournalEntry, read_entries
 from ..._bulk.requests import EditRequest, default_name
 from ..._bulk.shard import DEFAULT_JOURNAL, journals_in
 from ..._exceptions import InvalidRequestError
@@ -180,9 +180,8 @@ def _read_journals(journals: list[Path]) -> tuple[list[JournalEntry], dict[str, 
     best: dict[str, tuple[tuple[bool, bool, float], JournalEntry]] = {}
     ended: dict[str, float] = {}
     for journal in journals:
-        with Journal(journal) as opened:  # refuses a journal a running batch holds
-            entries = opened.entries()
-            times = _ended_at(journal)
+        entries = read_entries(journal)  # refuses a journal a running batch holds
+        times = _ended_at(journal)
         for entry in entries:
             at = times.get(entry.key, 0.0)
             rank = (entry.state in FINISHED, entry.generation_id is not None, at)
@@ -292,8 +291,7 @@ def journal_items(journal: Path, exclude: set[str]) -> list[dict[str, Any]]:
     sent; `index` null and `earlier` true. Empty when there is no journal."""
     if not journal.is_file():
         return []
-    with Journal(journal) as opened:
-        entries = opened.entries()
+    entries = read_entries(journal)
     ended = _ended_at(journal)
     records = []
     for entry in sorted(entries, key=lambda e: (e.sent_at or 0.0, e.key)):
