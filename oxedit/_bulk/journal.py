@@ -418,15 +418,10 @@ def read_entries(path: str | os.PathLike[str]) -> list[JournalEntry]:
     if holder is not None:
         raise _in_use(journal, holder)
     try:
-        db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = db.execute(f"SELECT {_FIELDS} FROM items").fetchall()
-        finally:
-            db.close()
+        return _snapshot(journal, None)
     except sqlite3.Error:
         with Journal(journal) as opened:  # older columns, or damaged: as a run opens it
             return opened.entries()
-    return [JournalEntry(*row) for row in rows]
 
 
 def peek(path: str | os.PathLike[str], keys: list[str] | None = None) -> list[JournalEntry]:
@@ -434,9 +429,14 @@ def peek(path: str | os.PathLike[str], keys: list[str] | None = None) -> list[Jo
     without its lock: a snapshot, as of the last commit (WAL readers never block writers).
     Empty when it cannot be read."""
     try:
-        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        return _snapshot(Path(path), keys)
     except sqlite3.Error:
         return []
+
+
+def _snapshot(path: Path, keys: list[str] | None) -> list[JournalEntry]:
+    """The rows of a journal (`keys` only, if given), read-only and without its lock."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         if keys is None:
             rows = db.execute(f"SELECT {_FIELDS} FROM items").fetchall()
@@ -449,7 +449,5 @@ def peek(path: str | os.PathLike[str], keys: list[str] | None = None) -> list[Jo
                     f"SELECT {_FIELDS} FROM items WHERE key IN ({marks})", chunk
                 ).fetchall()
         return [JournalEntry(*row) for row in rows]
-    except sqlite3.Error:
-        return []
     finally:
         db.close()
