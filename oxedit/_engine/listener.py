@@ -203,7 +203,3 @@ class Listener:
         self._attempt = 0
         self._refused_since = None
         self._last_error = None
-
-    def _on_completed(self, data: bytes) -> None:
-        """One completion event's data (the stream hands them over a chunk at a time)."""
-        self._api.stats.count_event(self._registry.events([data]))
