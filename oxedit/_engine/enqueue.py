@@ -95,7 +95,6 @@ class Enqueuer:
     async def enqueue(
         self,
         payload: dict[str, Any],
-        body: bytes | None,
         n: int,
         *,
         owner: JobOwner,
@@ -107,10 +106,10 @@ class Enqueuer:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal).
 
-        `body` is `payload` encoded, checked against its model's schema; None: `check(payload)`
-        does that once this enqueue's turn came (the first submits of a model, whose schema
-        is being fetched: a burst of them waits once, in the pace's line, not first for the
-        schema and again for its turn). `on_send(unix_time)` is called just before each POST
+        `payload` was checked against its model's schema, or `check(payload)` does that once
+        this enqueue's turn came (the first submits of a model, whose schema is being
+        fetched: a burst of them waits once, in the pace's line, not first for the schema and
+        again for its turn). `on_send(unix_time)` is called just before each POST
         is sent (a journal records it: only a row enqueued shortly after it can be this
         request's). `api` gives this call's retry policy and timeouts (`Client.with_options`);
         by default the client's.
@@ -119,8 +118,10 @@ class Enqueuer:
             raise ClientStateError("the client is closed; nothing was sent")
         # One flat coroutine (no helpers awaited per request): with 10,000 submits parked,
         # every frame in the chain is 10,000 more objects for the garbage collector.
-        key: int | None = None  # the body's hash, once it is known
-        if body is not None:
+        body: bytes | None = None  # `payload` encoded, once it is checked
+        key: int | None = None  # the body's hash
+        if check is None:
+            body = json_encoder.encode(payload)
             key = hash(body)
             self._recovery.started(key)
         # Held until the ids are registered, so an event that overtakes the response is kept.
@@ -151,8 +152,7 @@ class Enqueuer:
                     # model is: only the turns taken wait here, the rest of a burst in line.
                     if body is None or not listener.connected:
                         try:
-                            if body is None:
-                                assert check is not None
+                            if check is not None and body is None:
                                 await check(payload)  # may reshape the images: then encoded
                                 body = json_encoder.encode(payload)
                                 key = hash(body)

@@ -26,7 +26,6 @@ from .._models import (
     Generation,
     Model,
     generation_of_row,
-    json_encoder,
 )
 from .._resources.inputs import ImageInput, hosted
 from .._resources.results import Downloader
@@ -217,19 +216,16 @@ class Tracker:
         frame of it (10,000 parked submits, 10,000 fewer objects for the garbage collector).
         """
         _, listener, enqueuer = self.require_open()
-        if self.schemas.cached(payload):
-            body: bytes | None = json_encoder.encode(payload)
-            check = None
-        else:
+        check = None
+        if not self.schemas.cached(payload):
             # The first of a model: checked by the enqueue once its turn came, so that a burst
             # waits once, in line, not first for the schema and then for its turn. The stream
             # connects meanwhile.
             listener.start()
-            body, check = None, self.schemas.check
+            check = self.schemas.check
         return enqueuer.enqueue(
-            payload, body, n,
-            owner=self, job=self._job, on_send=on_send, api=self.api, check=check,
-        )  # fmt: skip
+            payload, n, owner=self, job=self._job, on_send=on_send, api=self.api, check=check
+        )
 
     def follow(self, generation_id: str) -> Job:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
