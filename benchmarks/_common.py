@@ -34,8 +34,9 @@ class GcMonitor:
 
     `with GcMonitor() as gcm: ...`, then `gcm.summary()`: collections per generation, their
     total pause (wall seconds) and CPU (this thread's CPU seconds, which other processes
-    competing for the cores do not inflate), and the longest pause (ms). The callback costs
-    a few clock reads per collection.
+    competing for the cores do not inflate), the longest pause (ms), and when each full
+    collection ran (Unix time, start and end: `gc_full_windows`, to tell which awaited jobs it
+    held up). The callback costs a few clock reads per collection.
     """
 
     def __init__(self) -> None:
@@ -43,14 +44,20 @@ class GcMonitor:
         self.pause = [0.0, 0.0, 0.0]
         self.cpu = [0.0, 0.0, 0.0]
         self.longest = 0.0
+        self.full: list[tuple[float, float]] = []
         self._started = (0.0, 0.0)
+        self._unix = 0.0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = (time.perf_counter(), time.thread_time())
+            if info["generation"] == 2:
+                self._unix = time.time()
             return
         wall, cpu = time.perf_counter() - self._started[0], time.thread_time() - self._started[1]
         generation = info["generation"]
+        if generation == 2:
+            self.full.append((self._unix, time.time()))
         self.counts[generation] += 1
         self.pause[generation] += wall
         self.cpu[generation] += cpu
@@ -75,6 +82,7 @@ class GcMonitor:
             "gc_gen2_pause_s": self.pause[2],
             "gc_cpu_s": sum(self.cpu),
             "gc_max_pause_ms": self.longest * 1000,
+            "gc_full_windows": list(self.full),
         }
 
 

@@ -171,23 +171,28 @@ async def _gather_jobs(n: int, one: Callable[[], Awaitable[Any]]) -> tuple[list[
 
 
 def _summary(results: list[Any], wall: float) -> dict[str, Any]:
+    """A run's outcome from its jobs' results: each a wake delay (float), or the job's
+    completion stamp and wake time (a tuple: which full collections held it up can then be
+    told), or an exception."""
     errors = [r for r in results if isinstance(r, BaseException)]
-    delays = [r for r in results if isinstance(r, float)]
+    spans = [r for r in results if isinstance(r, tuple)]
+    delays = [r for r in results if isinstance(r, float)] + [woke - done for done, woke in spans]
     return {
         "wall_s": wall,
         "errors": len(errors),
         "first_error": repr(errors[0]) if errors else None,
         "delays": delays,
+        "spans": spans,
     }
 
 
 async def strategy_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[str, Any]:
-    async def one() -> float:
+    async def one() -> tuple[float, float]:
         job = await client.submit(prompt=PROMPT, image=png, aspect_ratio="1:1")
         gen = await job
         woke = time.time()
         assert gen.completed_at is not None, "resolved without the server's completion stamp"
-        return woke - gen.completed_at
+        return gen.completed_at, woke
 
     start = time.perf_counter()
     async with oxedit.Client(
@@ -212,12 +217,12 @@ async def strategy_oxedit(url: str, api_key: str, n: int, png: bytes) -> dict[st
 async def strategy_raw(
     url: str, api_key: str, n: int, png: bytes, gate: bool = True
 ) -> dict[str, Any]:
-    async def one() -> float:
+    async def one() -> tuple[float, float]:
         future = await client.submit(request_body(png))
         event = await future
         woke = time.time()
         assert event.completed_at is not None
-        return woke - event.completed_at
+        return event.completed_at, woke
 
     start = time.perf_counter()
     async with RawClient(url, api_key, gate=gate) as client:

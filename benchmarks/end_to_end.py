@@ -34,7 +34,10 @@ completion-to-wake delay p50/p99: `time.time()` when the job's awaiting coroutin
 the server's completion stamp (for the polling strategies, which see no events, the parent
 process reads the stamps from an event stream of its own and joins them by id), and the
 child's garbage collections (`gc.callbacks`: full collections, total pause in wall and CPU
-time, longest pause). Runs are
+time, longest pause; "gen2 GCs late": the full collections that ran once jobs had begun to
+complete, and "p99 tail in gen2 GC": of the jobs woken at or past the p99 delay, the share a
+full collection held up, i.e. one ran between the job's completion on the server and its
+wake-up; for `oxedit` and `raw`, which report each job's completion stamp). Runs are
 repeated and medians quoted; noise is (max - min) / median / 2 over the repeats.
 
 Run: `python -m benchmarks.end_to_end [--n 1000 10000] [--repeat 3]
@@ -48,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import sys
 from typing import Any
 
@@ -165,6 +169,7 @@ async def run_once(strategy: str, n: int, latency: LatencySpec, png: bytes) -> d
     total = sum(routes.values()) - (1 if strategy in POLLING else 0)
     polls = routes.get("GET /api/ai/queue/{generation_id}", 0) + routes.get("GET /api/ai/queue", 0)
     delays = result.pop("delays")
+    tail, late = _full_gc_share(result.pop("spans", []), result["gc_full_windows"], delays)
     return {
         "strategy": strategy,
         "n": n,
@@ -182,10 +187,28 @@ async def run_once(strategy: str, n: int, latency: LatencySpec, png: bytes) -> d
         "delay_p99_ms": percentile(delays, 99) * 1000,
         "delay_max_ms": max(delays) * 1000 if delays else float("nan"),
         "delays_measured": len(delays),
+        "tail_in_full_gc": tail,
+        "gc_gen2_late": late,
         "server_cpu_s": server_cpu,
         "server_events_sent": stats["events_sent"],
         "server_routes": routes,
     }
+
+
+def _full_gc_share(
+    spans: list[tuple[float, float]], windows: list[tuple[float, float]], delays: list[float]
+) -> tuple[float, int]:
+    """Of the jobs whose wake delay is at or past the p99, the share a full collection held up
+    (one ran between the job's completion on the server and its awaiting coroutine's
+    wake-up), and how many full collections ran once jobs had begun to complete (NaN and 0
+    for strategies that report no spans)."""
+    if not spans:
+        return float("nan"), 0
+    p99 = percentile(delays, 99)
+    tail = [(done, woke) for done, woke in spans if woke - done >= p99]
+    held = sum(any(a < woke and b > done for a, b in windows) for done, woke in tail)
+    first = min(done for done, _ in spans)
+    return held / len(tail), sum(a > first for a, _ in windows)
 
 
 # -- aggregation and output --------------------------------------------------------------------
@@ -208,6 +231,8 @@ METRICS = (
     "gc_pause_s",
     "gc_cpu_s",
     "gc_max_pause_ms",
+    "gc_gen2_late",
+    "tail_in_full_gc",
     "errors",
 )
 
@@ -228,7 +253,7 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
     table = []
     for r in rows:
         if r.get("skipped"):
-            table.append([r["strategy"], r["skipped"], *[""] * 17])
+            table.append([r["strategy"], r["skipped"], *[""] * 19])
             continue
         table.append(
             [
@@ -250,6 +275,8 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
                 r["gc_pause_s"],
                 r["gc_cpu_s"],
                 r["gc_max_pause_ms"],
+                int(r["gc_gen2_late"]),
+                "" if math.isnan(r["tail_in_full_gc"]) else f"{r['tail_in_full_gc']:.0%}",
                 int(r["errors"]),
             ]
         )
@@ -274,6 +301,8 @@ def print_results(n: int, rows: list[dict[str, Any]], latency: str) -> None:
             "GC pause s",
             "GC CPU s",
             "max GC ms",
+            "gen2 GCs late",
+            "p99 tail in gen2 GC",
             "errors",
         ],
         table,

@@ -43,9 +43,25 @@ async def test_event_strategies(strategy: str) -> None:
     assert result["wall_s"] > 0
     assert routes["POST /api/ai/queue"] == N
     assert "GET /api/ai/queue/{generation_id}" not in routes  # no polling
+    if strategy in ("oxedit", "raw"):  # each job's completion stamp and wake time too
+        assert sorted(w - c for c, w in result["spans"]) == sorted(result["delays"])
     if strategy == "oxedit":
         assert result["client_stats"]["poll_requests"] == 0
         assert result["client_stats"]["events"] == N
+
+
+def test_full_gc_share_counts_the_tail_a_full_collection_held_up() -> None:
+    # 100 jobs completed at t=i, woken 10 ms later; two woken 1 s later (the p99 tail).
+    spans = [(float(i), i + 0.01) for i in range(98)] + [(50.0, 51.0), (70.0, 71.0)]
+    delays = [w - c for c, w in spans]
+    # A full collection before any completion, one inside the first slow job's wait, one
+    # between jobs.
+    windows = [(-5.0, -4.9), (50.5, 50.7), (80.5, 80.6)]
+    share, late = end_to_end._full_gc_share(spans, windows, delays)
+    assert share == 0.5 and late == 2
+    assert end_to_end._full_gc_share(spans, [], delays) == (0.0, 0)
+    share, late = end_to_end._full_gc_share([], windows, [0.1])  # a polling strategy
+    assert share != share and late == 0  # NaN: not measured
 
 
 @pytest.mark.anyio
