@@ -46,15 +46,19 @@ REFUSED_STREAM_GRACE = 60.0
 RECONNECT_BACKOFF_INITIAL = 0.1
 RECONNECT_BACKOFF_MAX = 10.0
 
-# The adaptive enqueue rate (see _ratelimit): unpaced until a 429 with a Retry-After of a
-# second or more, or until refusals (429/503) reach RATE_REFUSED_SHARE of the recent answers (a
-# moving average of weight RATE_EWMA: ~30 answers), then half of what succeeded; +RATE_INCREASE
-# enqueues/s every second of successes, halved again at the next such refusal.
+# The adaptive enqueue rate (see _engine.ratelimit): unpaced until a 429 with a Retry-After of
+# a second or more comes with RATE_LIMIT_REFUSALS refusals (itself included) among the last
+# RATE_RECENT_ANSWERS answers, or until refusals (429/503) reach RATE_REFUSED_SHARE of the
+# recent answers (a moving average of weight RATE_EWMA: ~30 answers), then half of what
+# succeeded; +RATE_INCREASE enqueues/s every second of successes, halved again at the next such
+# refusal.
 RATE_INCREASE = 2.0
 RATE_DECREASE = 0.5
 RATE_MIN = 1.0
 RATE_EWMA = 0.03
 RATE_REFUSED_SHARE = 0.2
+RATE_RECENT_ANSWERS = 8
+RATE_LIMIT_REFUSALS = 4
 # The slow start while unpaced: enqueues in flight at most this many plus one per success so
 # far. A burst against a limit it does not know yet then loses at most this many plus the
 # account's burst to refusals, not `max_connections`; a healthy run reaches full concurrency

@@ -65,6 +65,9 @@ class SharedPace(Protocol):
         `retry_after` (seconds, or None)."""
 
 
+_RECENT_MASK = (1 << C.RATE_RECENT_ANSWERS) - 1
+
+
 class AdaptiveRate:
     """AIMD pacer of `POST /api/ai/queue`.
 
@@ -98,6 +101,9 @@ class AdaptiveRate:
         self._ticket = 0  # changes whenever admitted requests must queue again
         self.refusals = 0
         self.refused_share = 0.0  # moving average of refused answers (1) among all (0)
+        # The last RATE_RECENT_ANSWERS answers, newest in the lowest bit (1: refused): a 429
+        # that says when to come back paces at once only among others (see `refused`).
+        self._recent = 0
         self._next = 0.0  # loop time at which the next send may go
         self._pause_until = 0.0
         self._last_drop = -math.inf
@@ -228,6 +234,7 @@ class AdaptiveRate:
     def succeeded(self) -> None:
         """An enqueue was accepted: raise the rate a little (or count it, while unpaced)."""
         self.refused_share -= C.RATE_EWMA * self.refused_share
+        self._recent = (self._recent << 1) & _RECENT_MASK
         if self._shared is not None:
             self._shared.succeeded()
         if self.rate is None:
@@ -260,14 +267,24 @@ class AdaptiveRate:
         now = asyncio.get_running_loop().time()
         self.refusals += 1
         self.refused_share += C.RATE_EWMA * (1.0 - self.refused_share)
+        self._recent = (self._recent << 1 | 1) & _RECENT_MASK
         if self._shared is not None:  # the shared budget learns; this pacer stays unpaced
             self._shared.refused(sent_at, retry_after, status)
             return
         if sent_at < self._last_drop:
             return  # sent at the old rate: answered by that drop already
-        # A 429 that says when to come back says the account's limit is reached: pace now.
-        # Anything else pacing waits for a share of refusals (a stray 429 stays harmless).
-        limit = status == 429 and retry_after is not None and retry_after >= 1.0
+        # A 429 that says when to come back, among other refusals, says the account's limit
+        # is reached: pace now (past a limit, the requests in flight are refused together).
+        # Alone among successes it is a stray, harmless as any other: only its own request
+        # waits its Retry-After (the retry loop). Pacing at each of them, 3% of stray 429s
+        # with `Retry-After: 1` held every send a second each time and halved the rate.
+        # Anything else pacing waits for a share of refusals.
+        limit = (
+            status == 429
+            and retry_after is not None
+            and retry_after >= 1.0
+            and self._recent.bit_count() >= C.RATE_LIMIT_REFUSALS
+        )
         if not limit and self.refused_share < C.RATE_REFUSED_SHARE:
             return
         if retry_after:  # a floor: nothing is sent before it (nor longer than a retry waits)
