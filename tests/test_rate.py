@@ -167,6 +167,32 @@ async def test_429s_with_retry_after_pace_at_once_together_and_a_stray_one_does_
     assert limit.limited and limit.rate == (20 + together - 1) / 2 and limit.must_wait()
 
 
+async def test_refusals_hand_no_slot_on_while_a_limit_is_not_known_yet() -> None:
+    # The slow start: 8 enqueues in flight, a ninth waiting for a slot. The limit refuses
+    # all 8; until the 4th refusal (pacing) nothing more may go, or the burst would lose more
+    # than the 8 in flight (plus the account's burst) to refusals.
+    rate = AdaptiveRate(initial=None, maximum=None)
+    for _ in range(C.RATE_START_WINDOW):
+        assert not rate.must_wait()
+        rate.sending()
+    ninth = asyncio.ensure_future(rate.acquire())
+    await asyncio.sleep(0)
+    for _ in range(C.RATE_LIMIT_REFUSALS - 1):
+        rate.refused(sent_at=1e12, retry_after=1.0)
+        rate.answered()
+        await asyncio.sleep(0)
+        assert not ninth.done() and not rate.limited
+    rate.refused(sent_at=1e12, retry_after=1.0)
+    rate.answered()
+    # The limit: nothing succeeded, so no rate to halve; the start again, behind the pause.
+    assert rate.in_flight < rate.window and rate.must_wait()
+    await asyncio.sleep(0)
+    assert not ninth.done()
+    rate.close()
+    with pytest.raises(oxedit.ClientStateError):
+        await ninth
+
+
 async def test_stray_429s_with_retry_after_leave_the_run_unpaced() -> None:
     # 3% of enqueues refused at random with `Retry-After: 1` (the fault mix of
     # `benchmarks.liveness`): each refused request waits its own Retry-After and is sent again,

@@ -268,6 +268,11 @@ class AdaptiveRate:
         self.refusals += 1
         self.refused_share += C.RATE_EWMA * (1.0 - self.refused_share)
         self._recent = (self._recent << 1 | 1) & _RECENT_MASK
+        if self.rate is None:
+            # The slow start: the refused request's slot is not handed on, so a burst sends
+            # nothing more while it cannot tell a stray refusal from the limit (the limit
+            # refuses everything in flight; pacing starts at its RATE_LIMIT_REFUSALS-th).
+            self.window = max(self.window - 1, 1)
         if self._shared is not None:  # the shared budget learns; this pacer stays unpaced
             self._shared.refused(sent_at, retry_after, status)
             return
