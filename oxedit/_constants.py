@@ -59,6 +59,9 @@ RATE_EWMA = 0.03
 RATE_REFUSED_SHARE = 0.2
 RATE_RECENT_ANSWERS = 8
 RATE_LIMIT_REFUSALS = 4
+# Paced at this share of the rate where the limit was last found (or above), a single 429 with
+# a Retry-After of a second or more is taken for the limit again.
+RATE_NEAR_LIMIT = 0.9
 # The slow start while unpaced: enqueues in flight at most this many plus one per success so
 # far. A burst against a limit it does not know yet then loses at most this many plus the
 # account's burst to refusals, not `max_connections`; a healthy run reaches full concurrency

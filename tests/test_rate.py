@@ -193,6 +193,35 @@ async def test_refusals_hand_no_slot_on_while_a_limit_is_not_known_yet() -> None
         await ninth
 
 
+async def test_paced_back_near_the_limit_one_429_is_the_limit_again() -> None:
+    rate = AdaptiveRate(initial=None, maximum=None)
+    for _ in range(40):
+        rate.succeeded()
+    for _ in range(C.RATE_LIMIT_REFUSALS):  # the limit found, at 40 enqueues/s
+        rate.refused(sent_at=1e12, retry_after=1.0)
+    assert rate.rate == 20.0
+    for _ in range(C.RATE_RECENT_ANSWERS):
+        rate.succeeded()
+    paced = rate.rate
+    rate.refused(sent_at=1e12, retry_after=1.0)  # alone, far below it: a stray
+    assert rate.rate == paced
+    rate.rate = 0.9 * 40  # paced back up near it (as successes do, about 2/s a second)
+    for _ in range(C.RATE_RECENT_ANSWERS):
+        rate.succeeded()
+    near = rate.rate
+    rate.refused(sent_at=1e12, retry_after=1.0)  # alone, but where the limit was: the limit
+    assert rate.rate == near / 2
+    # That single refusal did not move where the limit is known to be (strays would wear it
+    # down, 10% a time): at 34/s, under 0.9 x 40 but over 0.9 x 36, one is a stray again.
+    rate.rate = 34.0
+    for _ in range(C.RATE_RECENT_ANSWERS):
+        rate.succeeded()
+    paced = rate.rate
+    assert paced < 0.9 * 40
+    rate.refused(sent_at=1e12, retry_after=1.0)
+    assert rate.rate == paced
+
+
 async def test_stray_429s_with_retry_after_leave_the_run_unpaced() -> None:
     # 3% of enqueues refused at random with `Retry-After: 1` (the fault mix of
     # `benchmarks.liveness`): each refused request waits its own Retry-After and is sent again,

@@ -104,6 +104,9 @@ class AdaptiveRate:
         # The last RATE_RECENT_ANSWERS answers, newest in the lowest bit (1: refused): a 429
         # that says when to come back paces at once only among others (see `refused`).
         self._recent = 0
+        # The rate at which the account's limit was last found (by refusals together, or their
+        # share): paced back up near it, a single such 429 is the limit again, not a stray.
+        self._limit_rate: float | None = None
         self._next = 0.0  # loop time at which the next send may go
         self._pause_until = 0.0
         self._last_drop = -math.inf
@@ -283,14 +286,18 @@ class AdaptiveRate:
         # Alone among successes it is a stray, harmless as any other: only its own request
         # waits its Retry-After (the retry loop). Pacing at each of them, 3% of stray 429s
         # with `Retry-After: 1` held every send a second each time and halved the rate.
-        # Anything else pacing waits for a share of refusals.
-        limit = (
-            status == 429
-            and retry_after is not None
-            and retry_after >= 1.0
-            and self._recent.bit_count() >= C.RATE_LIMIT_REFUSALS
+        # Paced back up near the rate where the limit was found, one is enough. Anything else
+        # pacing waits for a share of refusals.
+        says_when = status == 429 and retry_after is not None and retry_after >= 1.0
+        together = says_when and self._recent.bit_count() >= C.RATE_LIMIT_REFUSALS
+        near = (
+            says_when
+            and self.rate is not None
+            and self._limit_rate is not None
+            and self.rate >= C.RATE_NEAR_LIMIT * self._limit_rate
         )
-        if not limit and self.refused_share < C.RATE_REFUSED_SHARE:
+        found = together or self.refused_share >= C.RATE_REFUSED_SHARE
+        if not found and not near:
             return
         if retry_after:  # a floor: nothing is sent before it (nor longer than a retry waits)
             self._pause_until = max(self._pause_until, now + min(retry_after, cap))
@@ -309,6 +316,8 @@ class AdaptiveRate:
                 return
         else:
             base = self.rate
+        if found:  # not lowered by a single refusal near it: strays would wear it down
+            self._limit_rate = base
         self.rate = max(C.RATE_MIN, min(base * C.RATE_DECREASE, self.maximum or math.inf))
         self.limited = True
         self._open_slots(every=True)  # the start window's waiters: paced from now on
