@@ -48,7 +48,8 @@ RECONNECT_BACKOFF_MAX = 10.0
 
 # The adaptive enqueue rate (see _engine.ratelimit): unpaced until a 429 with a Retry-After of
 # a second or more comes with RATE_LIMIT_REFUSALS refusals (itself included) among the last
-# RATE_RECENT_ANSWERS answers, or until refusals (429/503) reach RATE_REFUSED_SHARE of the
+# RATE_RECENT_ANSWERS answers (or, paced back up near where the limit was found, alone: see
+# RATE_NEAR_LIMIT), or until refusals (429/503) reach RATE_REFUSED_SHARE of the
 # recent answers (a moving average of weight RATE_EWMA: ~30 answers), then half of what
 # succeeded; +RATE_INCREASE enqueues/s every second of successes, halved again at the next such
 # refusal.
