@@ -54,6 +54,20 @@ def journal_rows(journal: Path) -> list[tuple[str, str, str | None, str | None]]
         db.close()
 
 
+def journal_errors(folder: Path) -> list[str]:
+    """The errors the journals in `folder` recorded (what a failed run says went wrong: its
+    printed summary, a wide table, hides them)."""
+    errors = []
+    for journal in sorted(folder.glob("*.sqlite")):
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT key, error FROM items WHERE error IS NOT NULL").fetchall()
+        finally:
+            db.close()
+        errors += [f"{journal.name} {key[:12]}: {error}" for key, error in rows]
+    return errors
+
+
 def test_the_shards_partition_the_keys() -> None:
     shards = [Shard.parse(f"{i}/{SHARDS}") for i in range(1, SHARDS + 1)]
     keys = [item_key(f"item {i}".encode(), 1 + i % 3) for i in range(4000)]
@@ -135,7 +149,7 @@ async def test_two_batches_sharing_a_folder_never_take_the_same_name(tmp_path: P
             run_process(*batch(second, out, "--journal", str(out / "two.sqlite")), env=env),
         )
         for code, output in runs:
-            assert code == 0, output[-3000:]
+            assert code == 0, journal_errors(out) or output[-3000:]
     outputs = [
         row[3] for journal in ("one", "two") for row in journal_rows(out / f"{journal}.sqlite")
     ]
