@@ -2,8 +2,9 @@
 
 A result is written to a temporary file in the target's folder, then renamed over the target,
 so the final name only ever holds a complete file. The temporary name carries a marker no user
-file has (`.NAME.oxedit-<12 hex>.part`), so cleaning up after a crash removes only files
-oxedit itself created, never a user's `.movie.mkv.part`.
+file has and the writer's process id (`.NAME.oxedit-<pid>-<12 hex>.part`), so cleaning up after
+a crash removes only files oxedit itself created, never a user's `.movie.mkv.part`, and only
+those whose writer is gone, never another run's write in progress.
 """
 
 from __future__ import annotations
@@ -22,17 +23,38 @@ __all__ = ["is_own_temp", "remove_own_temps", "save_atomic", "temp_name", "write
 
 _MARKER: Final = "oxedit-"
 _TOKEN_HEX: Final = 12
-_OWN_TEMP: Final = re.compile(rf"^\..+\.{_MARKER}[0-9a-f]{{{_TOKEN_HEX}}}\.part$")
+# The process id is absent from the names of versions before it was added.
+_OWN_TEMP: Final = re.compile(rf"^\..+\.{_MARKER}(?:([0-9]+)-)?[0-9a-f]{{{_TOKEN_HEX}}}\.part$")
 
 
 def temp_name(name: str) -> str:
-    """A fresh temporary file name for a file to be named `name`."""
-    return f".{name}.{_MARKER}{secrets.token_hex(_TOKEN_HEX // 2)}.part"
+    """A fresh temporary file name for a file to be named `name`, written by this process."""
+    return f".{name}.{_MARKER}{os.getpid()}-{secrets.token_hex(_TOKEN_HEX // 2)}.part"
 
 
 def is_own_temp(name: str) -> bool:
     """True for names `temp_name` makes, and only those."""
     return _OWN_TEMP.match(name) is not None
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that named this temporary file (`temp_name`) still runs on this
+    machine: then it may be writing it now. False for a name without a process id."""
+    match = _OWN_TEMP.match(name)
+    if match is None or match.group(1) is None or os.name != "posix":
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True  # another write of this process's (two runs into one folder)
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    except (OverflowError, OSError):
+        return False
+    return True
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -65,13 +87,15 @@ async def save_atomic(path: Path, data: bytes) -> None:
 
 def remove_own_temps(folder: Path, older_than: float = 0.0) -> int:
     """Delete the temporary files that interrupted `write_atomic`s left in `folder`; returns
-    how many. Other files are never touched. `older_than` (seconds): only those last written
-    that long ago, when other processes may be writing to the folder right now."""
+    how many. Other files are never touched, nor those of a process still running here (its
+    write may be in progress: two batches can share a folder). `older_than` (seconds): only
+    those last written that long ago, when processes on other machines may be writing to the
+    folder right now (Ray actors on a shared file system)."""
     removed = 0
     if folder.is_dir():
         now = time.time()
         for stray in folder.glob(f".*.{_MARKER}*.part"):
-            if not is_own_temp(stray.name):
+            if not is_own_temp(stray.name) or _writer_alive(stray.name):
                 continue
             try:
                 info = stray.stat()

@@ -29,6 +29,27 @@ def test_temp_names_are_recognised_and_nothing_else() -> None:
         assert not is_own_temp(other), other
 
 
+def test_only_the_temporaries_of_writers_gone_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from oxedit._atomic import remove_own_temps, temp_name
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    dead = int(gone.stdout)  # a process that ended: its write can be in progress no more
+    names = {
+        "ours": temp_name("a.png"),  # this process, running: a write in progress
+        "dead": f".b.png.oxedit-{dead}-0123456789ab.part",
+        "legacy": ".c.png.oxedit-0123456789ab.part",  # an older version's: no process id
+        "absurd": f".d.png.oxedit-{2**80}-0123456789ab.part",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"half")
+    assert remove_own_temps(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [names["ours"]]
+
+
 def test_write_atomic_honours_the_umask(tmp_path: Path) -> None:
     from oxedit._atomic import write_atomic
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from oxedit._atomic import temp_name
 from oxedit._bulk.journal import item_key
 from oxedit._bulk.shard import Shard, journals_in
 from oxedit.testing import LocalServer
@@ -169,6 +170,25 @@ async def test_a_shard_starting_leaves_another_shards_write_in_progress_alone(
     live.write_bytes(b"half a file")
     async with LocalServer() as server:
         code, output = await run_process(*batch(source, out, "--shard", "1/2"), env=env_for(server))
+    assert code == 0, output[-3000:]
+    assert live.read_bytes() == b"half a file"
+
+
+async def test_a_batch_starting_leaves_a_write_in_progress_of_a_live_process_alone(
+    tmp_path: Path,
+) -> None:
+    """Not only shards share a folder: two batches with journals of their own can write into
+    one at once. A run starting cleared every temporary file of oxedit's it found there, so the
+    other run's write of the moment lost its file and its item failed "not saved" (seen in a
+    fresh clone as `test_two_batches_sharing_a_folder_never_take_the_same_name`). A write in
+    progress is one by a process still running: this test's, here."""
+    source = manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    live = out / temp_name("b.png")  # as this (running) process would be writing it
+    live.write_bytes(b"half a file")
+    async with LocalServer() as server:
+        code, output = await run_process(*batch(source, out), env=env_for(server))
     assert code == 0, output[-3000:]
     assert live.read_bytes() == b"half a file"
 
