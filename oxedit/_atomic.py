@@ -37,13 +37,13 @@ def is_own_temp(name: str) -> bool:
     return _OWN_TEMP.match(name) is not None
 
 
-def _writer_alive(name: str) -> bool:
-    """Whether the process that named this temporary file (`temp_name`) still runs on this
-    machine: then it may be writing it now. False for a name without a process id."""
-    match = _OWN_TEMP.match(name)
-    if match is None or match.group(1) is None or os.name != "posix":
+def _writer_alive(own: re.Match[str]) -> bool:
+    """Whether the process that named this temporary file (`temp_name`, matched by
+    `_OWN_TEMP`) still runs on this machine: then it may be writing it now. False for a name
+    without a process id."""
+    if own.group(1) is None or os.name != "posix":
         return False
-    pid = int(match.group(1))
+    pid = int(own.group(1))
     if pid == os.getpid():
         return True  # another write of this process's (two runs into one folder)
     try:
@@ -95,7 +95,8 @@ def remove_own_temps(folder: Path, older_than: float = 0.0) -> int:
     if folder.is_dir():
         now = time.time()
         for stray in folder.glob(f".*.{_MARKER}*.part"):
-            if not is_own_temp(stray.name) or _writer_alive(stray.name):
+            own = _OWN_TEMP.match(stray.name)
+            if own is None or _writer_alive(own):
                 continue
             try:
                 info = stray.stat()

@@ -47,12 +47,17 @@ def batch(source: Path, out: Path, *argv: str) -> list[str]:
     return [sys.executable, "-m", "oxedit", "batch", str(source), "--out", str(out), *argv]
 
 
-def journal_rows(journal: Path) -> list[tuple[str, str, str | None, str | None]]:
+def select(journal: Path, query: str) -> list[Any]:
+    """The rows of `query` in a journal, opened read-only."""
     db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     try:
-        return db.execute("SELECT key, state, generation_id, output FROM items").fetchall()
+        return db.execute(query).fetchall()
     finally:
         db.close()
+
+
+def journal_rows(journal: Path) -> list[tuple[str, str, str | None, str | None]]:
+    return select(journal, "SELECT key, state, generation_id, output FROM items")
 
 
 def journal_errors(folder: Path) -> list[str]:
@@ -60,11 +65,7 @@ def journal_errors(folder: Path) -> list[str]:
     printed summary, a wide table, hides them)."""
     errors = []
     for journal in sorted(folder.glob("*.sqlite")):
-        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-        try:
-            rows = db.execute("SELECT key, error FROM items WHERE error IS NOT NULL").fetchall()
-        finally:
-            db.close()
+        rows = select(journal, "SELECT key, error FROM items WHERE error IS NOT NULL")
         errors += [f"{journal.name} {key[:12]}: {error}" for key, error in rows]
     return errors
 

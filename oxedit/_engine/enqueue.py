@@ -152,7 +152,8 @@ class Enqueuer:
                     # model is: only the turns taken wait here, the rest of a burst in line.
                     if body is None or not listener.connected:
                         try:
-                            if check is not None and body is None:
+                            if body is None:  # the first submits of a model: `check` given
+                                assert check is not None
                                 await check(payload)  # may reshape the images: then encoded
                                 body = json_encoder.encode(payload)
                                 key = hash(body)
