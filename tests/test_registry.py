@@ -24,7 +24,7 @@ async def test_resolves_once_and_counts_duplicates() -> None:
     pending = registry.add("a")
     assert registry.resolve(done("a"))
     assert not registry.resolve(done("a", "failed"))  # a late or duplicate event
-    assert pending.future.result() == done("a")
+    assert pending._outcome == done("a")
     assert len(registry) == 0
 
 
@@ -48,15 +48,15 @@ async def test_event_before_its_enqueue_response_is_kept() -> None:
     assert not registry.event(event("early"))  # nobody waits for it yet
     pending = registry.add("early")
     registry.enqueue_finished(flight)
-    assert pending.future.done()
-    outcome = pending.future.result()
+    assert pending._outcome is not None
+    outcome = pending._outcome
     assert isinstance(outcome, Generation) and outcome.id == "early"
 
 
 async def test_unknown_events_are_dropped_when_no_enqueue_is_in_flight() -> None:
     registry = Registry()
     registry.event(event("someone-else"))  # another process's generation
-    assert not registry.add("someone-else").future.done()
+    assert registry.add("someone-else")._outcome is None
     assert registry.early_size() == (0, 0)
 
 
@@ -66,12 +66,12 @@ async def test_early_buffer_is_bounded_and_cleared() -> None:
     for i in range(10):
         registry.event(event(f"g{i}"))
     assert registry.early_size()[0] == 3
-    assert not registry.add("g0").future.done()  # evicted: the oldest go first
-    assert registry.add("g9").future.done()
+    assert registry.add("g0")._outcome is None  # evicted: the oldest go first
+    assert registry.add("g9")._outcome is not None
     registry.enqueue_finished(flight)
     assert registry.early_size() == (0, 0)
     registry.enqueue_started()
-    assert not registry.add("g8").future.done()  # cleared when no enqueue was in flight
+    assert registry.add("g8")._outcome is None  # cleared when no enqueue was in flight
 
 
 async def test_early_buffer_is_bounded_in_bytes() -> None:
@@ -81,7 +81,7 @@ async def test_early_buffer_is_bounded_in_bytes() -> None:
     for i in range(10):
         registry.event(event(f"g{i}"))
     assert registry.early_size() == (3, 3 * one)
-    assert registry.add("g9").future.done() and not registry.add("g6").future.done()
+    assert registry.add("g9")._outcome is not None and registry.add("g6")._outcome is None
 
 
 async def test_early_events_last_as_long_as_an_enqueue_that_may_claim_them() -> None:
@@ -92,8 +92,8 @@ async def test_early_events_last_as_long_as_an_enqueue_that_may_claim_them() -> 
     registry.event(event("b"))  # may be either's
     registry.enqueue_finished(slow)
     assert registry.early_size()[0] == 1  # "a" came before `fast` started: not its
-    assert not registry.add("a").future.done()
-    assert registry.add("b").future.done()
+    assert registry.add("a")._outcome is None
+    assert registry.add("b")._outcome is not None
     registry.enqueue_finished(fast)
 
 
@@ -110,7 +110,7 @@ async def test_malformed_early_event_leaves_the_job_pending() -> None:
     registry = Registry()
     registry.enqueue_started()
     registry.event(b'{"generation_id": "a", "status": 7}')  # only the id is read now
-    assert not registry.add("a").future.done()  # its check settles it
+    assert registry.add("a")._outcome is None  # its check settles it
 
 
 async def test_fail_and_due() -> None:
@@ -118,10 +118,10 @@ async def test_fail_and_due() -> None:
     registry = Registry(schedule=CheckSchedule(policy))
     pending = registry.add("a")
     registry.add("b")
-    assert {p.id for p in registry.due()} == {"a", "b"}
+    assert set(registry.due()) == {"a", "b"}
     error = GenerationExpired("a")
     assert registry.fail("a", error) and not registry.fail("a", error)
-    assert pending.future.result() is error
+    assert pending._outcome is error
     assert registry.fail_all(error) == 1 and len(registry) == 0
 
 
@@ -130,14 +130,17 @@ async def test_checks_follow_the_age_not_the_number_of_looks() -> None:
     # (it once doubled the wait each time, up to 16 x stale_after).
     policy = ReconcilePolicy(stale_floor=100.0, stale_after=100.0, interval=400.0)
     registry = Registry(schedule=CheckSchedule(policy))
-    pending = registry.add("a", "m")
+    registry.add("a", "m")
+    first = registry.due_at("a")  # unchecked yet: its registration + the first check's delay
+    assert first is not None
+    born = first - registry.schedule.first_check("m")
     assert registry.due() == []
     dues = set()
     for _ in range(7):
         registry.checked("a")
         due = registry.due_at("a")
         assert due is not None
-        dues.add(due - pending.born)
+        dues.add(due - born)
     # At age ~0 the next check is the first one, however often looked at (to a tick).
     assert all(100 - registry.schedule.tick <= due <= 100 for due in dues)
 
@@ -158,10 +161,10 @@ async def test_a_due_job_stays_scheduled_whatever_its_check_does(
     clock[0] += 9.0
     assert registry.due() == []
     clock[0] += 1.0
-    assert [p.id for p in registry.due()] == ["a"]
+    assert registry.due() == ["a"]
     assert registry.due() == []
     clock[0] += 5.0  # nobody called `checked`: due again at its next check, once
-    assert [p.id for p in registry.due()] == ["a"]
+    assert registry.due() == ["a"]
     assert registry.due() == []
 
 
@@ -174,11 +177,11 @@ async def test_settled_and_rescheduled_jobs_are_skipped(monkeypatch: pytest.Monk
     registry.checked("c")
     registry.checked("c")  # filed once however often looked at
     clock[0] += 10.0
-    assert sorted(p.id for p in registry.due()) == ["a", "c", "d"]
+    assert sorted(registry.due()) == ["a", "c", "d"]
     registry.checked("d")
     registry.resolve(done("a"))
     clock[0] += 5.0
-    assert sorted(p.id for p in registry.due()) == ["c", "d"]
+    assert sorted(registry.due()) == ["c", "d"]
 
 
 async def test_a_moved_job_is_checked_at_its_age(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +190,7 @@ async def test_a_moved_job_is_checked_at_its_age(monkeypatch: pytest.MonkeyPatch
     registry.add("a")
     clock[0] += 30.0
     assert registry.move("a", "b") is not None
-    assert [p.id for p in registry.due()] == ["b"]  # past its first check: at once
+    assert registry.due() == ["b"]  # past its first check: at once
     assert registry.current("a") == "b" and registry.knows("a")
     registry.resolve(done("b"))
     outcome = registry.get("b")
@@ -260,7 +263,7 @@ async def test_a_chunk_with_a_malformed_event_reads_the_others(
     pending = registry.add("mine")
     bad = [b"{", b'{"generation_id": "mine", "status": 7}']
     assert registry.events([event("x"), *bad, event("mine"), event("y")]) == 3
-    assert pending.future.result() == done("mine")
+    assert pending._outcome == done("mine")
     assert foreign == [2]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2

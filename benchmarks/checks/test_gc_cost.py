@@ -49,6 +49,39 @@ async def objects_per_waiter(start: Callable[[], Coroutine[Any, Any, Any]]) -> f
     return (after - before) / K
 
 
+def client_side(objects: list[object]) -> int:
+    """How many of `objects` the client made: oxedit's own types (not the local server's)
+    and asyncio's futures and tasks. The server's rows are plain dicts and lists: left out."""
+    count = 0
+    for obj in objects:
+        module = type(obj).__dict__.get("__module__")
+        if not isinstance(module, str) or module.startswith(("oxedit.server", "oxedit.testing")):
+            continue
+        if module.startswith("oxedit") or isinstance(obj, asyncio.Future):
+            count += 1
+    return count
+
+
+async def test_a_pending_job_is_one_object_as_a_raw_clients_future_is() -> None:
+    # The raw client keeps a future per pending job. Before: the `Job` the caller holds and
+    # the registry's `Pending` (a future subclass); now the job is what the registry keeps.
+    async with (
+        LocalServer(faults=Faults(latency=3600.0)) as server,
+        client_for(server, reconcile=FAST) as client,
+    ):
+        image = png()
+        await client.submit(prompt="p", image=image)  # schema fetched, stream up
+        gc.collect()
+        before = client_side(gc.get_objects())
+        jobs = await asyncio.gather(*(client.submit(prompt="p", image=image) for _ in range(K)))
+        for _ in range(3):  # the gather's tasks go: the count starts clean
+            await asyncio.sleep(0)
+        gc.collect()
+        per_job = (client_side(gc.get_objects()) - before) / K
+        assert per_job <= 1.1, f"{per_job:.2f} client-side gc-tracked objects per pending job"
+        assert not any(job.done() for job in jobs)
+
+
 async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
     # Before: `asyncio.shield` gave each `await job` an outer future, two closures, their cells
     # and two context copies (~10 objects); now a waiter future and the `__await__` frame.
@@ -72,7 +105,7 @@ async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
 
 async def test_the_first_await_of_each_job_costs_one_object_more_than_a_future() -> None:
     # The usual case (one caller per job): the registry wakes that caller's own future
-    # (`Pending.waiter`), which the task awaits directly. Before: also a generator of
+    # (`Pending._waiter`), which the task awaits directly. Before: also a generator of
     # `Job.__await__` (and a done callback, a second loop callback per job).
     async with LocalServer(faults=Faults(latency=3600.0)) as server, client_for(server) as client:
         jobs = await asyncio.gather(*(client.submit(prompt="p", image=png()) for _ in range(K)))

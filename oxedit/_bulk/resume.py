@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .._engine.registry import Pending
+from .._engine.job import Job
 from .._exceptions import OxeditError
 from .journal import Journal, is_legacy, item_key
 from .requests import EditRequest, canonical, identity, is_local
@@ -30,11 +30,11 @@ async def recover_unrecorded(
     journal: Journal,
     payload: Callable[[EditRequest], Awaitable[dict[str, Any]]],
     claimed: Collection[str] = (),
-) -> dict[str, Pending]:
+) -> dict[str, Job]:
     """Items a crashed run recorded as 'sending': adopt what their POST created, or mark
     them unsent. Returns the adopted generations by id. `claimed`: generations other
     journals own (never adopted), besides this journal's."""
-    adopted_by_id: dict[str, Pending] = {}
+    adopted_by_id: dict[str, Job] = {}
     stranded = [e for e in journal.entries() if e.state == "sending"]
     if not stranded:
         return adopted_by_id

@@ -25,7 +25,6 @@ import msgspec
 from .. import _constants as C
 from .._atomic import remove_own_temps, save_atomic
 from .._engine.job import Job
-from .._engine.registry import Pending
 from .._exceptions import (
     AmbiguousRequestError,
     GenerationCancelled,
@@ -130,7 +129,7 @@ class BulkRun:
         self._checked = asyncio.Event()  # the whole-batch checks are done
         self._refused: BaseException | None = None  # what refused the whole batch
         self._new_journal = False  # this run created the journal file
-        self._adopted: dict[str, Pending] = {}  # found on the server by `recover_unrecorded`
+        self._adopted: dict[str, Job] = {}  # found on the server by `recover_unrecorded`
         self._spending = Spending(
             tracker, tracker.api, max_cost=max_cost, unknown_cost=unknown_cost
         )
@@ -555,7 +554,7 @@ class BulkRun:
             journal.enqueued(key, *(job.id for job in jobs))
         return jobs
 
-    def absorb(self, entry: JournalEntry, adopted: dict[str, Pending] | None = None) -> None:
+    def absorb(self, entry: JournalEntry, adopted: dict[str, Job] | None = None) -> None:
         """Take over an item another process's journal holds (sent by an `oxedit.ray` actor
         that died), before it is fed to this run, which then follows it instead of sending
         it; `adopted`: its generations, found on the server by a crash recovery. Needs the
@@ -564,7 +563,7 @@ class BulkRun:
         self._journal.absorb(entry)
         self._adopted.update(adopted or {})
 
-    async def recover(self, journal: Journal, claimed: Collection[str] = ()) -> dict[str, Pending]:
+    async def recover(self, journal: Journal, claimed: Collection[str] = ()) -> dict[str, Job]:
         """Resolve the items another process's journal left mid-send (an `oxedit.ray` actor
         that died; the caller holds its lock), as a resume resolves its own: what their POST
         created is adopted (returned by generation id, for `absorb`), the rest is marked
@@ -572,9 +571,9 @@ class BulkRun:
         return await recover_unrecorded(self._tracker, journal, self._payload, claimed)
 
     def _follow(self, generation_id: str) -> Job:
-        pending = self._adopted.pop(generation_id, None)
-        if pending is not None:  # found on the server by the crash recovery
-            return self._tracker.job(pending)
+        adopted = self._adopted.pop(generation_id, None)
+        if adopted is not None:  # found on the server by the crash recovery
+            return adopted
         return self._tracker.follow(generation_id)
 
     def unreported(self) -> list[tuple[int, EditRequest | OxeditError]]:

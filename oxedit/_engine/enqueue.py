@@ -38,11 +38,11 @@ from .._http.api import Api
 from .._http.retry import Retrying, Verdict, classify
 from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder, json_encoder
 from .._response import Response, is_success, parse_retry_after
-from .job import Job, JobOwner
+from .job import Job, JobOwner, handed_out
 from .listener import Listener
 from .ratelimit import AdaptiveRate
 from .recovery import Recovery
-from .registry import Pending, Registry
+from .registry import Registry
 
 __all__ = ["Enqueuer"]
 
@@ -202,8 +202,11 @@ class Enqueuer:
                             # whole life, four more objects per parked submit for the GC.
                             registered = []
                             for generation_id in ids:
-                                pending = listener.follow(generation_id, epoch, model, namespace)
-                                registered.append(job(owner, generation_id, pending.future))
+                                created = job(owner, generation_id)
+                                kept = listener.follow(
+                                    generation_id, epoch, model, namespace, created
+                                )
+                                registered.append(handed_out(created, kept))
                             return registered
                         error, verdict = _without_ids(resp, n), Verdict.AMBIGUOUS
                     else:
@@ -281,7 +284,7 @@ class Enqueuer:
             log.info("the lost enqueue created nothing; sending it again")
             self._recovery.abandoned(payload, key, sent_at)
             return []
-        adopted = [job(owner, pending.id, pending.future) for pending in self._adopt(rows, epoch)]
+        adopted = self._adopt(rows, epoch, owner, job)
         api.stats.count_adopted(len(adopted))
         return adopted
 
@@ -347,8 +350,12 @@ class Enqueuer:
                 log.info("cancelled generation %s: its submit() was cancelled", generation_id)
 
     async def adopt_unrecorded(
-        self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
-    ) -> list[Pending | None]:
+        self,
+        requests: list[tuple[dict[str, Any], float]],
+        claimed: set[str],
+        owner: JobOwner,
+        job: type[Job],
+    ) -> list[Job | None]:
         """For requests another process recorded as about to be sent at a time (the last
         `on_send` of their enqueue), but whose outcome it never recorded (it crashed): the
         generation each created, adopted, or None where none exists (safe to send). Only rows
@@ -357,22 +364,25 @@ class Enqueuer:
         rows = await self._recovery.unrecorded(requests, claimed, self._deadline)
         self._api.stats.count_adopted(sum(row is not None for row in rows))
         # -1: the stream epoch is unknown, so each is reconciled at once.
-        return [None if row is None else self._adopt([row], -1)[0] for row in rows]
+        return [None if row is None else self._adopt([row], -1, owner, job)[0] for row in rows]
 
-    def _adopt(self, rows: list[dict[str, Any]], epoch: int) -> list[Pending]:
+    def _adopt(
+        self, rows: list[dict[str, Any]], epoch: int, owner: JobOwner, job: type[Job]
+    ) -> list[Job]:
         adopted = []
         for row in rows:
             gid = row["generation_id"]
             model = row.get("model_name") or row.get("model")
             namespace = row.get("target_namespace")
-            adopted.append(
-                self._listener.follow(
-                    gid,
-                    epoch,
-                    model if isinstance(model, str) else None,
-                    namespace if isinstance(namespace, str) else None,
-                )
+            created = job(owner, gid)
+            kept = self._listener.follow(
+                gid,
+                epoch,
+                model if isinstance(model, str) else None,
+                namespace if isinstance(namespace, str) else None,
+                created,
             )
+            adopted.append(handed_out(created, kept))
             if row.get("status") in TERMINAL_STATUSES:
                 try:
                     decoded = msgspec.convert(row, GenerationRow)

@@ -18,7 +18,7 @@ from .._exceptions import (
 from .._models import Generation, ResultReader, rebound
 from .registry import Outcome, Pending
 
-__all__ = ["AsCompleted", "DerivedJob", "Job", "JobOwner"]
+__all__ = ["AsCompleted", "DerivedJob", "Job", "JobOwner", "handed_out"]
 
 
 class JobOwner(Protocol):
@@ -47,22 +47,22 @@ def _unwrap(outcome: Outcome) -> Generation:
 
 class _Awaited(asyncio.Future[Generation]):
     """What the first `await job` of a pending job suspends on: a future of its own, so that
-    cancelling the awaiting task cancels this one, never the job's future (which other callers
-    may be awaiting).
+    cancelling the awaiting task cancels this one, never the job (which other callers may be
+    awaiting).
 
-    The registry calls it with the outcome as the job settles (`Pending.waiter`), and it takes
+    The registry calls it with the outcome as the job settles (`Pending._waiter`), and it takes
     the value `await job` returns, or the error it raises: the task resumes after one loop
     callback, as a task awaiting a plain future does, and `Job.__await__` hands the task this
     future's own iterator, so an awaited job costs this object alone (`asyncio.shield` was
-    about ten, a done callback on the job's future a second callback and a generator).
+    about ten; a done callback on a future of the job, a second callback and a generator).
     """
 
     __slots__ = ("_job",)
 
     def __init__(self, job: Pending) -> None:
-        super().__init__(loop=job.get_loop())
+        super().__init__()  # the running loop's
         self._job = job
-        job.waiter = self
+        job._waiter = self
 
     def __call__(self, outcome: Outcome) -> None:
         if self.done():  # cancelled: its caller gave up
@@ -76,15 +76,15 @@ class _Awaited(asyncio.Future[Generation]):
     def cancel(self, msg: Any | None = None) -> bool:
         # The awaiting task gave up (asyncio cancels what it awaits): stop being called.
         job: Pending = self._job
-        if job.waiter is self:
-            job.waiter = None
+        if job._waiter is self:
+            job._waiter = None
         return super().cancel(msg)
 
 
 class _Waiter(asyncio.Future[None]):
     """What a `Job.wait`, or an `await job` while another is awaiting it already, suspends
-    on: the callback on the job's future that wakes its caller. Cancelling the caller cancels
-    this, never the job's future."""
+    on: the callback on the job's shared future (`Pending._as_future`) that wakes its caller.
+    Cancelling the caller cancels this, never that future."""
 
     __slots__ = ()
 
@@ -127,7 +127,7 @@ class _Settled:
         return future.result()
 
 
-class Job:
+class Job(Pending):
     """A generation enqueued by `Client.submit`.
 
     `await job` waits for it to finish and returns the `Generation` (status "succeeded");
@@ -141,51 +141,59 @@ class Job:
         ```
     """
 
-    __slots__ = ("_future", "_owner", "id")
+    # The job is what the registry keeps while it is pending (one object per job). A second
+    # handle on a job already followed (another client's view of it, `client.job(id)` from a
+    # derived client) reads the state of the one kept: `_record`.
+    __slots__ = ("_owner", "_record", "id")
 
-    def __init__(self, owner: JobOwner, generation_id: str, future: Pending):
+    def __init__(self, owner: JobOwner, generation_id: str, record: Pending | None = None):
+        super().__init__()
         self._owner = owner
-        self._future = future
         self.id = generation_id
+        self._record: Pending = self if record is None else record
 
     def __repr__(self) -> str:
-        if not self._future.done():
+        outcome = self._record._outcome
+        if outcome is None:
             state = "pending"
         else:
-            outcome = self._future.result()
             state = "error" if isinstance(outcome, OxeditError) else outcome.status
         return f"<Job {self.id} {state}>"
 
     def done(self) -> bool:
         """Whether the outcome is known (no waiting needed)."""
-        return self._future.done()
+        return self._record._outcome is not None
 
     def result(self) -> Generation:
         """The outcome of a finished job, as `await job` gives it; raises if not done yet."""
-        if not self._future.done():
+        outcome = self._record._outcome
+        if outcome is None:
             raise JobPendingError(f"job {self.id} is still pending; await it first")
-        return _unwrap(self._future.result())
+        return _unwrap(outcome)
 
     def __await__(self) -> Generator[Any, None, Generation]:
         # The common `await job`: the task awaits an `_Awaited` directly, without the
         # frames and timeout scope of `wait()` or a generator of this method's own.
-        future = self._future
-        if future.waiter is None and not future.done():
-            return _Awaited(future).__await__()
+        record = self._record
+        if record._waiter is None and record._outcome is None:
+            return _Awaited(record).__await__()
         return self._settled()
 
     def _settled(self) -> Generator[Any, None, Generation]:
         """`await job` when it is done already, or another caller is awaiting it: `_Settled`
         inlined (one generator fewer per waiting caller)."""
-        future = self._future
-        if not future.done():
+        record = self._record
+        if record._outcome is None:
+            future = record._as_future()
             waiter = _Waiter(loop=future.get_loop())
             future.add_done_callback(waiter, context=_callback_context())
             try:
                 yield from waiter.__await__()
             finally:
                 future.remove_done_callback(waiter)  # nothing to remove once it ran
-        return _unwrap(future.result())
+        outcome = record._outcome
+        assert outcome is not None  # set before the future it wakes this caller through
+        return _unwrap(outcome)
 
     async def wait(
         self,
@@ -205,9 +213,10 @@ class Job:
             JobTimeout: the timeout expired (`.cancelled` says whether it was cancelled).
             GenerationFailed, GenerationCancelled: the generation ended without a result.
         """
-        future = self._future
-        if future.done():
-            return _unwrap(future.result())
+        record = self._record
+        if record._outcome is not None:
+            return _unwrap(record._outcome)
+        future = record._as_future()
         try:
             # a caller giving up must not cancel the job's shared future (see `_settled`)
             if timeout is None:
@@ -262,6 +271,14 @@ class DerivedJob(Job):
         return self._own(await super().cancel())
 
 
+def handed_out(created: Job, kept: Pending) -> Job:
+    """The job to hand out for `created` once registered: `kept`, what the registry keeps
+    under its id, is `created` itself, or a job followed already (then a view of it)."""
+    if kept is created:
+        return created
+    return type(created)(created._owner, created.id, kept)
+
+
 class AsCompleted:
     """Async iterator over jobs in completion order; creates no task, so leaving early leaves
     nothing behind (its callbacks are removed on exhaustion, `aclose()` or exit)."""
@@ -272,7 +289,7 @@ class AsCompleted:
         self._remaining = len(self._jobs)
         self._callbacks: list[tuple[asyncio.Future[Outcome], Callable[[Any], None]]] = []
         for job in self._jobs:
-            future = job._future
+            future = job._record._as_future()
             callback = self._make_callback(job)
             future.add_done_callback(callback)
             self._callbacks.append((future, callback))

@@ -96,10 +96,12 @@ class Listener:
         sent_epoch: int,
         model: str | None = None,
         namespace: str | None = None,
+        record: Pending | None = None,
     ) -> Pending:
         """Start waiting for a generation whose POST was sent while the stream was at
-        `sent_epoch` (-1: unknown, so it is reconciled at once)."""
-        pending = self._registry.add(generation_id, model, namespace)
+        `sent_epoch` (-1: unknown, so it is reconciled at once); `record`: as
+        `Registry.add` takes it."""
+        pending = self._registry.add(generation_id, model, namespace, record)
         self.vouch(generation_id, sent_epoch)
         return pending
 
@@ -194,7 +196,7 @@ class Listener:
         self._api.stats.count_event_connection()
         if self.epoch > 1:
             # Nothing fired while we were away is replayed: ask the queue about every job.
-            self._reconciler.recheck(p.id for p in self._registry)
+            self._reconciler.recheck(self._registry.ids())
         self._connected.set()
         self._notify()
 

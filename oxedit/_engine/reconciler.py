@@ -61,7 +61,7 @@ class Reconciler:
                     await self._kick.wait()
             self._kick.clear()
             ids, self._recheck = self._recheck, set()
-            ids.update(p.id for p in registry.due())
+            ids.update(registry.due())
             ids = {i for i in ids if registry.get(i) is not None}
             if not ids:
                 continue
@@ -87,14 +87,14 @@ class Reconciler:
         todo = set(ids)
         by_namespace: dict[str | None, set[str]] = {}
         for generation_id in ids:
-            if (pending := registry.get(generation_id)) is not None:
-                by_namespace.setdefault(pending.namespace, set()).add(generation_id)
+            if (route := registry.route(generation_id)) is not None:
+                by_namespace.setdefault(route[1], set()).add(generation_id)
         for namespace, here in by_namespace.items():
             # Not worth it even if the list held only these ids: no pass over every pending
             # job (there may be 50,000) to count the namespace's.
             if not cost.use_list(namespace, len(here), len(here)):
                 continue
-            pendings = [p for p in registry if p.namespace == namespace]
+            pendings = registry.billed_to(namespace)
             if not cost.use_list(namespace, len(here), len(pendings)):
                 continue
             stats.count_poll()
@@ -111,9 +111,9 @@ class Reconciler:
             active = {row.generation_id for row in rows}
             cost.found_active(len(here), len(here & active))
             # The list vouches for every pending job in it, due or not: it cost the same.
-            for pending in pendings:
-                if pending.id in active:
-                    registry.checked(pending.id)
+            for generation_id in pendings:
+                if generation_id in active:
+                    registry.checked(generation_id)
             todo -= active
         queue = list(todo)
         cancelled: list[GenerationRow] = []
@@ -157,8 +157,8 @@ class Reconciler:
             successors: dict[str, GenerationRow] = {}
             groups: dict[tuple[str | None, str | None], set[str]] = {}
             for row in cancelled:
-                pending = registry.get(row.generation_id)
-                namespace = pending.namespace if pending is not None else None
+                route = registry.route(row.generation_id)
+                namespace = route[1] if route is not None else None
                 groups.setdefault((row.model_name or row.model, namespace), set()).add(
                     row.generation_id
                 )

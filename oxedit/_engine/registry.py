@@ -1,15 +1,15 @@
 """The one place where a job's outcome is decided.
 
-Each pending generation id maps to its `Pending`, which is the job's future. `resolve` pops the
-id and sets it, so a duplicate event, a late event, or a reconciliation that races an event is
+Each pending generation id maps to its `Pending`, which is the job itself. `resolve` pops the
+id and settles it, so a duplicate event, a late event, or a reconciliation that races an event is
 ignored here, not at every caller. Events for ids not known yet are kept while an enqueue that
 may still announce them is unanswered: the docs say an event can overtake the enqueue response
 that announces its id.
 
-Built to hold a million pending jobs: one object per pending job (the future itself, with
-three slots), checks found from structures ordered by due time (a tick costs what is due, not
-what is pending), and foreign events (other processes' jobs on the same account) dropped after
-decoding their id alone.
+Built to hold a million pending jobs: one object per pending job (the `Job` itself, its
+outcome a value, a future made only for whoever needs one), checks found from structures
+ordered by due time (a tick costs what is due, not what is pending), and foreign events
+(other processes' jobs on the same account) dropped after decoding their id alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import heapq
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import msgspec
@@ -68,41 +68,44 @@ class _Cohort(list["Pending"]):
         self.live = 0  # members not settled yet; at 0 the list is emptied (frees settled ones)
 
 
-class Pending(asyncio.Future[Outcome]):
-    """A generation this client is waiting for: its future, with what the registry needs.
+class Pending:
+    """A generation this client is waiting for, as the registry keeps it: one object per job,
+    and the job itself (`Job` is a `Pending`: `_engine.job`), so that a pending job costs one
+    object, as a raw client's future does.
 
-    One object per pending job (a `Job` wraps it): its registration time, model and
-    namespace live on its cohort, its enqueued id (after a kill & retry) in the registry.
+    Its registration time, model and namespace live on its cohort. Its outcome is a value,
+    not a future's: a future is made only for whoever needs one (`Job.wait`, a second
+    `await job`, `as_completed`); the first `await job` is woken through `_waiter`.
     """
 
-    __slots__ = ("cohort", "id", "next", "waiter")
+    __slots__ = ("_cohort", "_future", "_key", "_next", "_outcome", "_waiter")
 
-    id: str
-    cohort: _Cohort
+    # The id the registry follows it under: the enqueued one, or the row it was retried as
+    # after a kill & retry (`Job.id` keeps the enqueued one).
+    _key: str
+    _cohort: _Cohort
     # The bucket of `Registry._later` it is due in after its first check; None until then.
-    next: list[Pending] | None
+    _next: list[Pending] | None
     # The first `await job` waiting for it (`_engine.job`), called with the outcome as it
-    # settles: its task resumes after one loop callback, as one awaiting a plain future would
-    # (a done callback on this future would be a second). A fourth slot is free: the object
-    # stays in the same 176-byte allocation.
-    waiter: Callable[[Outcome], Any] | None
+    # settles: its task resumes after one loop callback, as one awaiting a plain future would.
+    _waiter: Callable[[Outcome], Any] | None
+    _outcome: Outcome | None  # None while pending
+    _future: asyncio.Future[Outcome] | None  # made on first need (`_as_future`)
 
-    @property
-    def future(self) -> Pending:
-        return self
+    def __init__(self) -> None:
+        self._next = None
+        self._waiter = None
+        self._outcome = None
+        self._future = None
 
-    @property
-    def born(self) -> float:
-        """Loop time of its registration (its enqueue response), to `C.COHORT_SPAN`."""
-        return self.cohort.at
-
-    @property
-    def model(self) -> str | None:
-        return self.cohort.model
-
-    @property
-    def namespace(self) -> str | None:
-        return self.cohort.namespace
+    def _as_future(self) -> asyncio.Future[Outcome]:
+        """A future of the outcome, made on first need (done at once if settled already)."""
+        future = self._future
+        if future is None:
+            future = self._future = asyncio.get_running_loop().create_future()
+            if self._outcome is not None:
+                future.set_result(self._outcome)
+        return future
 
 
 class Registry:
@@ -160,8 +163,20 @@ class Registry:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def __iter__(self) -> Iterator[Pending]:
-        return iter(list(self._pending.values()))
+    def ids(self) -> list[str]:
+        """The ids of every pending job (a copy: settling while iterating is safe)."""
+        return list(self._pending)
+
+    def route(self, generation_id: str) -> tuple[str | None, str | None] | None:
+        """The model and namespace a pending job was enqueued with (None: not pending)."""
+        pending = self._pending.get(generation_id)
+        if pending is None:
+            return None
+        return pending._cohort.model, pending._cohort.namespace
+
+    def billed_to(self, namespace: str | None) -> list[str]:
+        """The ids of the pending jobs billed to `namespace` (None: the user's own)."""
+        return [key for key, p in self._pending.items() if p._cohort.namespace == namespace]
 
     def is_early(self, generation_id: str) -> bool:
         """Whether an event for `generation_id` came before its enqueue's answer (kept)."""
@@ -181,13 +196,13 @@ class Registry:
         if pending is None:
             return None
         origin = self._origins.pop(generation_id, generation_id)
-        pending.id = successor
+        pending._key = successor
         self._origins[successor] = origin
         self._moved[origin] = successor
         self._pending[successor] = pending
         self._remember(generation_id)
         # Due as a new job of its age would be (at once if past its first check).
-        cohort = pending.cohort
+        cohort = pending._cohort
         first = cohort.at + self.schedule.first_check(cohort.model)
         self._put(pending, max(first, self._loop.time()))
         return pending
@@ -339,9 +354,17 @@ class Registry:
     # -- registration and settling ---------------------------------------------------------------
 
     def add(
-        self, generation_id: str, model: str | None = None, namespace: str | None = None
+        self,
+        generation_id: str,
+        model: str | None = None,
+        namespace: str | None = None,
+        record: Pending | None = None,
     ) -> Pending:
-        """Start waiting for `generation_id`; resolves at once if its event came first."""
+        """Start waiting for `generation_id`; resolves at once if its event came first.
+
+        `record`: the object to keep for it (a new `Job`; a bare `Pending` if None). Returns
+        what is kept: the job already pending under that id, if there is one.
+        """
         pending = self._pending.get(generation_id)
         if pending is not None:
             return pending
@@ -355,11 +378,9 @@ class Registry:
             if fresh is None:
                 fresh = self._fresh[model] = deque()
             fresh.append(cohort)
-        pending = Pending(loop=loop)
-        pending.id = generation_id
-        pending.cohort = cohort
-        pending.next = None
-        pending.waiter = None
+        pending = Pending() if record is None else record
+        pending._key = generation_id
+        pending._cohort = cohort
         cohort.append(pending)
         cohort.live += 1
         self._pending[generation_id] = pending
@@ -391,7 +412,8 @@ class Registry:
         if pending is None:
             return False
         if event:
-            self.schedule.observe(pending.cohort.model, self._loop.time() - pending.cohort.at)
+            cohort = pending._cohort
+            self.schedule.observe(cohort.model, self._loop.time() - cohort.at)
         origin = self._origin(outcome.id)
         if origin != outcome.id:  # settled by the row it was retried as
             outcome = outcome.retried(origin)
@@ -419,17 +441,19 @@ class Registry:
     def _settle(self, pending: Pending, outcome: Outcome, origin: str) -> None:
         """The one place a job settles: it was just popped from the pending ones, so this
         runs once per job, whatever duplicates or races come after."""
-        if not pending.done():
-            pending.set_result(outcome)
-        waiter = pending.waiter
+        pending._outcome = outcome
+        future = pending._future
+        if future is not None and not future.done():
+            future.set_result(outcome)
+        waiter = pending._waiter
         if waiter is not None:
-            pending.waiter = None  # a settled job keeps no waiter alive
+            pending._waiter = None  # a settled job keeps no waiter alive
             waiter(outcome)
-        cohort = pending.cohort
+        cohort = pending._cohort
         cohort.live -= 1
         if not cohort.live:
             cohort.clear()  # nothing in it is pending: let settled jobs go
-        self._remember(pending.id)
+        self._remember(pending._key)
         if self._on_settle is not None:
             self._on_settle(origin, outcome, self._loop.time() - cohort.at)
 
@@ -454,8 +478,9 @@ class Registry:
 
     # -- checks ----------------------------------------------------------------------------------
 
-    def due(self) -> list[Pending]:
-        """Pending jobs due for a check through the queue endpoints (see `CheckSchedule`).
+    def due(self) -> list[str]:
+        """The ids of the pending jobs due for a check through the queue endpoints (see
+        `CheckSchedule`).
 
         Costs what is due, not what is pending. Each job returned is rescheduled at once as if
         found still active now (`checked` after the check sets it again), so no job ever
@@ -474,7 +499,7 @@ class Registry:
                 if self._cohorts.get((cohort.model, cohort.namespace)) is cohort:
                     del self._cohorts[(cohort.model, cohort.namespace)]
                 for p in cohort:
-                    if p.next is None and pending.get(p.id) is p:
+                    if p._next is None and pending.get(p._key) is p:
                         found.append(p)
                 cohort.clear()
         ticks = self._ticks
@@ -483,12 +508,12 @@ class Registry:
             while ticks and ticks[0] <= tick:
                 bucket = self._later.pop(heapq.heappop(ticks))
                 for p in bucket:
-                    if p.next is bucket and pending.get(p.id) is p:
-                        p.next = None  # so that `_put` below files it again
+                    if p._next is bucket and pending.get(p._key) is p:
+                        p._next = None  # so that `_put` below files it again
                         found.append(p)
         for p in found:
             self._recheck(p, now)
-        return found
+        return [p._key for p in found]
 
     def checked(self, generation_id: str) -> None:
         """The queue says the job is still active (or could not say): schedule its next check
@@ -502,16 +527,16 @@ class Registry:
         pending = self._pending.get(generation_id)
         if pending is None:
             return None
-        if pending.next is None:
-            cohort = pending.cohort
+        if pending._next is None:
+            cohort = pending._cohort
             return cohort.at + self.schedule.first_check(cohort.model)
         for tick, bucket in self._later.items():
-            if bucket is pending.next:
+            if bucket is pending._next:
                 return tick * self.schedule.tick
         raise AssertionError("a scheduled job is in no bucket")  # pragma: no cover
 
     def _recheck(self, pending: Pending, now: float) -> None:
-        cohort = pending.cohort
+        cohort = pending._cohort
         self._put(pending, self.schedule.next_due(born=cohort.at, now=now, model=cohort.model))
 
     def _put(self, pending: Pending, due: float) -> None:
@@ -521,8 +546,8 @@ class Registry:
         if bucket is None:
             bucket = self._later[tick] = []
             heapq.heappush(self._ticks, tick)
-        if pending.next is not bucket:
-            pending.next = bucket
+        if pending._next is not bucket:
+            pending._next = bucket
             bucket.append(pending)
 
     def _remember(self, generation_id: str) -> None:

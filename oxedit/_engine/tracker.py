@@ -32,11 +32,11 @@ from .._resources.results import Downloader
 from .._resources.upload import Uploader
 from .._resources.validate import Schemas
 from .enqueue import Enqueuer
-from .job import DerivedJob, Job
+from .job import DerivedJob, Job, handed_out
 from .listener import Listener
 from .ratelimit import AdaptiveRate, SharedPace
 from .reconciler import Reconciler
-from .registry import Outcome, Pending, Registry
+from .registry import Outcome, Registry
 from .schedule import CheckSchedule
 
 __all__ = ["State", "Tracker"]
@@ -231,18 +231,16 @@ class Tracker:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
         _, listener, _ = self.require_open()
         listener.start()
-        pending = listener.follow(generation_id, -1)
-        return self._job(self, generation_id, pending.future)
-
-    def job(self, pending: Pending) -> Job:
-        """The job of a generation already followed (adopted by a crash recovery)."""
-        return self._job(self, pending.id, pending.future)
+        created = self._job(self, generation_id)
+        return handed_out(created, listener.follow(generation_id, -1, record=created))
 
     async def adopt_unrecorded(
         self, requests: list[tuple[dict[str, Any], float]], claimed: set[str]
-    ) -> list[Pending | None]:
-        """See `Enqueuer.adopt_unrecorded`."""
-        return await self.require_open().enqueuer.adopt_unrecorded(requests, claimed)
+    ) -> list[Job | None]:
+        """See `Enqueuer.adopt_unrecorded`: the jobs of this client it adopted."""
+        return await self.require_open().enqueuer.adopt_unrecorded(
+            requests, claimed, self, self._job
+        )
 
     async def cancel(self, generation_id: str) -> Outcome:
         """Cancel remotely and settle the job with the server's truth (see `Job.cancel`)."""
@@ -258,8 +256,8 @@ class Tracker:
         generation = generation_of_row(row, self)
         if row.status in TERMINAL_STATUSES:
             registry.resolve(generation)
-        if pending is not None and pending.future.done():
-            return pending.future.result()
+        if pending is not None and pending._outcome is not None:
+            return pending._outcome  # what the job settled with (this, or an event's)
         return generation
 
     # -- lookups and results -----------------------------------------------------------------
