@@ -82,6 +82,27 @@ async def test_a_pending_job_is_one_object_as_a_raw_clients_future_is() -> None:
         assert not any(job.done() for job in jobs)
 
 
+async def test_a_job_let_go_is_freed_at_once_not_by_the_collector() -> None:
+    # A job in a reference cycle (it once referred to itself) lives on until a collection
+    # finds it, with its result: 50,000 of them made the extra full collections that held up
+    # the slowest wakes.
+    async with LocalServer() as server, client_for(server, reconcile=FAST) as client:
+        jobs = [await client.submit(prompt="p", image=png()) for _ in range(3)]
+        await asyncio.gather(*jobs)
+        adopted = client.job(jobs[0].id)  # followed anew: settled by its check
+        await adopted
+        gc.collect()
+        gc.disable()
+        try:
+            del jobs, adopted
+            for _ in range(2):  # the loop lets go of the wake-up that resumed this task
+                await asyncio.sleep(0)
+            left = [o for o in gc.get_objects() if isinstance(o, oxedit.Job)]
+        finally:
+            gc.enable()
+        assert left == [], f"{len(left)} released job(s) wait for the garbage collector"
+
+
 async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
     # Before: `asyncio.shield` gave each `await job` an outer future, two closures, their cells
     # and two context copies (~10 objects); now a waiter future and the `__await__` frame.

@@ -143,17 +143,18 @@ class Job(Pending):
 
     # The job is what the registry keeps while it is pending (one object per job). A second
     # handle on a job already followed (another client's view of it, `client.job(id)` from a
-    # derived client) reads the state of the one kept: `_record`.
+    # derived client) reads the state of the one kept: `_record` (None: this one; a reference
+    # to itself would be a cycle, each job freed by the garbage collector, not on its release).
     __slots__ = ("_owner", "_record", "id")
 
     def __init__(self, owner: JobOwner, generation_id: str, record: Pending | None = None):
         super().__init__()
         self._owner = owner
         self.id = generation_id
-        self._record: Pending = self if record is None else record
+        self._record = record
 
     def __repr__(self) -> str:
-        outcome = self._record._outcome
+        outcome = (self._record or self)._outcome
         if outcome is None:
             state = "pending"
         else:
@@ -162,11 +163,11 @@ class Job(Pending):
 
     def done(self) -> bool:
         """Whether the outcome is known (no waiting needed)."""
-        return self._record._outcome is not None
+        return (self._record or self)._outcome is not None
 
     def result(self) -> Generation:
         """The outcome of a finished job, as `await job` gives it; raises if not done yet."""
-        outcome = self._record._outcome
+        outcome = (self._record or self)._outcome
         if outcome is None:
             raise JobPendingError(f"job {self.id} is still pending; await it first")
         return _unwrap(outcome)
@@ -174,7 +175,7 @@ class Job(Pending):
     def __await__(self) -> Generator[Any, None, Generation]:
         # The common `await job`: the task awaits an `_Awaited` directly, without the
         # frames and timeout scope of `wait()` or a generator of this method's own.
-        record = self._record
+        record = self._record or self
         if record._waiter is None and record._outcome is None:
             return _Awaited(record).__await__()
         return self._settled()
@@ -182,7 +183,7 @@ class Job(Pending):
     def _settled(self) -> Generator[Any, None, Generation]:
         """`await job` when it is done already, or another caller is awaiting it: `_Settled`
         inlined (one generator fewer per waiting caller)."""
-        record = self._record
+        record = self._record or self
         if record._outcome is None:
             future = record._as_future()
             waiter = _Waiter(loop=future.get_loop())
@@ -213,7 +214,7 @@ class Job(Pending):
             JobTimeout: the timeout expired (`.cancelled` says whether it was cancelled).
             GenerationFailed, GenerationCancelled: the generation ended without a result.
         """
-        record = self._record
+        record = self._record or self
         if record._outcome is not None:
             return _unwrap(record._outcome)
         future = record._as_future()
@@ -289,7 +290,7 @@ class AsCompleted:
         self._remaining = len(self._jobs)
         self._callbacks: list[tuple[asyncio.Future[Outcome], Callable[[Any], None]]] = []
         for job in self._jobs:
-            future = job._record._as_future()
+            future = (job._record or job)._as_future()
             callback = self._make_callback(job)
             future.add_done_callback(callback)
             self._callbacks.append((future, callback))
