@@ -24,7 +24,7 @@ async def test_resolves_once_and_counts_duplicates() -> None:
     pending = registry.add("a")
     assert registry.resolve(done("a"))
     assert not registry.resolve(done("a", "failed"))  # a late or duplicate event
-    assert pending._outcome == done("a")
+    assert pending._result() == done("a")
     assert len(registry) == 0
 
 
@@ -49,7 +49,7 @@ async def test_event_before_its_enqueue_response_is_kept() -> None:
     pending = registry.add("early")
     registry.enqueue_finished(flight)
     assert pending._outcome is not None
-    outcome = pending._outcome
+    outcome = pending._result()
     assert isinstance(outcome, Generation) and outcome.id == "early"
 
 
@@ -121,7 +121,7 @@ async def test_fail_and_due() -> None:
     assert set(registry.due()) == {"a", "b"}
     error = GenerationExpired("a")
     assert registry.fail("a", error) and not registry.fail("a", error)
-    assert pending._outcome is error
+    assert pending._result() is error
     assert registry.fail_all(error) == 1 and len(registry) == 0
 
 
@@ -263,7 +263,7 @@ async def test_a_chunk_with_a_malformed_event_reads_the_others(
     pending = registry.add("mine")
     bad = [b"{", b'{"generation_id": "mine", "status": 7}']
     assert registry.events([event("x"), *bad, event("mine"), event("y")]) == 3
-    assert pending._outcome == done("mine")
+    assert pending._result() == done("mine")
     assert foreign == [2]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2

@@ -45,16 +45,17 @@ def _unwrap(outcome: Outcome) -> Generation:
     return cast(Generation, outcome)
 
 
-class _Awaited(asyncio.Future[Generation]):
+class _Awaited(asyncio.Future[None]):
     """What the first `await job` of a pending job suspends on: a future of its own, so that
     cancelling the awaiting task cancels this one, never the job (which other callers may be
     awaiting).
 
-    The registry calls it with the outcome as the job settles (`Pending._waiter`), and it takes
-    the value `await job` returns, or the error it raises: the task resumes after one loop
-    callback, as a task awaiting a plain future does, and `Job.__await__` hands the task this
-    future's own iterator, so an awaited job costs this object alone (`asyncio.shield` was
-    about ten; a done callback on a future of the job, a second callback and a generator).
+    The registry calls it as the job settles (`Pending._waiter`): the task resumes after one
+    loop callback, as a task awaiting a plain future does. It is its own iterator (what
+    `Job.__await__` hands the task): it yields itself until done, then returns the outcome,
+    read from the job only then (`Pending._result`). An awaited job costs this object alone:
+    no iterator of a future's (`asyncio.shield` was about ten objects; a done callback on a
+    future of the job, a second callback and a generator).
     """
 
     __slots__ = ("_job",)
@@ -64,14 +65,25 @@ class _Awaited(asyncio.Future[Generation]):
         self._job = job
         job._waiter = self
 
-    def __call__(self, outcome: Outcome) -> None:
-        if self.done():  # cancelled: its caller gave up
-            return
-        error = _error(outcome)
-        if error is None:
-            self.set_result(cast(Generation, outcome))
-        else:
-            self.set_exception(error)
+    def __call__(self) -> None:
+        if not self.done():  # else cancelled: its caller gave up
+            self.set_result(None)
+
+    def __iter__(self) -> Generator[Any, None, None]:
+        # `yield from` takes the iterator this gives (`DerivedJob.__await__`): itself, not a
+        # future's (which would return this future's own result, None).
+        return cast("Generator[Any, None, None]", self)
+
+    def __next__(self) -> _Awaited:
+        # As `asyncio.Future.__await__`: suspend on this future until it is done, then
+        # return (StopIteration's value) what `await job` gives, or raise what it raises.
+        if not self.done():
+            self._asyncio_future_blocking = True
+            return self
+        self.result()  # raises CancelledError if the awaiting task was cancelled
+        outcome = self._job._result()
+        assert outcome is not None  # done only once the job settled
+        raise StopIteration(_unwrap(outcome))
 
     def cancel(self, msg: Any | None = None) -> bool:
         # The awaiting task gave up (asyncio cancels what it awaits): stop being called.
@@ -107,24 +119,28 @@ def _callback_context() -> contextvars.Context:
 
 
 class _Settled:
-    """`await _Settled(future)`: wait for `future` without letting the caller's cancellation
-    reach it (`Job.wait`; `Job._settled` does the same inline)."""
+    """`await _Settled(job)`: wait for `job` to settle without letting the caller's
+    cancellation reach it, and return its outcome (`Job.wait`; `Job._settled` does the same
+    inline)."""
 
-    __slots__ = ("_future",)
+    __slots__ = ("_job",)
 
-    def __init__(self, future: asyncio.Future[Outcome]) -> None:
-        self._future = future
+    def __init__(self, job: Pending) -> None:
+        self._job = job
 
     def __await__(self) -> Generator[Any, None, Outcome]:
-        future = self._future
-        if not future.done():
+        job = self._job
+        if job._outcome is None:
+            future = job._as_future()
             waiter = _Waiter(loop=future.get_loop())
             future.add_done_callback(waiter, context=_callback_context())
             try:
                 yield from waiter.__await__()
             finally:
                 future.remove_done_callback(waiter)  # nothing to remove once it ran
-        return future.result()
+        outcome = job._result()
+        assert outcome is not None  # its future is done once it settled
+        return outcome
 
 
 class Job(Pending):
@@ -154,7 +170,7 @@ class Job(Pending):
         self._record = record
 
     def __repr__(self) -> str:
-        outcome = (self._record or self)._outcome
+        outcome = (self._record or self)._result()
         if outcome is None:
             state = "pending"
         else:
@@ -167,17 +183,17 @@ class Job(Pending):
 
     def result(self) -> Generation:
         """The outcome of a finished job, as `await job` gives it; raises if not done yet."""
-        outcome = (self._record or self)._outcome
+        outcome = (self._record or self)._result()
         if outcome is None:
             raise JobPendingError(f"job {self.id} is still pending; await it first")
         return _unwrap(outcome)
 
     def __await__(self) -> Generator[Any, None, Generation]:
-        # The common `await job`: the task awaits an `_Awaited` directly, without the
-        # frames and timeout scope of `wait()` or a generator of this method's own.
+        # The common `await job`: the task awaits an `_Awaited` directly (its own iterator),
+        # without the frames and timeout scope of `wait()` or a generator of this method's.
         record = self._record or self
         if record._waiter is None and record._outcome is None:
-            return _Awaited(record).__await__()
+            return cast("Generator[Any, None, Generation]", _Awaited(record))
         return self._settled()
 
     def _settled(self) -> Generator[Any, None, Generation]:
@@ -192,8 +208,8 @@ class Job(Pending):
                 yield from waiter.__await__()
             finally:
                 future.remove_done_callback(waiter)  # nothing to remove once it ran
-        outcome = record._outcome
-        assert outcome is not None  # set before the future it wakes this caller through
+        outcome = record._result()
+        assert outcome is not None  # its future is done once it settled
         return _unwrap(outcome)
 
     async def wait(
@@ -215,16 +231,16 @@ class Job(Pending):
             GenerationFailed, GenerationCancelled: the generation ended without a result.
         """
         record = self._record or self
-        if record._outcome is not None:
-            return _unwrap(record._outcome)
-        future = record._as_future()
+        outcome: Outcome | None = record._result()
+        if outcome is not None:
+            return _unwrap(outcome)
         try:
-            # a caller giving up must not cancel the job's shared future (see `_settled`)
+            # a caller giving up must not cancel the job's shared future (see `_Settled`)
             if timeout is None:
-                outcome = await _Settled(future)
+                outcome = await _Settled(record)
             else:
                 async with asyncio.timeout(timeout):
-                    outcome = await _Settled(future)
+                    outcome = await _Settled(record)
         except TimeoutError:
             if not cancel_on_timeout:
                 raise JobTimeout(self.id, timeout or 0.0, cancelled=False) from None
@@ -288,7 +304,7 @@ class AsCompleted:
         self._jobs = list(jobs)
         self._done: asyncio.Queue[Job] = asyncio.Queue()
         self._remaining = len(self._jobs)
-        self._callbacks: list[tuple[asyncio.Future[Outcome], Callable[[Any], None]]] = []
+        self._callbacks: list[tuple[asyncio.Future[None], Callable[[Any], None]]] = []
         for job in self._jobs:
             future = (job._record or job)._as_future()
             callback = self._make_callback(job)

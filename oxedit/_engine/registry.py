@@ -29,6 +29,7 @@ from .._config import ReconcilePolicy
 from .._exceptions import ClientStateError, OxeditError
 from .._models import (
     TERMINAL_STATUSES,
+    CompletionEvent,
     Generation,
     GenerationRow,
     ResultReader,
@@ -53,18 +54,26 @@ Outcome: TypeAlias = Generation | OxeditError
 class _Cohort(list["Pending"]):
     """Jobs of one model and namespace registered within `C.COHORT_SPAN` s of each other.
 
-    It holds what they share (their registration time, model, namespace: one float for the
-    cohort, not one per job) and, until their first check, the jobs themselves, in
-    registration order: each model's cohorts are due for a first check front to back.
+    It holds what they share (their registration time, model, namespace, the reader of
+    their results: one float for the cohort, not one per job) and, until their first check,
+    the jobs themselves, in registration order: each model's cohorts are due for a first check
+    front to back.
     """
 
-    __slots__ = ("at", "live", "model", "namespace")
+    __slots__ = ("at", "live", "model", "namespace", "reader")
 
-    def __init__(self, at: float, model: str | None, namespace: str | None) -> None:
+    def __init__(
+        self,
+        at: float,
+        model: str | None,
+        namespace: str | None,
+        reader: ResultReader | None,
+    ) -> None:
         super().__init__()
         self.at = at  # loop time of the first registration
         self.model = model
         self.namespace = namespace  # the one they were billed to (None: the user's own)
+        self.reader = reader
         self.live = 0  # members not settled yet; at 0 the list is emptied (frees settled ones)
 
 
@@ -75,7 +84,10 @@ class Pending:
 
     Its registration time, model and namespace live on its cohort. Its outcome is a value,
     not a future's: a future is made only for whoever needs one (`Job.wait`, a second
-    `await job`, `as_completed`); the first `await job` is woken through `_waiter`.
+    `await job`, `as_completed`); the first `await job` is woken through `_waiter`. Settled
+    by its completion event, it keeps the decoded event (which the garbage collector does not
+    track) until the outcome is read (`_result`): 50,000 completions in a burst then leave
+    nothing for a collection to promote while their awaiting tasks wait for their turn.
     """
 
     __slots__ = ("_cohort", "_future", "_key", "_next", "_outcome", "_waiter")
@@ -86,11 +98,11 @@ class Pending:
     _cohort: _Cohort
     # The bucket of `Registry._later` it is due in after its first check; None until then.
     _next: list[Pending] | None
-    # The first `await job` waiting for it (`_engine.job`), called with the outcome as it
-    # settles: its task resumes after one loop callback, as one awaiting a plain future would.
-    _waiter: Callable[[Outcome], Any] | None
-    _outcome: Outcome | None  # None while pending
-    _future: asyncio.Future[Outcome] | None  # made on first need (`_as_future`)
+    # The first `await job` waiting for it (`_engine.job`), called as it settles: its task
+    # resumes after one loop callback, as one awaiting a plain future would.
+    _waiter: Callable[[], Any] | None
+    _outcome: Outcome | CompletionEvent | None  # None while pending; read it with `_result`
+    _future: asyncio.Future[None] | None  # done as it settles; made on first need
 
     def __init__(self) -> None:
         self._next = None
@@ -98,13 +110,21 @@ class Pending:
         self._outcome = None
         self._future = None
 
-    def _as_future(self) -> asyncio.Future[Outcome]:
-        """A future of the outcome, made on first need (done at once if settled already)."""
+    def _result(self) -> Outcome | None:
+        """The outcome (None while pending); the generation a completion event settled it
+        with is made on this first read."""
+        outcome = self._outcome
+        if isinstance(outcome, CompletionEvent):
+            outcome = self._outcome = generation_of_event(outcome, self._cohort.reader)
+        return outcome
+
+    def _as_future(self) -> asyncio.Future[None]:
+        """A future done as it settles (done already if it has), made on first need."""
         future = self._future
         if future is None:
             future = self._future = asyncio.get_running_loop().create_future()
             if self._outcome is not None:
-                future.set_result(self._outcome)
+                future.set_result(None)
         return future
 
 
@@ -255,8 +275,7 @@ class Registry:
             elif self._on_foreign is not None and not self.knows(generation_id):
                 self._on_foreign(1)
             return False
-        event = event_decoder.decode(data)
-        return self.resolve(generation_of_event(event, self.reader), event=True)
+        return self._resolve_event(event_decoder.decode(data))
 
     def events(self, datas: list[bytes]) -> int:
         """Several events' data, in arrival order (a chunk of the stream): each as `event`
@@ -272,8 +291,7 @@ class Registry:
             try:
                 generation_id = decode(data).generation_id
                 if generation_id in pending:
-                    event = event_decoder.decode(data)
-                    self.resolve(generation_of_event(event, self.reader), event=True)
+                    self._resolve_event(event_decoder.decode(data))
                     continue
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
@@ -373,7 +391,7 @@ class Registry:
         route = (model, namespace)
         cohort = self._cohorts.get(route)
         if cohort is None or now - cohort.at >= C.COHORT_SPAN:
-            cohort = self._cohorts[route] = _Cohort(now, model, namespace)
+            cohort = self._cohorts[route] = _Cohort(now, model, namespace, self.reader)
             fresh = self._fresh.get(model)
             if fresh is None:
                 fresh = self._fresh[model] = deque()
@@ -420,6 +438,22 @@ class Registry:
         self._settle(pending, outcome, origin)
         return True
 
+    def _resolve_event(self, event: CompletionEvent) -> bool:
+        """`resolve` from a completion event: the generation it describes is made when the
+        outcome is read (`Pending._result`), unless a `settled` hook or a retried row needs it
+        now."""
+        if event.status not in TERMINAL_STATUSES:
+            return False
+        if self._on_settle is not None or self._origins:
+            return self.resolve(generation_of_event(event, self.reader), event=True)
+        pending = self._pending.pop(event.generation_id, None)
+        if pending is None:
+            return False
+        cohort = pending._cohort
+        self.schedule.observe(cohort.model, self._loop.time() - cohort.at)
+        self._settle(pending, event, event.generation_id)
+        return True
+
     def fail(self, generation_id: str, error: OxeditError) -> bool:
         """Settle a job with an error (expired row, client closed, fatal stream error)."""
         pending = self._pending.pop(generation_id, None)
@@ -438,23 +472,25 @@ class Registry:
         self._moved.pop(origin, None)
         return origin
 
-    def _settle(self, pending: Pending, outcome: Outcome, origin: str) -> None:
+    def _settle(self, pending: Pending, outcome: Outcome | CompletionEvent, origin: str) -> None:
         """The one place a job settles: it was just popped from the pending ones, so this
-        runs once per job, whatever duplicates or races come after."""
+        runs once per job, whatever duplicates or races come after. `outcome` is an event
+        only when no `settled` hook is set (`_resolve_event`)."""
         pending._outcome = outcome
         future = pending._future
         if future is not None and not future.done():
-            future.set_result(outcome)
+            future.set_result(None)
         waiter = pending._waiter
         if waiter is not None:
             pending._waiter = None  # a settled job keeps no waiter alive
-            waiter(outcome)
+            waiter()
         cohort = pending._cohort
         cohort.live -= 1
         if not cohort.live:
             cohort.clear()  # nothing in it is pending: let settled jobs go
         self._remember(pending._key)
         if self._on_settle is not None:
+            assert not isinstance(outcome, CompletionEvent)  # made at once for the hook
             self._on_settle(origin, outcome, self._loop.time() - cohort.at)
 
     def fail_closed(self) -> None:

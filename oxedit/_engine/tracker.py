@@ -256,9 +256,8 @@ class Tracker:
         generation = generation_of_row(row, self)
         if row.status in TERMINAL_STATUSES:
             registry.resolve(generation)
-        if pending is not None and pending._outcome is not None:
-            return pending._outcome  # what the job settled with (this, or an event's)
-        return generation
+        settled = pending._result() if pending is not None else None
+        return generation if settled is None else settled  # what the job settled with
 
     # -- lookups and results -----------------------------------------------------------------
 
