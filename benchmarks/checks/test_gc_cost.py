@@ -121,6 +121,32 @@ async def test_a_job_let_go_is_freed_at_once_not_by_the_collector() -> None:
         assert left == [], f"{len(left)} released job(s) wait for the garbage collector"
 
 
+async def test_a_settled_job_is_freed_while_those_registered_with_it_are_pending() -> None:
+    # The registry files jobs registered together (a cohort) for their first check; it once
+    # held the jobs themselves, settled or not, until the last of them settled: each settled
+    # job and its result lived as long as the slowest of its cohort, for collections to find.
+    async with (
+        LocalServer(faults=Faults(latency=3600.0)) as server,
+        client_for(server, reconcile=FAST) as client,
+    ):
+        settled, pending = await client.submit_generations(
+            prompt="p", image=png(), num_generations=2
+        )
+        await settled.cancel()  # settled; its sibling, registered with it, still pending
+        settled_id = settled.id
+        gc.collect()
+        gc.disable()
+        try:
+            del settled
+            for _ in range(2):  # the loop lets go of the wake-up that resumed this task
+                await asyncio.sleep(0)
+            left = [o for o in gc.get_objects() if isinstance(o, oxedit.Job)]
+        finally:
+            gc.enable()
+        assert [job.id for job in left] == [pending.id], f"{settled_id} is still held"
+        assert not pending.done()
+
+
 async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
     # Before: `asyncio.shield` gave each `await job` an outer future, two closures, their cells
     # and two context copies (~10 objects); now a waiter future and the `__await__` frame.

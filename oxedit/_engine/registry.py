@@ -51,13 +51,14 @@ COMPLETED = "media_generation_completed"  # the event type that settles a job
 Outcome: TypeAlias = Generation | OxeditError
 
 
-class _Cohort(list["Pending"]):
+class _Cohort(list[str]):
     """Jobs of one model and namespace registered within `C.COHORT_SPAN` s of each other.
 
     It holds what they share (their registration time, model, namespace, the reader of
     their results: one float for the cohort, not one per job) and, until their first check,
-    the jobs themselves, in registration order: each model's cohorts are due for a first check
-    front to back.
+    the ids they were registered under, in registration order: each model's cohorts are due
+    for a first check front to back. Ids, not the jobs: a settled job is freed as soon as its
+    caller lets it go, however long the others registered with it stay pending.
     """
 
     __slots__ = ("at", "live", "model", "namespace", "reader")
@@ -74,7 +75,7 @@ class _Cohort(list["Pending"]):
         self.model = model
         self.namespace = namespace  # the one they were billed to (None: the user's own)
         self.reader = reader
-        self.live = 0  # members not settled yet; at 0 the list is emptied (frees settled ones)
+        self.live = 0  # members not settled yet; at 0 the list is emptied
 
 
 class Pending:
@@ -97,7 +98,7 @@ class Pending:
     _key: str
     _cohort: _Cohort
     # The bucket of `Registry._later` it is due in after its first check; None until then.
-    _next: list[Pending] | None
+    _next: list[str] | None
     # The first `await job` waiting for it (`_engine.job`), called as it settles: its task
     # resumes after one loop callback, as one awaiting a plain future would.
     _waiter: Callable[[], Any] | None
@@ -128,6 +129,10 @@ class Pending:
         return future
 
 
+# What a job found due is marked with until it is filed again (`Registry.due`).
+_DUE: list[str] = []
+
+
 class Registry:
     def __init__(
         self,
@@ -156,7 +161,7 @@ class Registry:
         # are skipped when their bucket comes up, never searched for.
         self._cohorts: dict[tuple[str | None, str | None], _Cohort] = {}
         self._fresh: dict[str | None, deque[_Cohort]] = {}
-        self._later: dict[int, list[Pending]] = {}
+        self._later: dict[int, list[str]] = {}  # ids, as a cohort holds them
         self._ticks: list[int] = []
         # Ids this client enqueued that are not pending any more, so that a lost enqueue's
         # recovery never adopts them (pending ones are known from `_pending`). Two sets, the
@@ -399,7 +404,7 @@ class Registry:
         pending = Pending() if record is None else record
         pending._key = generation_id
         pending._cohort = cohort
-        cohort.append(pending)
+        cohort.append(generation_id)
         cohort.live += 1
         self._pending[generation_id] = pending
         if self._early:
@@ -487,7 +492,7 @@ class Registry:
         cohort = pending._cohort
         cohort.live -= 1
         if not cohort.live:
-            cohort.clear()  # nothing in it is pending: let settled jobs go
+            cohort.clear()  # nothing in it is pending: its ids go
         self._remember(pending._key)
         if self._on_settle is not None:
             assert not isinstance(outcome, CompletionEvent)  # made at once for the hook
@@ -534,8 +539,10 @@ class Registry:
                 cohort = cohorts.popleft()
                 if self._cohorts.get((cohort.model, cohort.namespace)) is cohort:
                     del self._cohorts[(cohort.model, cohort.namespace)]
-                for p in cohort:
-                    if p._next is None and pending.get(p._key) is p:
+                for key in cohort:
+                    p = pending.get(key)
+                    if p is not None and p._next is None and p._cohort is cohort:
+                        p._next = _DUE  # found once, whatever its id's repeats
                         found.append(p)
                 cohort.clear()
         ticks = self._ticks
@@ -543,9 +550,10 @@ class Registry:
             tick = math.floor(now / self.schedule.tick)
             while ticks and ticks[0] <= tick:
                 bucket = self._later.pop(heapq.heappop(ticks))
-                for p in bucket:
-                    if p._next is bucket and pending.get(p._key) is p:
-                        p._next = None  # so that `_put` below files it again
+                for key in bucket:
+                    p = pending.get(key)
+                    if p is not None and p._next is bucket:
+                        p._next = _DUE  # so that `_put` below files it again
                         found.append(p)
         for p in found:
             self._recheck(p, now)
@@ -584,7 +592,7 @@ class Registry:
             heapq.heappush(self._ticks, tick)
         if pending._next is not bucket:
             pending._next = bucket
-            bucket.append(pending)
+            bucket.append(pending._key)
 
     def _remember(self, generation_id: str) -> None:
         now = self._loop.time()
