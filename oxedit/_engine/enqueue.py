@@ -92,7 +92,7 @@ class Enqueuer:
         self._idle.set()
         self._orphans: set[asyncio.Task[None]] = set()
 
-    async def enqueue(
+    async def enqueue_in_turn(
         self,
         payload: dict[str, Any],
         n: int,
@@ -103,6 +103,38 @@ class Enqueuer:
         api: Api | None = None,
         check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> list[Job]:
+        """`enqueue` for a request that must wait for its turn first (`pace.must_wait()`): it
+        waits here, in a frame of a few slots, and `enqueue`'s (some 25 live slots) is made
+        once its turn came. A full collection visits every parked submit's frames: with
+        50,000 parked, it took 307 ms against 173 ms for as many tasks parked on a semaphore.
+        Nothing is registered or counted as in flight before the turn, as `enqueue` does
+        for the first submits of a model."""
+        if self._closed:
+            raise ClientStateError("the client is closed; nothing was sent")
+        await self.pace.acquire()
+        return await self.enqueue(
+            payload,
+            n,
+            owner=owner,
+            job=job,
+            on_send=on_send,
+            api=api,
+            check=check,
+            turn_taken=True,
+        )
+
+    async def enqueue(
+        self,
+        payload: dict[str, Any],
+        n: int,
+        *,
+        owner: JobOwner,
+        job: type[Job] = Job,
+        on_send: Callable[[float], None] | None = None,
+        api: Api | None = None,
+        check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        turn_taken: bool = False,
+    ) -> list[Job]:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal).
 
@@ -112,7 +144,8 @@ class Enqueuer:
         again for its turn). `on_send(unix_time)` is called just before each POST
         is sent (a journal records it: only a row enqueued shortly after it can be this
         request's). `api` gives this call's retry policy and timeouts (`Client.with_options`);
-        by default the client's.
+        by default the client's. `turn_taken`: `pace.acquire()` returned just now (in
+        `enqueue_in_turn`), for the first attempt.
         """
         if self._closed:
             raise ClientStateError("the client is closed; nothing was sent")
@@ -139,7 +172,9 @@ class Enqueuer:
         retrying: Retrying | None = None
         try:
             while True:
-                if pace.must_wait():
+                if turn_taken:  # nothing was awaited since: `sending()` below takes it
+                    turn_taken = False
+                elif pace.must_wait():
                     await pace.acquire()
                 ticket = pace.ticket
                 retry_after = None

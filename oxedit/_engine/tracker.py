@@ -223,7 +223,9 @@ class Tracker:
             # connects meanwhile.
             listener.start()
             check = self.schemas.check
-        return enqueuer.enqueue(
+        # Waiting for its turn, it waits in a small frame (see `Enqueuer.enqueue_in_turn`).
+        enqueue = enqueuer.enqueue_in_turn if enqueuer.pace.must_wait() else enqueuer.enqueue
+        return enqueue(
             payload, n, owner=self, job=self._job, on_send=on_send, api=self.api, check=check
         )
 
