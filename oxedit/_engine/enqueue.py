@@ -203,7 +203,8 @@ class Enqueuer:
                         on_send(sent_at)
                     # Admitted, then a connection slot (no socket is held while waiting for
                     # it); sent only if the pace did not drop meanwhile, else queued again.
-                    await slots.acquire()
+                    if not slots.take():
+                        await slots.acquire()
                     try:
                         if pace.ticket != ticket:
                             continue  # nothing was sent: no attempt counted
