@@ -17,7 +17,7 @@ from PIL import Image
 import oxedit
 from oxedit._catalogue import CatalogueModel
 from oxedit._models import Model
-from oxedit._resources.validate import FALLBACK, DiskCache, Schema, Schemas
+from oxedit._resources.validate import FALLBACK, DiskCache, Schema, Schemas, _shape
 from oxedit.server import _schemas as server_schemas
 from oxedit.server._api import Api as ServerApi
 from oxedit.server._responses import typed_error
@@ -330,6 +330,34 @@ def test_disk_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyP
     assert a.path.parent == Path("/xdg/oxedit") and a.path != b.path
     monkeypatch.setenv("OXEDIT_CACHE_DIR", "/elsewhere")
     assert DiskCache.for_base_url("https://hub.oxen.ai").path.parent == Path("/elsewhere")
+
+
+def test_a_shape_key_tells_apart_every_request_a_check_could_tell_apart() -> None:
+    # One flat tuple per request: each name is followed by what its kind takes, so no two
+    # shapes may give the same key.
+    requests: list[dict[str, Any]] = [
+        {"input_image": "data:,1"},
+        {"input_image": ["data:,1"]},
+        {"input_image": ["data:,1", "data:,2"]},
+        {"prompt": "p"},
+        {"prompt": "p", "a": "prompt"},
+        {"a": "prompt", "prompt": "p"},
+        {"a": 1},
+        {"a": 1.0},
+        {"a": True},
+        {"a": "1"},
+        {"a": "b", "b": "a"},
+        {"a": "a", "b": "b"},
+        {"a": "b"},
+        {"b": "a"},
+    ]
+    keys = [_shape(request) for request in requests]
+    assert len(set(keys)) == len(keys)
+    # What differs in every request (the prompt's and the images' values) is not in it.
+    assert _shape({"prompt": "x", "input_image": "data:,1"}) == _shape(
+        {"prompt": "y", "input_image": "data:,2"}
+    )
+    assert _shape({"a": [1]}) is None  # not a key: checked each time
 
 
 async def test_a_checked_request_shape_is_not_checked_again_but_others_are() -> None:

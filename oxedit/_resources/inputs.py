@@ -34,6 +34,10 @@ __all__ = [
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
 _MIMES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# Tuples, not `bytes | bytearray`: a union is built anew at each check (an object for the
+# garbage collector, several per submit).
+_BYTES: Final = (bytes, bytearray, memoryview)
+_SEQUENCES: Final = (list, tuple)
 _DATA_URI: Final = re.compile(r"data:(?P<mime>[\w/+.-]+)(?:;[\w=.-]+)*;base64,", re.ASCII)
 
 QUEUE_PARAMS: Final = frozenset(
@@ -70,7 +74,7 @@ def _bytes_to_uri(data: bytes, what: str) -> str:
 
 
 def _what(image: ImageInput) -> str:
-    if isinstance(image, bytes | bytearray | memoryview):
+    if isinstance(image, _BYTES):
         return "image bytes"
     if isinstance(image, str) and image.startswith("data:"):
         return "image data URI"
@@ -146,7 +150,7 @@ async def hosted(
     Raises:
         InvalidRequestError: an input is not a readable jpeg, png, gif or webp image.
     """
-    if not isinstance(image, list | tuple):
+    if not isinstance(image, _SEQUENCES):
         return await _hosted_one(image, resolver)  # type: ignore[arg-type]  # not a sequence
     try:
         async with asyncio.TaskGroup() as group:  # a failure cancels the other uploads
@@ -175,14 +179,14 @@ async def _hosted_one(image: ImageInput, resolver: Resolver) -> ImageInput:
 async def _load(image: ImageInput) -> str | bytes:
     """An http(s) URL or a data URI as given (the data URI checked), or the bytes of a path
     or of raw bytes."""
-    if isinstance(image, bytes | bytearray | memoryview):
+    if isinstance(image, _BYTES):
         return bytes(image)
     if isinstance(image, str):
         if image.startswith(("http://", "https://")):
             return image
         if image.startswith("data:"):
             return _check_data_uri(image)
-    if not isinstance(image, str | os.PathLike):
+    if not isinstance(image, (str, os.PathLike)):
         raise InvalidRequestError(
             f"image={image!r} is a {type(image).__name__}; pass a URL, a data URI, a file path "
             "or the image bytes"
@@ -235,12 +239,14 @@ async def build_payload(
             raise InvalidRequestError(
                 f"{name!r} is passed as submit({'image' if name == 'input_image' else name}=...)"
             )
-    if isinstance(image, list | tuple):
+    if isinstance(image, _SEQUENCES):
         uris: str | list[str] = [await image_to_uri(i) for i in image]
         if not uris:
             raise InvalidRequestError("image=[] is empty; pass at least one image")
     else:
         uris = await image_to_uri(image)  # type: ignore[arg-type]  # narrowed: not a sequence
     body = {"model": model, "prompt": prompt, "input_image": uris}
-    body.update((k, v) for k, v in params.items() if v is not None)
+    for name, value in params.items():
+        if value is not None:
+            body[name] = value
     return body

@@ -198,21 +198,28 @@ class _Entry:
 def _shape(payload: dict[str, Any]) -> tuple[Any, ...] | None:
     """What the check of `payload` depends on: every parameter's value, but of the prompt and
     the images (different in every request, checked by their type alone) only their types and
-    number. None when a value cannot be a key (a list or dict parameter: checked each time)."""
+    number. None when a value cannot be a key (a list or dict parameter: checked each time).
+
+    One flat tuple (no tuple per parameter: each would be an object for the garbage collector,
+    per submit): each name is followed by what its kind takes, so two payloads give the same
+    key only when they have the same shape."""
     key: list[Any] = []
     for name, value in payload.items():
+        key.append(name)
         if name == "prompt":
-            key.append((name, type(value)))
+            key.append(type(value))
         elif name == "input_image":
-            if isinstance(value, list):
-                key.append((name, list, tuple(map(type, value))))
+            if isinstance(value, list):  # `list`, then the types (never `list` for one image)
+                key.append(list)
+                key.append(tuple(map(type, value)))
             else:
-                key.append((name, type(value)))
-        elif isinstance(value, list | dict | set):
+                key.append(type(value))
+        elif isinstance(value, (list, dict, set)):
             return None
         else:
             # The type too: 1 == 1.0 == True, but a schema tells them apart.
-            key.append((name, type(value), value))
+            key.append(type(value))
+            key.append(value)
     return tuple(key)
 
 
