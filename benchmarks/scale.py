@@ -22,9 +22,17 @@ then at `--rate` events/s for `--seconds`: the early buffer's count and bytes at
 `raw` splits frames and decodes the whole event with msgspec (end_to_end's
 `RawClient._read`), keeping every unknown event.
 
+`path` (oxedit vs raw): the client CPU per job of the whole path, HTTP stubbed as above: `--path-n`
+jobs started at once (submit, then await), their completion events fed 100 a chunk once all
+are enqueued. No socket and no server, so one run is steadier than `end_to_end`'s, whose two
+processes share the cores: what a change to the client's own code saves shows here first.
+Each run in a fresh child; min and median over `--repeat`, oxedit and raw alternated. `raw` is
+end_to_end's hand-written client with the same stub (the answer decoded, a future per id,
+each event decoded and its future resolved).
+
 Run: `python -m benchmarks.scale [--n 10000 100000 1000000] [--idle 5] [--rate 10000]
-[--seconds 5] [--foreign 200000] [--only pending|foreign] [--clients oxedit raw]
-[--json PATH]`
+[--seconds 5] [--foreign 200000] [--path-n 20000] [--repeat 5]
+[--only pending|foreign|path] [--clients oxedit raw] [--json PATH]`
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import argparse
 import asyncio
 import gc
 import multiprocessing.connection
+import statistics
 import sys
 import time
 import uuid
@@ -54,6 +63,7 @@ from benchmarks._e2e_strategies import (
     PROMPT,
     enqueue_decoder,
     event_decoder,
+    request_body,
     split_frames,
 )
 from oxedit._response import Response
@@ -65,10 +75,20 @@ CHUNK_EVENTS = 100  # events per stream chunk (a busy account's events come in b
 FAR = oxedit.ReconcilePolicy(stale_floor=HOUR, stale_after=HOUR, interval=HOUR)
 
 
-def _enqueue_answer() -> bytes:
-    return (
-        b'{"generations":[{"generation_id":"%s","status":"queued"}]}' % str(uuid.uuid4()).encode()
-    )
+def _enqueue_answer(generation_id: str | None = None) -> bytes:
+    generation_id = generation_id or str(uuid.uuid4())
+    return b'{"generations":[{"generation_id":"%s","status":"queued"}]}' % generation_id.encode()
+
+
+def completion_chunks(ids: list[str]) -> list[bytes]:
+    """The completion events of `ids`, CHUNK_EVENTS a chunk."""
+    frames = [
+        EVENT_PREFIX + b'{"generation_id":"%s","status":"succeeded","media_type":"image",'
+        b'"model":"qwen-image-edit","url":"https://hub.oxen.ai/api/repos/ox/r/files/main/'
+        b'out/%s.png?sig=0123456789abcdef","completed_at":1.0}\n\n' % (i.encode(), i.encode())
+        for i in ids
+    ]
+    return [b"".join(frames[i : i + CHUNK_EVENTS]) for i in range(0, len(ids), CHUNK_EVENTS)]
 
 
 def foreign_chunks(count: int) -> list[bytes]:
@@ -88,12 +108,20 @@ class Stub:
     def __init__(self) -> None:
         self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
         self.hold: asyncio.Event | None = None  # set: POSTs wait for it (an enqueue in flight)
+        self.ids: list[str] | None = None  # a list: the ids answered are added to it
+        self.expect = 0  # `enqueued` is set once `ids` holds that many
+        self.enqueued = asyncio.Event()
 
     async def request(self, method: str, path: str, **_: Any) -> Response:
         if method == "POST":
             if self.hold is not None:
                 await self.hold.wait()
-            return Response(200, {}, _enqueue_answer())
+            generation_id = str(uuid.uuid4())
+            if self.ids is not None:
+                self.ids.append(generation_id)
+                if len(self.ids) >= self.expect:
+                    self.enqueued.set()
+            return Response(200, {}, _enqueue_answer(generation_id))
         if path.startswith("/api/ai/models/"):
             return Response(200, {}, b'{"id":"%s"}' % path.rsplit("/", 1)[1].encode())
         return Response(404, {}, b'{"error":"not stubbed"}')
@@ -263,11 +291,75 @@ async def foreign_raw(count: int, rate: float, seconds: float) -> dict[str, Any]
     }
 
 
+async def _path(n: int, start: Callable[[], Awaitable[Any]], stub: Stub, ids: list[str]) -> float:
+    """Start `n` jobs at once, feed their events once all are enqueued, await them all: the
+    client CPU microseconds per job."""
+    stub.expect = n
+    gc.collect()
+    cpu0 = cpu_seconds()
+    jobs = [asyncio.ensure_future(start()) for _ in range(n)]
+    await stub.enqueued.wait()
+    for chunk in completion_chunks(ids):
+        stub.chunks.put_nowait(chunk)
+    await asyncio.gather(*jobs)
+    return (cpu_seconds() - cpu0) / n * 1e6
+
+
+async def path_oxedit(n: int) -> dict[str, Any]:
+    stub = Stub()
+    png = tiny_png()
+    async with _client(stub) as client:
+        await client.submit(prompt=PROMPT, image=png, aspect_ratio="1:1")  # schema loaded
+        stub.ids = []
+
+        async def one() -> oxedit.Generation:
+            job = await client.submit(prompt=PROMPT, image=png, aspect_ratio="1:1")
+            return await job
+
+        return {"us_per_job": await _path(n, one, stub, stub.ids)}
+
+
+async def path_raw(n: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    futures: dict[str, asyncio.Future[Any]] = {}
+    stub = Stub()
+    stub.ids = []
+    png = tiny_png()
+
+    async def read() -> None:
+        buffer = b""
+        async with stub.stream("/api/events") as chunks:
+            async for chunk in chunks:
+                frames, buffer = split_frames(buffer, chunk)
+                for frame in frames:
+                    if frame.startswith(EVENT_PREFIX):
+                        event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
+                        future = futures.pop(event.generation_id, None)
+                        if future is not None and not future.done():
+                            future.set_result(event)
+
+    async def one() -> Any:
+        body = request_body(png)
+        resp = await stub.request("POST", "/api/ai/queue", body=body)
+        (generation,) = enqueue_decoder.decode(resp.body).generations
+        future = futures[generation.generation_id] = loop.create_future()
+        return await future
+
+    reader = asyncio.create_task(read())
+    try:
+        return {"us_per_job": await _path(n, one, stub, stub.ids)}
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
 RUNS: dict[tuple[str, str], Callable[..., Awaitable[dict[str, Any]]]] = {
     ("pending", "oxedit"): pending_oxedit,
     ("pending", "raw"): pending_raw,
     ("foreign", "oxedit"): foreign_oxedit,
     ("foreign", "raw"): foreign_raw,
+    ("path", "oxedit"): path_oxedit,
+    ("path", "raw"): path_raw,
 }
 
 
@@ -283,7 +375,7 @@ def _child(conn: multiprocessing.connection.Connection, key: tuple[str, str], *a
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {"pending": [], "foreign": []}
+    out: dict[str, list[dict[str, Any]]] = {"pending": [], "foreign": [], "path": []}
     if args.only in (None, "pending"):
         for n in args.n:
             for client in args.clients:
@@ -301,6 +393,29 @@ async def run_all(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                 limit_s=RUN_TIMEOUT,
             )
             out["foreign"].append({"client": client, **result})
+    if args.only in (None, "path"):
+        runs: dict[str, list[float]] = {client: [] for client in args.clients}
+        for i in range(args.repeat):  # alternated, so a slow minute hits both alike
+            for client in args.clients:
+                print(
+                    f"  path N={args.path_n:,} run {i + 1}/{args.repeat}: {client} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                result, _ = await run_in_child(
+                    _child, (("path", client), args.path_n), limit_s=RUN_TIMEOUT
+                )
+                runs[client].append(result["us_per_job"])
+        for client, us in runs.items():
+            out["path"].append(
+                {
+                    "client": client,
+                    "n": args.path_n,
+                    "us_min": min(us),
+                    "us_median": statistics.median(us),
+                    "runs": us,
+                }
+            )
     return out
 
 
@@ -311,7 +426,9 @@ def main() -> None:
     parser.add_argument("--foreign", type=int, default=200_000, help="events fed at full speed")
     parser.add_argument("--rate", type=float, default=10_000.0, help="foreign events/s, paced")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of paced events")
-    parser.add_argument("--only", choices=["pending", "foreign"])
+    parser.add_argument("--path-n", type=int, default=20_000, help="jobs of a path run")
+    parser.add_argument("--repeat", type=int, default=5, help="path runs per client")
+    parser.add_argument("--only", choices=["pending", "foreign", "path"])
     parser.add_argument(
         "--clients", nargs="+", choices=["oxedit", "raw"], default=["oxedit", "raw"]
     )
@@ -349,6 +466,21 @@ def main() -> None:
                     r["early_bytes"] / 1024,
                 ]
                 for r in results["foreign"]
+            ],
+        )
+    if results["path"]:
+        raw_us = next((r["us_median"] for r in results["path"] if r["client"] == "raw"), None)
+        print_table(
+            f"The client's path per job, HTTP stubbed (N={args.path_n:,}, {args.repeat} runs)",
+            ["client", "CPU us/job min", "CPU us/job median", "median x raw"],
+            [
+                [
+                    r["client"],
+                    r["us_min"],
+                    r["us_median"],
+                    r["us_median"] / raw_us if raw_us else "",
+                ]
+                for r in results["path"]
             ],
         )
     if args.json:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import end_to_end, inputs, memory
+from benchmarks import end_to_end, inputs, memory, scale
 from benchmarks._common import percentile, tiny_png
 from benchmarks._enqueue_rate import CLIENTS as ENQUEUE_CLIENTS
 from benchmarks._enqueue_rate import bench_enqueue
@@ -97,6 +97,13 @@ async def test_memory_pending(client: str) -> None:
     assert result["pending"] == N
     assert result["rss_after"] > 0 and result["rss_before"] > 0
     assert result["objects_per_job"]  # the gc-tracked breakdown is filled
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("client", ["oxedit", "raw"])
+async def test_scale_path_runs_every_job_to_its_event(client: str) -> None:
+    result = await scale.RUNS[("path", client)](N)
+    assert result["us_per_job"] > 0
 
 
 @pytest.mark.anyio
