@@ -11,7 +11,7 @@ above):
 | bulk | `oxedit._bulk` | `client.map`: journal, resume, cost guard |
 | engine | `oxedit._engine` | a job's life: tracker, registry, stream, enqueue, schedule, pacing |
 | resources | `oxedit._resources` | the endpoints as typed calls: inputs, checks, uploads, results |
-| http | `oxedit._http` | transport, connection slots, sessions, API calls with retries, retry engine, hooks, SSE |
+| http | `oxedit._http` | transport, its slots, sessions, retried calls, retry engine, hooks, SSE |
 | base | the other top-level modules | models, exceptions, configuration, constants |
 
 Every import counts, those inside functions and under `TYPE_CHECKING` included: a loop or an
