@@ -251,26 +251,32 @@ def _old_early(registry: Any) -> tuple[int, int]:
     return len(registry._early), size
 
 
+async def _raw_read(
+    stub: Stub, futures: dict[str, asyncio.Future[Any]], early: dict[str, Any] | None = None
+) -> None:
+    """end_to_end's `RawClient._read` on the stub's stream: frames split, each event decoded
+    whole and its future resolved; an unknown one kept in `early` (when given)."""
+    buffer = b""
+    async with stub.stream("/api/events") as chunks:
+        async for chunk in chunks:
+            frames, buffer = split_frames(buffer, chunk)
+            for frame in frames:
+                if frame.startswith(EVENT_PREFIX):
+                    event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
+                    future = futures.pop(event.generation_id, None)
+                    if future is None:
+                        if early is not None:
+                            early[event.generation_id] = event
+                    elif not future.done():
+                        future.set_result(event)
+
+
 async def foreign_raw(count: int, rate: float, seconds: float) -> dict[str, Any]:
     futures: dict[str, asyncio.Future[Any]] = {}
     early: dict[str, Any] = {}
     stub = Stub()
 
-    async def read() -> None:
-        buffer = b""
-        async with stub.stream("/api/events") as chunks:
-            async for chunk in chunks:
-                frames, buffer = split_frames(buffer, chunk)
-                for frame in frames:
-                    if frame.startswith(EVENT_PREFIX):
-                        event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
-                        future = futures.pop(event.generation_id, None)
-                        if future is None:
-                            early[event.generation_id] = event
-                        elif not future.done():
-                            future.set_result(event)
-
-    reader = asyncio.create_task(read())
+    reader = asyncio.create_task(_raw_read(stub, futures, early))
     dropped = await _feed(stub, foreign_chunks(count))
     early.clear()  # raw keeps them all; the second round is the "in flight" one
     cpu = await _feed(stub, foreign_chunks(count))
@@ -326,18 +332,6 @@ async def path_raw(n: int) -> dict[str, Any]:
     stub.ids = []
     png = tiny_png()
 
-    async def read() -> None:
-        buffer = b""
-        async with stub.stream("/api/events") as chunks:
-            async for chunk in chunks:
-                frames, buffer = split_frames(buffer, chunk)
-                for frame in frames:
-                    if frame.startswith(EVENT_PREFIX):
-                        event = event_decoder.decode(frame[len(EVENT_PREFIX) :])
-                        future = futures.pop(event.generation_id, None)
-                        if future is not None and not future.done():
-                            future.set_result(event)
-
     async def one() -> Any:
         body = request_body(png)
         resp = await stub.request("POST", "/api/ai/queue", body=body)
@@ -345,7 +339,7 @@ async def path_raw(n: int) -> dict[str, Any]:
         future = futures[generation.generation_id] = loop.create_future()
         return await future
 
-    reader = asyncio.create_task(read())
+    reader = asyncio.create_task(_raw_read(stub, futures))
     try:
         return {"us_per_job": await _path(n, one, stub, stub.ids)}
     finally:
