@@ -17,6 +17,13 @@ async def _parked(slots: Slots) -> asyncio.Task[None]:
     return task
 
 
+async def _two_waiting() -> tuple[Slots, asyncio.Task[None], asyncio.Task[None]]:
+    """One slot, taken; two acquires waiting for it, in that order."""
+    slots = Slots(1)
+    assert slots.take()
+    return slots, await _parked(slots), await _parked(slots)
+
+
 async def _holds(task: asyncio.Task[None]) -> None:
     """`task` got its slot within a few turns of the loop (a lost slot fails here, not by
     hanging)."""
@@ -42,9 +49,7 @@ def test_at_least_one_slot() -> None:
 
 @pytest.mark.asyncio
 async def test_a_released_slot_goes_to_the_oldest_waiter_not_to_a_newcomer() -> None:
-    slots = Slots(1)
-    assert slots.take()
-    first, second = await _parked(slots), await _parked(slots)
+    slots, first, second = await _two_waiting()
     slots.release()
     assert not slots.take()  # promised to `first`, which has not run yet
     await _holds(first)
@@ -57,9 +62,7 @@ async def test_a_released_slot_goes_to_the_oldest_waiter_not_to_a_newcomer() -> 
 
 @pytest.mark.asyncio
 async def test_a_waiter_cancelled_in_line_is_passed_by() -> None:
-    slots = Slots(1)
-    assert slots.take()
-    gone, waiting = await _parked(slots), await _parked(slots)
+    slots, gone, waiting = await _two_waiting()
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
@@ -71,9 +74,7 @@ async def test_a_waiter_cancelled_in_line_is_passed_by() -> None:
 
 @pytest.mark.asyncio
 async def test_a_waiter_cancelled_after_it_was_handed_a_slot_gives_it_to_the_next() -> None:
-    slots = Slots(1)
-    assert slots.take()
-    handed, next_one = await _parked(slots), await _parked(slots)
+    slots, handed, next_one = await _two_waiting()
     slots.release()  # `handed` holds the slot now, but has not run
     handed.cancel()
     with pytest.raises(asyncio.CancelledError):
