@@ -232,6 +232,9 @@ class Client:
         if tracker.uploader is not None:
             image = await tracker.hosted(image)
         payload = await build_payload(prompt=prompt, image=image, model=model, params=params)
+        # The payload holds what they held: a submit waiting for its turn keeps neither (the
+        # keyword dict is one more object per parked submit, the image bytes its size).
+        del params, image
         (job,) = await tracker.enqueue(payload, 1)  # the enqueuer's coroutine: no extra frame
         return job
 
