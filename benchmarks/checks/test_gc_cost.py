@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -197,11 +198,14 @@ async def test_the_first_await_of_each_job_costs_what_awaiting_a_future_does() -
         again.cancel()
 
 
-async def test_a_parked_submit_costs_one_object_more_than_async_with_a_semaphore() -> None:
-    # The baseline is the raw client's wait: `async with semaphore` (an `__aenter__` coroutine
-    # and a bound `__aexit__`). Before: a comprehension also made four of `enqueue`'s locals
-    # closure cells, and the transport waited with `async with` too (about seven more); now
-    # only the call chain's own coroutines (submit, enqueue, request) and `acquire()`.
+Start = Callable[[], Coroutine[Any, Any, None]]
+
+
+@asynccontextmanager
+async def parked_waits(**params: Any) -> AsyncIterator[tuple[Start, Start]]:
+    """Two ways to park a task, on an open client whose server never answers: `submit(...,
+    **params)`, behind the one request in flight, and (the baseline) `async with` a
+    semaphore, as a raw client waits for a connection."""
     async with (
         LocalServer(faults=Faults(latency=3600.0)) as server,
         client_for(server, limits=oxedit.Limits(max_connections=1), reconcile=FAST) as client,
@@ -211,12 +215,21 @@ async def test_a_parked_submit_costs_one_object_more_than_async_with_a_semaphore
         gate = asyncio.Semaphore(0)
 
         async def submit() -> None:
-            await client.submit(prompt="p", image=image)
+            await client.submit(prompt="p", image=image, **params)
 
         async def acquire() -> None:
             async with gate:
                 pass
 
+        yield submit, acquire
+
+
+async def test_a_parked_submit_costs_one_object_more_than_async_with_a_semaphore() -> None:
+    # The baseline is the raw client's wait: `async with semaphore` (an `__aenter__` coroutine
+    # and a bound `__aexit__`). Before: a comprehension also made four of `enqueue`'s locals
+    # closure cells, and the transport waited with `async with` too (about seven more); now
+    # only the call chain's own coroutines (submit, enqueue, request) and `acquire()`.
+    async with parked_waits() as (submit, acquire):
         gate_cost = await objects_per_waiter(acquire)
         submit_cost = await objects_per_waiter(submit)
         extra = submit_cost - gate_cost
@@ -251,21 +264,7 @@ async def test_a_parked_submit_fills_the_young_generation_as_a_semaphore_wait_do
     # `submit(**params)` kept its keyword dict and the image for as long as it waited, where
     # the payload holds what they held: 2.1 allocations more than a task parked on a
     # semaphore; now about one (the payload dict, a raw client's encoded body).
-    async with (
-        LocalServer(faults=Faults(latency=3600.0)) as server,
-        client_for(server, limits=oxedit.Limits(max_connections=1), reconcile=FAST) as client,
-    ):
-        await client.submit(prompt="p", image=png())  # schema fetched, stream up
-        image = png()
-        gate = asyncio.Semaphore(0)
-
-        async def submit() -> None:
-            await client.submit(prompt="p", image=image, aspect_ratio="1:1")
-
-        async def acquire() -> None:
-            async with gate:
-                pass
-
+    async with parked_waits(aspect_ratio="1:1") as (submit, acquire):
         gate_cost = min([await allocations_per_waiter(acquire) for _ in range(2)])
         extra = await allocations_per_waiter(submit) - gate_cost
         assert extra <= 1.5, f"{extra:.2f} allocations more per parked submit()"
@@ -297,21 +296,7 @@ async def test_a_parked_submit_waits_for_its_turn_in_a_small_frame() -> None:
     # of objects), because each waited inside `enqueue`'s frame, some 25 live slots: 64
     # references per parked submit against the semaphore's 31. Now a submit waits for its
     # turn in a small frame (`Enqueuer.enqueue_in_turn`): 54, and 210 ms.
-    async with (
-        LocalServer(faults=Faults(latency=3600.0)) as server,
-        client_for(server, limits=oxedit.Limits(max_connections=1), reconcile=FAST) as client,
-    ):
-        await client.submit(prompt="p", image=png())  # schema fetched, stream up
-        image = png()
-        gate = asyncio.Semaphore(0)
-
-        async def submit() -> None:
-            await client.submit(prompt="p", image=image)
-
-        async def acquire() -> None:
-            async with gate:
-                pass
-
+    async with parked_waits() as (submit, acquire):
         costs = []
         for start in (acquire, submit):
             tasks = [asyncio.create_task(start()) for _ in range(K)]
