@@ -80,26 +80,27 @@ def _enqueue_answer(generation_id: str | None = None) -> bytes:
     return b'{"generations":[{"generation_id":"%s","status":"queued"}]}' % generation_id.encode()
 
 
-def completion_chunks(ids: list[str]) -> list[bytes]:
-    """The completion events of `ids`, CHUNK_EVENTS a chunk."""
-    frames = [
+def _event(generation_id: str, name: str, extra: bytes = b"") -> bytes:
+    """A completion frame for `generation_id`, its output file named `name`."""
+    return (
         EVENT_PREFIX + b'{"generation_id":"%s","status":"succeeded","media_type":"image",'
         b'"model":"qwen-image-edit","url":"https://hub.oxen.ai/api/repos/ox/r/files/main/'
-        b'out/%s.png?sig=0123456789abcdef","completed_at":1.0}\n\n' % (i.encode(), i.encode())
-        for i in ids
-    ]
-    return [b"".join(frames[i : i + CHUNK_EVENTS]) for i in range(0, len(ids), CHUNK_EVENTS)]
+        b'out/%s.png?sig=0123456789abcdef"%s}\n\n' % (generation_id.encode(), name.encode(), extra)
+    )
+
+
+def _chunks(frames: list[bytes]) -> list[bytes]:
+    return [b"".join(frames[i : i + CHUNK_EVENTS]) for i in range(0, len(frames), CHUNK_EVENTS)]
+
+
+def completion_chunks(ids: list[str]) -> list[bytes]:
+    """The completion events of `ids`, CHUNK_EVENTS a chunk."""
+    return _chunks([_event(i, i, b',"completed_at":1.0') for i in ids])
 
 
 def foreign_chunks(count: int) -> list[bytes]:
     """`count` completion events of generations nobody here enqueued, CHUNK_EVENTS a chunk."""
-    frames = [
-        EVENT_PREFIX + b'{"generation_id":"%s","status":"succeeded","media_type":"image",'
-        b'"model":"qwen-image-edit","url":"https://hub.oxen.ai/api/repos/ox/r/files/main/'
-        b'out/%s.png?sig=0123456789abcdef"}\n\n' % (str(uuid.uuid4()).encode(), b"%d" % i)
-        for i in range(count)
-    ]
-    return [b"".join(frames[i : i + CHUNK_EVENTS]) for i in range(0, count, CHUNK_EVENTS)]
+    return _chunks([_event(str(uuid.uuid4()), str(i)) for i in range(count)])
 
 
 class Stub:
@@ -297,9 +298,10 @@ async def foreign_raw(count: int, rate: float, seconds: float) -> dict[str, Any]
     }
 
 
-async def _path(n: int, start: Callable[[], Awaitable[Any]], stub: Stub, ids: list[str]) -> float:
+async def _path(n: int, start: Callable[[], Awaitable[Any]], stub: Stub) -> float:
     """Start `n` jobs at once, feed their events once all are enqueued, await them all: the
     client CPU microseconds per job."""
+    ids = stub.ids = []
     stub.expect = n
     gc.collect()
     cpu0 = cpu_seconds()
@@ -316,20 +318,18 @@ async def path_oxedit(n: int) -> dict[str, Any]:
     png = tiny_png()
     async with _client(stub) as client:
         await client.submit(prompt=PROMPT, image=png, aspect_ratio="1:1")  # schema loaded
-        stub.ids = []
 
         async def one() -> oxedit.Generation:
             job = await client.submit(prompt=PROMPT, image=png, aspect_ratio="1:1")
             return await job
 
-        return {"us_per_job": await _path(n, one, stub, stub.ids)}
+        return {"us_per_job": await _path(n, one, stub)}
 
 
 async def path_raw(n: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     futures: dict[str, asyncio.Future[Any]] = {}
     stub = Stub()
-    stub.ids = []
     png = tiny_png()
 
     async def one() -> Any:
@@ -341,7 +341,7 @@ async def path_raw(n: int) -> dict[str, Any]:
 
     reader = asyncio.create_task(_raw_read(stub, futures))
     try:
-        return {"us_per_job": await _path(n, one, stub, stub.ids)}
+        return {"us_per_job": await _path(n, one, stub)}
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)

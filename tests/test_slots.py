@@ -9,6 +9,8 @@ import pytest
 
 from oxedit._http.slots import Slots
 
+pytestmark = pytest.mark.anyio
+
 
 async def _parked(slots: Slots) -> asyncio.Task[None]:
     task = asyncio.create_task(slots.acquire())
@@ -47,7 +49,6 @@ def test_at_least_one_slot() -> None:
         Slots(0)
 
 
-@pytest.mark.asyncio
 async def test_a_released_slot_goes_to_the_oldest_waiter_not_to_a_newcomer() -> None:
     slots, first, second = await _two_waiting()
     slots.release()
@@ -60,7 +61,6 @@ async def test_a_released_slot_goes_to_the_oldest_waiter_not_to_a_newcomer() -> 
     assert slots.take()
 
 
-@pytest.mark.asyncio
 async def test_a_waiter_cancelled_in_line_is_passed_by() -> None:
     slots, gone, waiting = await _two_waiting()
     gone.cancel()
@@ -72,7 +72,6 @@ async def test_a_waiter_cancelled_in_line_is_passed_by() -> None:
     assert slots.take() and not slots.take()  # one slot, never two
 
 
-@pytest.mark.asyncio
 async def test_a_waiter_cancelled_after_it_was_handed_a_slot_gives_it_to_the_next() -> None:
     slots, handed, next_one = await _two_waiting()
     slots.release()  # `handed` holds the slot now, but has not run

@@ -34,10 +34,11 @@ __all__ = [
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
 _MIMES: Final = ("image/jpeg", "image/png", "image/gif", "image/webp")
-# Tuples, not `bytes | bytearray`: a union is built anew at each check (an object for the
-# garbage collector, several per submit).
+# Tuples made once, not `bytes | bytearray` nor a tuple written in the call: either is built
+# anew at each check (an object for the garbage collector, several per submit).
 _BYTES: Final = (bytes, bytearray, memoryview)
 _SEQUENCES: Final = (list, tuple)
+_PATHS: Final = (str, os.PathLike)
 _DATA_URI: Final = re.compile(r"data:(?P<mime>[\w/+.-]+)(?:;[\w=.-]+)*;base64,", re.ASCII)
 
 QUEUE_PARAMS: Final = frozenset(
@@ -186,7 +187,7 @@ async def _load(image: ImageInput) -> str | bytes:
             return image
         if image.startswith("data:"):
             return _check_data_uri(image)
-    if not isinstance(image, (str, os.PathLike)):
+    if not isinstance(image, _PATHS):
         raise InvalidRequestError(
             f"image={image!r} is a {type(image).__name__}; pass a URL, a data URI, a file path "
             "or the image bytes"

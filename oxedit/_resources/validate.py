@@ -195,6 +195,10 @@ class _Entry:
     passed: set[tuple[Any, ...]] = field(default_factory=set)
 
 
+# Made once: a tuple written in the check would be built anew for each parameter of each submit.
+_UNHASHABLE: Final = (list, dict, set)
+
+
 def _shape(payload: dict[str, Any]) -> tuple[Any, ...] | None:
     """What the check of `payload` depends on: every parameter's value, but of the prompt and
     the images (different in every request, checked by their type alone) only their types and
@@ -214,7 +218,7 @@ def _shape(payload: dict[str, Any]) -> tuple[Any, ...] | None:
                 key.append(tuple(map(type, value)))
             else:
                 key.append(type(value))
-        elif isinstance(value, (list, dict, set)):
+        elif isinstance(value, _UNHASHABLE):
             return None
         else:
             # The type too: 1 == 1.0 == True, but a schema tells them apart.
