@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -44,9 +44,15 @@ from .ratelimit import AdaptiveRate
 from .recovery import Recovery
 from .registry import Registry
 
-__all__ = ["Enqueuer"]
+__all__ = ["Enqueuer", "SchemaCheck"]
 
 log = logging.getLogger("oxedit")
+
+
+class SchemaCheck(Protocol):
+    """What checks a request against its model's schema (`Schemas`), fetching it first."""
+
+    async def check(self, payload: dict[str, Any]) -> None: ...
 
 
 class _NotSent(Exception):
@@ -103,7 +109,7 @@ class Enqueuer:
         job: type[Job] = Job,
         on_send: Callable[[float], None] | None = None,
         api: Api | None = None,
-        check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        schemas: SchemaCheck | None = None,
     ) -> list[Job]:
         """`enqueue` for a request that must wait for its turn first (`pace.must_wait()`): it
         waits here, in a frame of a few slots, and `enqueue`'s (some 25 live slots) is made
@@ -121,7 +127,7 @@ class Enqueuer:
             job=job,
             on_send=on_send,
             api=api,
-            check=check,
+            schemas=schemas,
             turn_taken=True,
         )
 
@@ -134,20 +140,21 @@ class Enqueuer:
         job: type[Job] = Job,
         on_send: Callable[[float], None] | None = None,
         api: Api | None = None,
-        check: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        schemas: SchemaCheck | None = None,
         turn_taken: bool = False,
     ) -> list[Job]:
         """Enqueue once; returns the registered generations (resolved already when a row
         adopted after a lost response was terminal).
 
-        `payload` was checked against its model's schema, or `check(payload)` does that once
-        this enqueue's turn came (the first submits of a model, whose schema is being
-        fetched: a burst of them waits once, in the pace's line, not first for the schema and
-        again for its turn). `on_send(unix_time)` is called just before each POST
-        is sent (a journal records it: only a row enqueued shortly after it can be this
-        request's). `api` gives this call's retry policy and timeouts (`Client.with_options`);
-        by default the client's. `turn_taken`: `pace.acquire()` returned just now (in
-        `enqueue_in_turn`), for the first attempt.
+        `payload` was checked against its model's schema, or `schemas.check(payload)` does
+        that once this enqueue's turn came (the first submits of a model, whose schema is
+        being fetched: a burst of them waits once, in the pace's line, not first for the
+        schema and again for its turn; the schemas are passed, not their bound `check`, which
+        would be one more object for each parked submit). `on_send(unix_time)` is called just
+        before each POST is sent (a journal records it: only a row enqueued shortly after it
+        can be this request's). `api` gives this call's retry policy and timeouts
+        (`Client.with_options`); by default the client's. `turn_taken`: `pace.acquire()`
+        returned just now (in `enqueue_in_turn`), for the first attempt.
         """
         if self._closed:
             raise ClientStateError("the client is closed; nothing was sent")
@@ -155,7 +162,7 @@ class Enqueuer:
         # every frame in the chain is 10,000 more objects for the garbage collector.
         body: bytes | None = None  # `payload` encoded, once it is checked
         key: int | None = None  # the body's hash
-        if check is None:
+        if schemas is None:
             body = json_encoder.encode(payload)
             key = hash(body)
             self._recovery.started(key)
@@ -189,9 +196,9 @@ class Enqueuer:
                     # model is: only the turns taken wait here, the rest of a burst in line.
                     if body is None or not listener.connected:
                         try:
-                            if body is None:  # the first submits of a model: `check` given
-                                assert check is not None
-                                await check(payload)  # may reshape the images: then encoded
+                            if body is None:  # the first submits of a model: `schemas` given
+                                assert schemas is not None
+                                await schemas.check(payload)  # may reshape the images
                                 body = json_encoder.encode(payload)
                                 key = hash(body)
                                 self._recovery.started(key)

@@ -216,17 +216,17 @@ class Tracker:
         frame of it (10,000 parked submits, 10,000 fewer objects for the garbage collector).
         """
         _, listener, enqueuer = self.require_open()
-        check = None
+        schemas = None
         if not self.schemas.cached(payload):
             # The first of a model: checked by the enqueue once its turn came, so that a burst
             # waits once, in line, not first for the schema and then for its turn. The stream
             # connects meanwhile.
             listener.start()
-            check = self.schemas.check
+            schemas = self.schemas
         # Waiting for its turn, it waits in a small frame (see `Enqueuer.enqueue_in_turn`).
         enqueue = enqueuer.enqueue_in_turn if enqueuer.pace.must_wait() else enqueuer.enqueue
         return enqueue(
-            payload, n, owner=self, job=self._job, on_send=on_send, api=self.api, check=check
+            payload, n, owner=self, job=self._job, on_send=on_send, api=self.api, schemas=schemas
         )
 
     def follow(self, generation_id: str) -> Job:

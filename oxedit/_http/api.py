@@ -363,10 +363,14 @@ class Api:
         repeatable. With `slot_held`, the caller holds a connection slot of the transport
         already (`Transport.slots`: the enqueue takes one before it decides to send)."""
         self.stats.count_request(f"{method} {route}", len(body))
-        transport = self.transport
-        send = transport.send if slot_held else transport.request
-        resp = await send(
-            method, path, body=body, content_type=content_type, timeouts=self.timeouts
-        )
+        # No bound method in a local: it would live as long as the request.
+        if slot_held:
+            resp = await self.transport.send(
+                method, path, body=body, content_type=content_type, timeouts=self.timeouts
+            )
+        else:
+            resp = await self.transport.request(
+                method, path, body=body, content_type=content_type, timeouts=self.timeouts
+            )
         self.stats.bytes_received += len(resp.body)
         return resp
