@@ -188,7 +188,8 @@ class Enqueuer:
                 ticket = pace.ticket
                 retry_after = None
                 self._posting += 1
-                self._idle.clear()
+                if self._posting == 1:
+                    self._idle.clear()
                 pace.sending()
                 try:
                     # The stream must be up before anything is sent (events are not

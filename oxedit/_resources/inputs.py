@@ -240,8 +240,11 @@ async def build_payload(
             raise InvalidRequestError(
                 f"{name!r} is passed as submit({'image' if name == 'input_image' else name}=...)"
             )
-    if isinstance(image, _SEQUENCES):
-        uris: str | list[str] = [await image_to_uri(i) for i in image]
+    uris: str | list[str]
+    if type(image) is bytes:  # the bulk of a burst of submits: no coroutine to load them
+        uris = _warn_if_large(_bytes_to_uri(image, "image bytes"))
+    elif isinstance(image, _SEQUENCES):
+        uris = [await image_to_uri(i) for i in image]
         if not uris:
             raise InvalidRequestError("image=[] is empty; pass at least one image")
     else:
