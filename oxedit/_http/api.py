@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -277,14 +277,18 @@ class Api:
             stats.count_request(key)
             try:
                 resp = await self.transport.request(
-                    method, path, params=params, timeouts=self.timeouts, listing=listing
+                    method,
+                    path,
+                    params=params,
+                    timeouts=self.timeouts,
+                    listing=listing,
+                    counts=stats,
                 )
             except ClientStateError:
                 raise
             except APIConnectionError as exc:
                 retrying.failed(exc, classify(method, None, sent=exc.sent))
                 continue
-            stats.bytes_received += len(resp.body)
             if is_success(resp.status):
                 try:
                     return decode(decoder, resp, what)
@@ -349,7 +353,7 @@ class Api:
         )
         return listed.data
 
-    async def send(
+    def send(
         self,
         method: str,
         path: str,
@@ -358,19 +362,26 @@ class Api:
         route: str,
         content_type: str = "application/json",
         slot_held: bool = False,
-    ) -> Response:
+    ) -> Coroutine[Any, Any, Response]:
         """One request with a body, not retried: the caller decides, since a POST may not be
         repeatable. With `slot_held`, the caller holds a connection slot of the transport
-        already (`Transport.slots`: the enqueue takes one before it decides to send)."""
-        self.stats.count_request(f"{method} {route}", len(body))
-        # No bound method in a local: it would live as long as the request.
+        already (`Transport.slots`: the enqueue takes one before it decides to send).
+
+        Counted now, and not a coroutine itself: it returns the transport's, one coroutine
+        fewer alive for each request in flight (each enqueue's start keeps what it makes
+        until the answer, and a burst of starts is what runs young collections)."""
+        stats = self.stats
+        stats.count_request(f"{method} {route}", len(body))
+        transport = self.transport
         if slot_held:
-            resp = await self.transport.send(
-                method, path, body=body, content_type=content_type, timeouts=self.timeouts
+            return transport.send(
+                method,
+                path,
+                body=body,
+                content_type=content_type,
+                timeouts=self.timeouts,
+                counts=stats,
             )
-        else:
-            resp = await self.transport.request(
-                method, path, body=body, content_type=content_type, timeouts=self.timeouts
-            )
-        self.stats.bytes_received += len(resp.body)
-        return resp
+        return transport.request(
+            method, path, body=body, content_type=content_type, timeouts=self.timeouts, counts=stats
+        )

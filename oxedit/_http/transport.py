@@ -18,7 +18,7 @@ import io
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Unpack
+from typing import Any, Protocol, Unpack
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -41,6 +41,7 @@ from .slots import Slots
 
 __all__ = [
     "HttpSettings",
+    "Received",
     "Response",
     "Transport",
     "is_success",
@@ -51,6 +52,12 @@ _MAX_REDIRECTS = 5
 _BYTES_BODY = 1 << 20  # larger request bodies go to aiohttp as a file-like object
 
 log = logging.getLogger("oxedit")
+
+
+class Received(Protocol):
+    """Where the transport counts the bytes of the API answers it read (`Counters`)."""
+
+    bytes_received: int
 
 
 def url_problem(url: str) -> str | None:
@@ -274,6 +281,7 @@ class Transport:
         content_type: str = "application/json",
         timeouts: Timeouts | None = None,
         listing: bool = False,
+        counts: Received | None = None,
     ) -> Response:
         """One API request, once a connection slot is free (see `send`)."""
         # acquire/release rather than `async with`: a parked request then holds no
@@ -290,6 +298,7 @@ class Transport:
                 content_type=content_type,
                 timeouts=timeouts,
                 listing=listing,
+                counts=counts,
             )
         finally:
             self.slots.release()
@@ -304,9 +313,11 @@ class Transport:
         content_type: str = "application/json",
         timeouts: Timeouts | None = None,
         listing: bool = False,
+        counts: Received | None = None,
     ) -> Response:
         """One API request, sent now: the caller holds one of the `slots` (`request` takes
         one; a caller that must decide whether to send after its wait takes one itself).
+        The answer's bytes are added to `counts.bytes_received`.
 
         Raises `APIConnectionError` when no response came, `ResponseTooLargeError` when the
         answer passed `Limits.max_response_bytes` (with `listing`, a list's
@@ -356,6 +367,8 @@ class Transport:
                 data = await _read_capped(
                     resp, self._limits, f"{method} {path}", listing=listing, watch=watch
                 )
+                if counts is not None:
+                    counts.bytes_received += len(data)
                 if self.hooks.response or log.isEnabledFor(logging.DEBUG):
                     self._observed(method, url, resp.status, started)
                 return Response(resp.status, resp.headers, data)
