@@ -50,9 +50,13 @@ log = logging.getLogger("oxedit")
 
 
 class SchemaCheck(Protocol):
-    """What checks a request against its model's schema (`Schemas`), fetching it first."""
+    """What checks a request against its model's schema (`Schemas`)."""
 
-    async def check(self, payload: dict[str, Any]) -> None: ...
+    def cached(self, payload: dict[str, Any]) -> bool:
+        """Check it if the schema is loaded (True), without awaiting; False: `check`."""
+
+    async def check(self, payload: dict[str, Any]) -> None:
+        """Check it, fetching the schema first."""
 
 
 class _NotSent(Exception):
@@ -199,11 +203,14 @@ class Enqueuer:
                         try:
                             if body is None:  # the first submits of a model: `schemas` given
                                 assert schemas is not None
-                                await schemas.check(payload)  # may reshape the images
+                                # Awaited only while the schema is not loaded: the rest of the
+                                # burst is checked from the cache, with no coroutine each.
+                                if not schemas.cached(payload):  # may reshape the images
+                                    await schemas.check(payload)
                                 body = json_encoder.encode(payload)
                                 key = hash(body)
                                 self._recovery.started(key)
-                            epoch = await listener.ready()
+                            epoch = listener.epoch if listener.connected else await listener.ready()
                         except OxeditError as exc:  # nothing was sent: not a POST's failure
                             raise _NotSent(exc) from None
                     else:

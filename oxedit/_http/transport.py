@@ -121,6 +121,13 @@ def _expired(watch: _Watch, method: str, path: str, limits: Timeouts) -> APITime
     )
 
 
+def _small_and_plain(resp: aiohttp.ClientResponse, cap: int) -> bool:
+    """An answer that says it is at most `cap` bytes and is not compressed: read at once
+    (aiohttp stops at its `Content-Length`)."""
+    length = resp.content_length
+    return length is not None and length <= cap and not resp.headers.get("Content-Encoding")
+
+
 async def _read_capped(
     resp: aiohttp.ClientResponse,
     limits: Limits,
@@ -139,9 +146,8 @@ async def _read_capped(
     """
     floor = limits.max_response_bytes
     cap = limits.max_list_response_bytes if listing else floor
-    length = resp.content_length
-    if length is not None and length <= floor and not resp.headers.get("Content-Encoding"):
-        return await resp.read()  # the common case: a small, plain answer, read at once
+    if _small_and_plain(resp, floor):
+        return await resp.read()  # the common case, read at once
     content = resp.content
     pieces: list[bytes] = []
     size = 0
@@ -364,9 +370,12 @@ class Transport:
             try:
                 watch.resp = resp
                 watch.heard(loop.time())  # the head came: silence counts from now
-                data = await _read_capped(
-                    resp, self._limits, f"{method} {path}", listing=listing, watch=watch
-                )
+                if _small_and_plain(resp, self._limits.max_response_bytes):
+                    data = await resp.read()  # nearly every answer: no coroutine to read it
+                else:
+                    data = await _read_capped(
+                        resp, self._limits, f"{method} {path}", listing=listing, watch=watch
+                    )
                 if counts is not None:
                     counts.bytes_received += len(data)
                 if self.hooks.response or log.isEnabledFor(logging.DEBUG):
