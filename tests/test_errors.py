@@ -135,6 +135,41 @@ async def test_a_callers_own_timeout_is_its_own_and_the_client_goes_on() -> None
             assert await client.models() == []
 
 
+async def test_a_small_answer_still_coming_is_not_silence_and_each_request_is_timed_afresh() -> (
+    None
+):
+    """`Timeouts.read` is silence: a small answer whose bytes keep coming, each within the
+    read timeout, all of them past it, is read to its end (it was read at once, and ended as
+    "nothing came" once it took longer than the read timeout in all). And the transport
+    reuses the watch of a request that is over: one the read timeout ended leaves nothing of
+    its deadline or its ending to the next."""
+    calls = 0
+
+    async def silent_then_slow(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()  # ended by Timeouts.read
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        body = b'{"data": []}'
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        for byte in body:  # each piece within the read timeout, all of them past it
+            await asyncio.sleep(0.05)
+            await resp.write(bytes([byte]))
+        return resp
+
+    async with serve(silent_then_slow) as url:
+        timeouts = oxedit.Timeouts(read=0.3)
+        client = oxedit.Client(api_key="k", base_url=url, retry=NO_RETRY, timeouts=timeouts)
+        async with client, asyncio.timeout(10):
+            with pytest.raises(oxedit.APITimeoutError, match="Timeouts.read"):
+                await client.models()
+            assert await client.models() == []
+            assert await client.models() == []
+    assert calls == 3
+
+
 # -- `.message` is the server's text -------------------------------------------------------------
 
 

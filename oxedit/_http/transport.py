@@ -122,10 +122,17 @@ def _expired(watch: _Watch, method: str, path: str, limits: Timeouts) -> APITime
 
 
 def _small_and_plain(resp: aiohttp.ClientResponse, cap: int) -> bool:
-    """An answer that says it is at most `cap` bytes and is not compressed: read at once
-    (aiohttp stops at its `Content-Length`)."""
+    """An answer aiohttp has read to its end already, of at most `cap` bytes and not
+    compressed: taken at once. One still coming is read piece by piece, each piece a sign of
+    life for `Timeouts.read` (read at once, a small answer dribbling in was ended as silent
+    once it took longer than the read timeout in all)."""
     length = resp.content_length
-    return length is not None and length <= cap and not resp.headers.get("Content-Encoding")
+    return (
+        length is not None
+        and length <= cap
+        and resp.content.is_eof()
+        and not resp.headers.get("Content-Encoding")
+    )
 
 
 async def _read_capped(
