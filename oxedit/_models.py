@@ -8,7 +8,7 @@ Decoders are built once, here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypeVar
 
@@ -292,18 +292,18 @@ def _generation(
     return gen
 
 
-(
-    _ID,
-    _STATUS,
-    _URL,
-    _ERROR,
-    _MODEL,
-    _PROMPT,
-    _ENQUEUED_AT,
-    _STARTED_AT,
-    _COMPLETED_AT,
-    _RETRIED_FROM,
-) = (Generation.__dict__[f.name].__set__ for f in fields(Generation))
+# The setters of `Generation`'s slots, each by its name.
+_SLOTS = Generation.__dict__
+_ID = _SLOTS["id"].__set__
+_STATUS = _SLOTS["status"].__set__
+_URL = _SLOTS["url"].__set__
+_ERROR = _SLOTS["error"].__set__
+_MODEL = _SLOTS["model"].__set__
+_PROMPT = _SLOTS["prompt"].__set__
+_ENQUEUED_AT = _SLOTS["enqueued_at"].__set__
+_STARTED_AT = _SLOTS["started_at"].__set__
+_COMPLETED_AT = _SLOTS["completed_at"].__set__
+_RETRIED_FROM = _SLOTS["retried_from"].__set__
 _READER = _Bound.__dict__["_reader"].__set__
 
 

@@ -372,16 +372,7 @@ class Api:
         until the answer, and a burst of starts is what runs young collections)."""
         stats = self.stats
         stats.count_request(f"{method} {route}", len(body))
-        transport = self.transport
-        if slot_held:
-            return transport.send(
-                method,
-                path,
-                body=body,
-                content_type=content_type,
-                timeouts=self.timeouts,
-                counts=stats,
-            )
-        return transport.request(
+        send = self.transport.send if slot_held else self.transport.request
+        return send(
             method, path, body=body, content_type=content_type, timeouts=self.timeouts, counts=stats
         )

@@ -86,21 +86,23 @@ class _Watch:
     __slots__ = ("expired", "read", "read_by", "resp", "task", "total_by")
 
     def __init__(self) -> None:
-        self.end()
-        self.read = self.read_by = self.total_by = 0.0
+        # cancelled when silent before the answer's head (then `send` says)
+        self.task: asyncio.Task[Any] | None = None
+        self.resp: aiohttp.ClientResponse | None = None  # closed when past a deadline
+        self.expired: str | None = None  # "read" or "total", once the watchdog ended it
+        self.read = self.read_by = self.total_by = 0.0  # read_by, total_by: loop time
 
     def begin(
         self, task: asyncio.Task[Any] | None, read: float, now: float, total_by: float
     ) -> None:
-        self.task = task  # cancelled when silent before the answer's head (then `send` says)
+        """A request starts (`end()` left `resp` and `expired` unset)."""
+        self.task = task
         self.read = read
-        self.read_by = now + read  # loop time
+        self.read_by = now + read
         self.total_by = total_by
-        self.resp: aiohttp.ClientResponse | None = None  # closed when past a deadline
-        self.expired: str | None = None  # "read" or "total", once the watchdog ended it
 
     def end(self) -> None:
-        """The request is over: let go of its task and response."""
+        """The request is over: let go of its task and response, for the next to begin."""
         self.task = None
         self.resp = None
         self.expired = None

@@ -242,7 +242,7 @@ async def build_payload(
             )
     uris: str | list[str]
     if type(image) is bytes:  # the bulk of a burst of submits: no coroutine to load them
-        uris = _warn_if_large(_bytes_to_uri(image, "image bytes"))
+        uris = _warn_if_large(_bytes_to_uri(image, _what(image)))
     elif isinstance(image, _SEQUENCES):
         uris = [await image_to_uri(i) for i in image]
         if not uris:
