@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "oxedit._atomic",
             "oxedit._catalogue",
+            "oxedit._clock",
             "oxedit._config",
             "oxedit._constants",
             "oxedit._display",

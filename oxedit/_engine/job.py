@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any, Protocol, Self, cast
 
 from .._exceptions import (
-    GenerationCancelled,
-    GenerationFailed,
     JobPendingError,
     JobTimeout,
     OxeditError,
 )
 from .._models import Generation, ResultReader, rebound
-from .registry import Outcome, Pending
+from .registry import Outcome, Pending, error_of
 
 __all__ = ["AsCompleted", "DerivedJob", "Job", "JobOwner", "handed_out"]
 
@@ -27,35 +25,25 @@ class JobOwner(Protocol):
     async def cancel(self, generation_id: str) -> Outcome: ...
 
 
-def _error(outcome: Outcome) -> OxeditError | None:
-    """What `await job` raises for this outcome (None: it returns the generation)."""
-    if isinstance(outcome, OxeditError):
-        return outcome
-    if outcome.status == "failed":
-        return GenerationFailed(outcome.id, outcome.error)
-    if outcome.status == "cancelled":
-        return GenerationCancelled(outcome.id)
-    return None
-
-
 def _unwrap(outcome: Outcome) -> Generation:
-    error = _error(outcome)
+    error = error_of(outcome)
     if error is not None:
         raise error
     return cast(Generation, outcome)
 
 
-class _Awaited(asyncio.Future[None]):
+class _Awaited(asyncio.Future[Generation]):
     """What the first `await job` of a pending job suspends on: a future of its own, so that
     cancelling the awaiting task cancels this one, never the job (which other callers may be
     awaiting).
 
-    The registry calls it as the job settles (`Pending._waiter`): the task resumes after one
-    loop callback, as a task awaiting a plain future does. It is its own iterator (what
-    `Job.__await__` hands the task): it yields itself until done, then returns the outcome,
-    read from the job only then (`Pending._result`). An awaited job costs this object alone:
-    no iterator of a future's (`asyncio.shield` was about ten objects; a done callback on a
-    future of the job, a second callback and a generator).
+    The registry calls it with the outcome as the job settles (`Pending._waiter`): its
+    result is then what `await job` returns (or its exception what it raises), and the task
+    resumes after one loop callback, as a task awaiting a plain future does. It is its own
+    iterator (what `Job.__await__` hands the task): it yields itself until done, then returns
+    its result. An awaited job costs this object alone: no iterator of a future's
+    (`asyncio.shield` was about ten objects; a done callback on a future of the job, a
+    second callback and a generator).
     """
 
     __slots__ = ("_job",)
@@ -64,14 +52,18 @@ class _Awaited(asyncio.Future[None]):
     # Python `__init__` calling `super().__init__()` took half again as long).
     _job: Pending
 
-    def __call__(self) -> None:
-        if not self.done():  # else cancelled: its caller gave up
-            self.set_result(None)
+    def __call__(self, outcome: Outcome) -> None:
+        if self.done():  # cancelled: its caller gave up
+            return
+        error = error_of(outcome)
+        if error is None:
+            self.set_result(outcome)  # type: ignore[arg-type]  # no error: a generation
+        else:
+            self.set_exception(error)
 
-    def __iter__(self) -> Generator[Any, None, None]:
-        # `yield from` takes the iterator this gives (`DerivedJob.__await__`): itself, not a
-        # future's (which would return this future's own result, None).
-        return cast("Generator[Any, None, None]", self)
+    def __iter__(self) -> Generator[Any, None, Generation]:
+        # `yield from` takes the iterator this gives (`DerivedJob.__await__`): itself.
+        return cast("Generator[Any, None, Generation]", self)
 
     def __next__(self) -> _Awaited:
         # As `asyncio.Future.__await__`: suspend on this future until it is done, then
@@ -79,10 +71,9 @@ class _Awaited(asyncio.Future[None]):
         if not self.done():
             self._asyncio_future_blocking = True
             return self
-        self.result()  # raises CancelledError if the awaiting task was cancelled
-        outcome = self._job._result()
-        assert outcome is not None  # done only once the job settled
-        raise StopIteration(_unwrap(outcome))
+        # The generation; raises what the job ended with (or CancelledError if the awaiting
+        # task was cancelled).
+        raise StopIteration(self.result())
 
     def cancel(self, msg: Any | None = None) -> bool:
         # The awaiting task gave up (asyncio cancels what it awaits): stop being called.
@@ -171,7 +162,8 @@ class Job(Pending):
     __slots__ = ("_owner", "_record", "id")
 
     def __init__(self, owner: JobOwner, generation_id: str, record: Pending | None = None):
-        super().__init__()
+        # `Pending.__init__`'s fields, set here: a call fewer for each job made.
+        self._next = self._waiter = self._outcome = self._future = None
         self._owner = owner
         self.id = generation_id
         self._record = record
@@ -200,7 +192,8 @@ class Job(Pending):
         # without the frames and timeout scope of `wait()` or a generator of this method's.
         record = self._record or self
         if record._waiter is None and record._outcome is None:
-            return cast("Generator[Any, None, Generation]", awaited(record))
+            # Not `cast(...)`: a Python call on every first `await job`.
+            return awaited(record)  # type: ignore[return-value]  # its own iterator
         return self._settled()
 
     def _settled(self) -> Generator[Any, None, Generation]:

@@ -25,8 +25,9 @@ from typing import Any, TypeAlias
 import msgspec
 
 from .. import _constants as C
+from .._clock import loop_clock
 from .._config import ReconcilePolicy
-from .._exceptions import ClientStateError, OxeditError
+from .._exceptions import ClientStateError, GenerationCancelled, GenerationFailed, OxeditError
 from .._models import (
     TERMINAL_STATUSES,
     CompletionEvent,
@@ -40,7 +41,7 @@ from .._models import (
 )
 from .schedule import CheckSchedule
 
-__all__ = ["COMPLETED", "Outcome", "Pending", "Registry"]
+__all__ = ["COMPLETED", "Outcome", "Pending", "Registry", "error_of"]
 
 log = logging.getLogger("oxedit")
 
@@ -85,10 +86,11 @@ class Pending:
 
     Its registration time, model and namespace live on its cohort. Its outcome is a value,
     not a future's: a future is made only for whoever needs one (`Job.wait`, a second
-    `await job`, `as_completed`); the first `await job` is woken through `_waiter`. Settled
-    by its completion event, it keeps the decoded event (which the garbage collector does not
-    track) until the outcome is read (`_result`): 50,000 completions in a burst then leave
-    nothing for a collection to promote while their awaiting tasks wait for their turn.
+    `await job`, `as_completed`); the first `await job` is woken through `_waiter`, which is
+    handed the outcome. Settled by its completion event while nobody awaits it, it keeps the
+    decoded event (which the garbage collector does not track) until the outcome is read
+    (`_result`): 50,000 jobs settled before anyone awaits them leave nothing for a collection
+    to promote.
     """
 
     __slots__ = ("_cohort", "_future", "_key", "_next", "_outcome", "_waiter")
@@ -99,9 +101,9 @@ class Pending:
     _cohort: _Cohort
     # The bucket of `Registry._later` it is due in after its first check; None until then.
     _next: list[str] | None
-    # The first `await job` waiting for it (`_engine.job`), called as it settles: its task
-    # resumes after one loop callback, as one awaiting a plain future would.
-    _waiter: Callable[[], Any] | None
+    # The first `await job` waiting for it (`_engine.job`), called with the outcome as it
+    # settles: its task resumes after one loop callback, as one awaiting a plain future would.
+    _waiter: Callable[[Outcome], Any] | None
     _outcome: Outcome | CompletionEvent | None  # None while pending; read it with `_result`
     _future: asyncio.Future[None] | None  # done as it settles; made on first need
 
@@ -129,6 +131,17 @@ class Pending:
         return future
 
 
+def error_of(outcome: Outcome) -> OxeditError | None:
+    """What `await job` raises for this outcome (None: it returns the generation)."""
+    if isinstance(outcome, OxeditError):
+        return outcome
+    if outcome.status == "failed":
+        return GenerationFailed(outcome.id, outcome.error)
+    if outcome.status == "cancelled":
+        return GenerationCancelled(outcome.id)
+    return None
+
+
 # What a job found due is marked with until it is filed again (`Registry.due`).
 _DUE: list[str] = []
 
@@ -149,7 +162,7 @@ class Registry:
         # when an early event no enqueue claimed leaves the buffer (`ClientStats.foreign_events`).
         self._on_foreign = on_foreign
         self.reader = reader  # what downloads the generations settled here (the client)
-        self._loop = asyncio.get_running_loop()
+        self._now = loop_clock(asyncio.get_running_loop())  # the loop's clock
         # Called once per settled job (the `settled` event hook): the id it was enqueued as,
         # its outcome, and the seconds since its registration.
         self._on_settle = on_settle
@@ -169,7 +182,7 @@ class Registry:
         # timestamp per id.
         self._known: set[str] = set()
         self._known_old: set[str] = set()
-        self._known_since = self._loop.time()
+        self._known_since = self._now()
         self._known_ttl = known_ttl
         self._moved: dict[str, str] = {}  # enqueued id -> the retried row followed now
         self._origins: dict[str, str] = {}  # ... and back
@@ -229,7 +242,7 @@ class Registry:
         # Due as a new job of its age would be (at once if past its first check).
         cohort = pending._cohort
         first = cohort.at + self.schedule.first_check(cohort.model)
-        self._put(pending, max(first, self._loop.time()))
+        self._put(pending, max(first, self._now()))
         return pending
 
     def current(self, generation_id: str) -> str:
@@ -258,7 +271,8 @@ class Registry:
         landed.add(number)
         while flights and flights[0] in landed:
             landed.discard(heapq.heappop(flights))
-        self._evict_early()
+        if self._early_order:  # else nothing kept (every early event is in the order)
+            self._evict_early()
 
     def early_size(self) -> tuple[int, int]:
         """Early events kept now, and the bytes they are counted as."""
@@ -391,8 +405,7 @@ class Registry:
         pending = self._pending.get(generation_id)
         if pending is not None:
             return pending
-        loop = self._loop
-        now = loop.time()
+        now = self._now()
         route = (model, namespace)
         cohort = self._cohorts.get(route)
         if cohort is None or now - cohort.at >= C.COHORT_SPAN:
@@ -436,7 +449,7 @@ class Registry:
             return False
         if event:
             cohort = pending._cohort
-            self.schedule.observe(cohort.model, self._loop.time() - cohort.at)
+            self.schedule.observe(cohort.model, self._now() - cohort.at)
         origin = self._origin(outcome.id)
         if origin != outcome.id:  # settled by the row it was retried as
             outcome = outcome.retried(origin)
@@ -455,7 +468,7 @@ class Registry:
         if pending is None:
             return False
         cohort = pending._cohort
-        self.schedule.observe(cohort.model, self._loop.time() - cohort.at)
+        self.schedule.observe(cohort.model, self._now() - cohort.at)
         self._settle(pending, event, event.generation_id)
         return True
 
@@ -481,14 +494,18 @@ class Registry:
         """The one place a job settles: it was just popped from the pending ones, so this
         runs once per job, whatever duplicates or races come after. `outcome` is an event
         only when no `settled` hook is set (`_resolve_event`)."""
+        waiter = pending._waiter
+        if waiter is not None and isinstance(outcome, CompletionEvent):
+            # Awaited: what it resumes with is made now, and handed to the waiter.
+            outcome = generation_of_event(outcome, pending._cohort.reader)
         pending._outcome = outcome
         future = pending._future
         if future is not None and not future.done():
             future.set_result(None)
-        waiter = pending._waiter
         if waiter is not None:
             pending._waiter = None  # a settled job keeps no waiter alive
-            waiter()
+            assert not isinstance(outcome, CompletionEvent)  # made above
+            waiter(outcome)
         cohort = pending._cohort
         cohort.live -= 1
         if not cohort.live:
@@ -496,7 +513,7 @@ class Registry:
         self._remember(pending._key)
         if self._on_settle is not None:
             assert not isinstance(outcome, CompletionEvent)  # made at once for the hook
-            self._on_settle(origin, outcome, self._loop.time() - cohort.at)
+            self._on_settle(origin, outcome, self._now() - cohort.at)
 
     def fail_closed(self) -> None:
         """The client closed: each pending job ends with an error naming its id."""
@@ -527,7 +544,7 @@ class Registry:
         found still active now (`checked` after the check sets it again), so no job ever
         drops out of the schedule, whatever happens to its check.
         """
-        now = self._loop.time()
+        now = self._now()
         found: list[Pending] = []
         pending = self._pending
         first = self.schedule.first_check
@@ -564,7 +581,7 @@ class Registry:
         from its age."""
         pending = self._pending.get(generation_id)
         if pending is not None:
-            self._recheck(pending, self._loop.time())
+            self._recheck(pending, self._now())
 
     def due_at(self, generation_id: str) -> float | None:
         """Loop time of the job's next check, to a reconcile tick (None: not pending)."""
@@ -595,7 +612,7 @@ class Registry:
             bucket.append(pending._key)
 
     def _remember(self, generation_id: str) -> None:
-        now = self._loop.time()
+        now = self._now()
         if now - self._known_since >= self._known_ttl:
             self._known_old, self._known = self._known, set()
             self._known_since = now

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, Unpack
@@ -24,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from .. import _constants as C
+from .._clock import loop_clock
 from .._config import Limits, Timeouts
 from .._exceptions import (
     APIConnectionError,
@@ -124,17 +126,12 @@ def _expired(watch: _Watch, method: str, path: str, limits: Timeouts) -> APITime
 
 
 def _small_and_plain(resp: aiohttp.ClientResponse, cap: int) -> bool:
-    """An answer aiohttp has read to its end already, of at most `cap` bytes and not
-    compressed: taken at once. One still coming is read piece by piece, each piece a sign of
-    life for `Timeouts.read` (read at once, a small answer dribbling in was ended as silent
-    once it took longer than the read timeout in all)."""
-    length = resp.content_length
-    return (
-        length is not None
-        and length <= cap
-        and resp.content.is_eof()
-        and not resp.headers.get("Content-Encoding")
-    )
+    """An answer aiohttp has read to its end already, of at most `cap` bytes (as they are
+    read: decompressed): taken at once. One still coming is read piece by piece, each piece a
+    sign of life for `Timeouts.read` (read at once, a small answer dribbling in was ended as
+    silent once it took longer than the read timeout in all)."""
+    content = resp.content
+    return content.is_eof() and content.total_bytes <= cap
 
 
 async def _read_capped(
@@ -241,8 +238,10 @@ class Transport:
         self._api: Channel | None = None
         self._stream: Channel | None = None
         self._files: Channel | None = None
+        self._now = time.monotonic  # the loop's clock (`loop_clock`), set on `open`
 
     async def open(self) -> None:
+        self._now = loop_clock(asyncio.get_running_loop())
         self._api, self._stream, self._files = self._sessions.open()
         self._watchdog = asyncio.create_task(self._enforce_deadlines(), name="oxedit-deadlines")
 
@@ -251,10 +250,10 @@ class Transport:
         never trips the read timeout) or silent for `Timeouts.read`: an answer being read is
         closed (its read fails at once), a request still waiting for the answer's head is
         cancelled, which `send` turns into `APITimeoutError` (as `asyncio.timeout` does)."""
-        loop = asyncio.get_running_loop()
+        clock = self._now
         while True:
             await asyncio.sleep(self._tick)
-            now = loop.time()
+            now = clock()
             for key, watch in list(self._watched.items()):
                 if watch.total_by <= now:
                     watch.expired = "total"
@@ -350,8 +349,8 @@ class Transport:
         headers = api.headers if body is None else api.json_headers
         if body is not None and content_type != "application/json":
             headers = {**api.json_headers, "Content-Type": content_type}
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        clock = self._now
+        started = clock()
         spare = self._spare_watches
         watch = spare.pop() if spare else _Watch()
         watch.begin(asyncio.current_task(), limits.read, started, started + limits.total)
@@ -378,7 +377,7 @@ class Transport:
             )
             try:
                 watch.resp = resp
-                watch.heard(loop.time())  # the head came: silence counts from now
+                watch.read_by = clock() + watch.read  # the head came: silence counts from now
                 if _small_and_plain(resp, self._limits.max_response_bytes):
                     data = await resp.read()  # nearly every answer: no coroutine to read it
                 else:
@@ -413,7 +412,7 @@ class Transport:
     def _observed(self, method: str, url: str, status: int, started: float) -> None:
         """A response came: tell the hooks and the debug log (method, URL, status; never the
         headers, one of which holds the key)."""
-        elapsed = asyncio.get_running_loop().time() - started
+        elapsed = self._now() - started
         log.debug("HTTP %s %s: %d in %.3f s", method, url, status, elapsed)
         if self.hooks.response:
             self.hooks.on_response(method, url, status, elapsed)
