@@ -227,7 +227,8 @@ class Client:
                 (`target_namespace`), checked against the model's schema before sending.
         """
         tracker = self._tracker
-        drop_single_generation(params)
+        if "num_generations" in params:
+            drop_single_generation(params)
         tracker.require_open()
         if tracker.uploader is not None:
             image = await tracker.hosted(image)
@@ -235,7 +236,13 @@ class Client:
         # The payload holds what they held: a submit waiting for its turn keeps neither (the
         # keyword dict is one more object per parked submit, the image bytes its size).
         del params, image
-        (job,) = await tracker.enqueue(payload, 1)  # the enqueuer's coroutine: no extra frame
+        # `tracker.enqueue` in steps (see `Tracker.send`): a bad request raises now, and the
+        # turn is waited for in this frame, the enqueue's made once it came.
+        schemas = tracker.check(payload)
+        waits = tracker.must_wait()
+        if waits:
+            await tracker.turn()
+        (job,) = await tracker.send(payload, 1, schemas, turn_taken=waits)
         return job
 
     async def submit_generations(

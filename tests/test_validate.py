@@ -21,7 +21,7 @@ from oxedit._resources.validate import FALLBACK, DiskCache, Schema, Schemas, _sh
 from oxedit.server import _schemas as server_schemas
 from oxedit.server._api import Api as ServerApi
 from oxedit.server._responses import typed_error
-from oxedit.testing import LocalServer
+from oxedit.testing import Faults, LocalServer
 
 from .helpers import FAST_RETRY, client_for, png
 
@@ -103,6 +103,45 @@ async def test_concurrent_first_submits_share_one_schema_fetch(oxen_server: Loca
         assert [(await job).status for job in jobs] == ["succeeded"] * 21
     assert oxen_server.stats.requests_by_route[MODEL_GET] == 1  # then no I/O per request
     assert oxen_server.stats.requests_by_route[QUEUE] == 21
+
+
+async def test_a_bad_request_behind_a_line_of_submits_is_refused_at_once() -> None:
+    # A submit waits for its turn behind those already in line (the start window, then one
+    # connection): a bad request is refused from the cached schema before it waits.
+    async with (
+        LocalServer(faults=Faults(latency=0.2)) as server,
+        client_for(server, limits=oxedit.Limits(max_connections=1)) as client,
+    ):
+        await client.submit(prompt="p", image=png())  # the schema is cached
+        line = [asyncio.create_task(client.submit(prompt="p", image=png())) for _ in range(40)]
+        await asyncio.sleep(0)  # each runs up to where it waits
+        with pytest.raises(oxedit.InvalidRequestError, match="aspect_ratio"):
+            await client.submit(prompt="p", image=png(), aspect_ratio="7:5")
+        assert sum(task.done() for task in line) < 40  # it did not wait for the line
+        jobs = await asyncio.gather(*line)
+        assert [(await job).status for job in jobs] == ["succeeded"] * 40
+
+
+async def test_bad_requests_in_a_first_burst_each_fail_and_the_good_ones_go() -> None:
+    # The first submits of a model are checked once their turn came (the schema is being
+    # fetched): each bad one hands its turn on, so none of those behind it waits for ever.
+    async with (
+        LocalServer() as server,
+        client_for(server, limits=oxedit.Limits(max_connections=2)) as client,
+    ):
+        async with asyncio.timeout(20):
+            results = await asyncio.gather(
+                *(
+                    client.submit(prompt="p", image=png(), aspect_ratio="7:5" if i % 2 else "1:1")
+                    for i in range(60)
+                ),
+                return_exceptions=True,
+            )
+            bad = results[1::2]
+            assert all(isinstance(r, oxedit.InvalidRequestError) for r in bad), bad[:3]
+            good = [r for r in results[::2] if isinstance(r, oxedit.Job)]
+            assert [(await job).status for job in good] == ["succeeded"] * 30
+    assert server.stats.requests_by_route[QUEUE] == 30
 
 
 async def test_an_unknown_model_is_refused_before_sending(oxen_server: LocalServer) -> None:

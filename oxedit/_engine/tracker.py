@@ -31,7 +31,7 @@ from .._resources.inputs import ImageInput, hosted
 from .._resources.results import Downloader
 from .._resources.upload import Uploader
 from .._resources.validate import Schemas
-from .enqueue import Enqueuer
+from .enqueue import Enqueuer, SchemaCheck
 from .job import DerivedJob, Job, handed_out
 from .listener import Listener
 from .ratelimit import AdaptiveRate, SharedPace
@@ -183,8 +183,9 @@ class Tracker:
 
     def require_open(self) -> _Parts:
         """The open client's parts; `ClientStateError` before opening and after closing."""
-        parts = self._life.parts
-        if self.state is not State.OPENED or parts is None:
+        life = self._life
+        parts = life.parts
+        if life.state is not State.OPENED or parts is None:
             hint = (
                 "use `async with oxedit.Client() as client:`"
                 if self.state is State.UNOPENED
@@ -208,26 +209,53 @@ class Tracker:
     def enqueue(
         self, payload: dict[str, Any], n: int, on_send: Callable[[float], None] | None = None
     ) -> Coroutine[Any, Any, list[Job]]:
-        """The one enqueue path (`submit`, `submit_generations`, `map`): check `payload`
-        against its model's schema, then POST it for `n` generations, one job each;
-        `on_send(unix_time)` before each POST.
+        """The one enqueue path (`submit_generations`, `map`; `submit` takes it in steps, see
+        `send`): check `payload` against its model's schema, then POST it for `n`
+        generations, one job each; `on_send(unix_time)` before each POST.
 
         Not a coroutine itself: it returns the enqueuer's, so a parked `submit()` holds no
         frame of it (10,000 parked submits, 10,000 fewer objects for the garbage collector).
         """
-        _, listener, enqueuer = self.require_open()
-        schemas = None
-        if not self.schemas.cached(payload):
-            # The first of a model: checked by the enqueue once its turn came, so that a burst
-            # waits once, in line, not first for the schema and then for its turn. The stream
-            # connects meanwhile.
-            listener.start()
-            schemas = self.schemas
+        schemas = self.check(payload)
+        enqueuer = self.require_open().enqueuer
         # Waiting for its turn, it waits in a small frame (see `Enqueuer.enqueue_in_turn`).
         enqueue = enqueuer.enqueue_in_turn if enqueuer.pace.must_wait() else enqueuer.enqueue
         return enqueue(
             payload, n, owner=self, job=self._job, on_send=on_send, api=self.api, schemas=schemas
         )
+
+    def check(self, payload: dict[str, Any]) -> SchemaCheck | None:
+        """Check `payload` against its model's cached schema (a bad request raises now);
+        None once checked. The first requests of a model, whose schema is not loaded yet,
+        are checked by their enqueue once its turn came (so that a burst waits once, in line,
+        not first for the schema and then for its turn): for them, the schemas to check
+        with; the stream starts connecting meanwhile."""
+        if self.schemas.cached(payload):
+            return None
+        self.require_open().listener.start()
+        return self.schemas
+
+    def must_wait(self) -> bool:
+        """Whether an enqueue must wait for its turn first (see `turn`)."""
+        return self.require_open().enqueuer.pace.must_wait()
+
+    def turn(self) -> Coroutine[Any, Any, None]:
+        """Wait for an enqueue's turn (in order, see `AdaptiveRate.acquire`); the enqueue must
+        then be made at once (`send(..., turn_taken=True)`)."""
+        return self.require_open().enqueuer.pace.acquire()
+
+    def send(
+        self, payload: dict[str, Any], n: int, schemas: SchemaCheck | None, *, turn_taken: bool
+    ) -> Coroutine[Any, Any, list[Job]]:
+        """`enqueue` in steps, as `submit()` takes it: `schemas = check(payload)`, then
+        `await turn()` if `must_wait()`, then this (`turn_taken`: after the turn). A parked
+        submit then waits in its own frame and `acquire`'s: the enqueue's (some 25 live
+        slots, which a full collection visits for every parked submit) is made once its turn
+        came, with no frame between them (`Enqueuer.enqueue_in_turn`'s)."""
+        return self.require_open().enqueuer.enqueue(
+            payload, n, owner=self, job=self._job, api=self.api, schemas=schemas,
+            turn_taken=turn_taken,
+        )  # fmt: skip
 
     def follow(self, generation_id: str) -> Job:
         """Follow a generation enqueued elsewhere: reconciled at once, then like any other."""
