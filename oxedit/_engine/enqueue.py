@@ -37,7 +37,7 @@ from .._exceptions import (
 from .._http.api import Api
 from .._http.retry import Retrying, Verdict, classify
 from .._models import TERMINAL_STATUSES, GenerationRow, enqueue_decoder, json_encoder
-from .._response import Response, is_success, parse_retry_after
+from .._response import Response, parse_retry_after
 from .job import Job, JobOwner, handed_out
 from .listener import Listener
 from .ratelimit import AdaptiveRate
@@ -189,7 +189,9 @@ class Enqueuer:
                     turn_taken = False
                 elif pace.must_wait():
                     await pace.acquire()
-                ticket = pace.ticket
+                # The pace's ticket as this send was admitted: read before the first wait
+                # below, and only then (nothing changes it while nothing is awaited).
+                ticket = None
                 retry_after = None
                 self._posting += 1
                 if self._posting == 1:
@@ -206,11 +208,17 @@ class Enqueuer:
                                 # Awaited only while the schema is not loaded: the rest of the
                                 # burst is checked from the cache, with no coroutine each.
                                 if not schemas.cached(payload):  # may reshape the images
+                                    ticket = pace.ticket
                                     await schemas.check(payload)
                                 body = json_encoder.encode(payload)
                                 key = hash(body)
                                 self._recovery.started(key)
-                            epoch = listener.epoch if listener.connected else await listener.ready()
+                            if listener.connected:
+                                epoch = listener.epoch
+                            else:
+                                if ticket is None:
+                                    ticket = pace.ticket
+                                epoch = await listener.ready()
                         except OxeditError as exc:  # nothing was sent: not a POST's failure
                             raise _NotSent(exc) from None
                     else:
@@ -221,9 +229,11 @@ class Enqueuer:
                     # Admitted, then a connection slot (no socket is held while waiting for
                     # it); sent only if the pace did not drop meanwhile, else queued again.
                     if not slots.take():
+                        if ticket is None:
+                            ticket = pace.ticket
                         await slots.acquire()
                     try:
-                        if pace.ticket != ticket:
+                        if ticket is not None and pace.ticket != ticket:
                             continue  # nothing was sent: no attempt counted
                         # From here the POST may reach the server: cancelled now, what it may
                         # have created is searched for (cancelled while parked above, nothing
@@ -243,7 +253,7 @@ class Enqueuer:
                 except ResponseTooLargeError as exc:  # not read: it may have named ids
                     error, verdict = exc, Verdict.AMBIGUOUS
                 else:
-                    if is_success(resp.status):
+                    if 200 <= resp.status < 300:  # `is_success`, without a call
                         pace.succeeded()
                         ids = _ids(resp, n)
                         if ids is not None:
@@ -259,7 +269,10 @@ class Enqueuer:
                                 kept = listener.follow(
                                     generation_id, epoch, model, namespace, created
                                 )
-                                registered.append(handed_out(created, kept))
+                                # `handed_out`, without a call for the usual case
+                                registered.append(
+                                    created if kept is created else handed_out(created, kept)
+                                )
                             return registered
                         error, verdict = _without_ids(resp, n), Verdict.AMBIGUOUS
                     else:

@@ -60,12 +60,13 @@ class Listener:
         self._refused_since: float | None = None
         self._reconciler = reconciler
         self._task: asyncio.Task[None] | None = None
+        # Open now, and not in a streak of connections that died before they were healthy
+        # (then `ready()` decides). A value, not a property: every enqueue reads it.
+        self.connected = False
 
-    @property
-    def connected(self) -> bool:
-        """Open now, and not in a streak of connections that died before they were healthy
-        (then `ready()` decides)."""
-        return self._connected.is_set() and self._failures <= self._api.retry.max_retries
+    def _update(self) -> None:
+        """`connected` again, after the connection or the streak of failures changed."""
+        self.connected = self._connected.is_set() and self._failures <= self._api.retry.max_retries
 
     def start(self) -> None:
         if self._task is None and self._fatal is None:
@@ -102,14 +103,11 @@ class Listener:
         `sent_epoch` (-1: unknown, so it is reconciled at once); `record`: as
         `Registry.add` takes it."""
         pending = self._registry.add(generation_id, model, namespace, record)
-        self.vouch(generation_id, sent_epoch)
-        return pending
-
-    def vouch(self, generation_id: str, sent_epoch: int) -> None:
-        """Called when a job is registered: if the stream was down at any moment since its
-        POST was sent, its event may be lost, so it is reconciled once the stream is back."""
+        # If the stream was down at any moment since its POST was sent, its event may be
+        # lost: it is reconciled once the stream is back.
         if sent_epoch != self.epoch or not self._connected.is_set():
             self._reconciler.recheck((generation_id,))
+        return pending
 
     async def close(self) -> None:
         """Stop the stream and the reconciler; a `ready()` waiting now or later raises
@@ -119,6 +117,7 @@ class Listener:
                 "the client was closed while waiting for the event stream; nothing was sent"
             )
         self._connected.clear()
+        self._update()
         self._notify()
         task, self._task = self._task, None
         await stop(task)
@@ -158,6 +157,7 @@ class Listener:
                     log.error("event stream refused: %s", exc)
                     self._fatal = exc
                     self._connected.clear()
+                    self._update()
                     self._registry.fail_all(exc)
                     self._notify()
                     return
@@ -172,6 +172,7 @@ class Listener:
             self._last_error = error
             self._connected.clear()
             self._failures += 1
+            self._update()
             self._notify()
             await asyncio.sleep(
                 backoff(
@@ -198,6 +199,7 @@ class Listener:
             # Nothing fired while we were away is replayed: ask the queue about every job.
             self._reconciler.recheck(self._registry.ids())
         self._connected.set()
+        self._update()
         self._notify()
 
     def _on_healthy(self) -> None:
@@ -205,3 +207,4 @@ class Listener:
         self._attempt = 0
         self._refused_since = None
         self._last_error = None
+        self._update()

@@ -189,9 +189,11 @@ class AdaptiveRate:
                         held = slot.done() and not slot.cancelled()
                     continue
                 # Unpaced, but a `Retry-After` (capped, see `refused`) still holds every send.
+                if not self._pause_until:  # never paused: no clock to read
+                    break  # this send's turn (a shared budget's, below, when there is one)
                 delay = self._pause_until - loop.time()
                 if delay <= 0:
-                    break  # this send's turn (a shared budget's, below, when there is one)
+                    break
                 await asyncio.sleep(delay)
         except BaseException:
             if held:  # the slot goes to the next in line
@@ -209,10 +211,11 @@ class AdaptiveRate:
             if self._closed:
                 raise ClientStateError("the client was closed; nothing was sent")
             return
+        if self.rate is None:
+            return
         now = loop.time()
-        if self.rate is None or (not self._waiters and now >= max(self._next, self._pause_until)):
-            if self.rate is not None:
-                self._next = now + 1.0 / self.rate
+        if not self._waiters and now >= max(self._next, self._pause_until):
+            self._next = now + 1.0 / self.rate
             return
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
@@ -235,16 +238,18 @@ class AdaptiveRate:
             self._next = loop.time() + 1.0 / self.rate
 
     def succeeded(self) -> None:
-        """An enqueue was accepted: raise the rate a little (or count it, while unpaced)."""
-        self.refused_share -= C.RATE_EWMA * self.refused_share
-        self._recent = (self._recent << 1) & _RECENT_MASK
+        """An enqueue was accepted: raise the rate a little (or count it, while unpaced).
+
+        Called before the same enqueue's `answered()`, which hands on the slots it frees."""
+        if self.refused_share:  # nothing refused lately: nothing to decay
+            self.refused_share -= C.RATE_EWMA * self.refused_share
+        if self._recent:
+            self._recent = (self._recent << 1) & _RECENT_MASK
         if self._shared is not None:
             self._shared.succeeded()
         if self.rate is None:
             if self.window < self.max_window:
                 self.window += 1  # the slow start: one more in flight per success
-            if self._slots:
-                self._open_slots()
             now = time.monotonic()
             if now - self._window_start >= 1.0:
                 self._previous_ok = self._window_ok if now - self._window_start < 2.0 else 0

@@ -71,6 +71,9 @@ def _mime_of(data: bytes, what: str) -> str:
 
 
 def _bytes_to_uri(data: bytes, what: str) -> str:
+    """`data` as a data URI; warns when it is large (see `image_to_uri`)."""
+    if len(data) > C.LARGE_INLINE_IMAGE_BYTES:
+        warnings.warn(_LARGE_INLINE, LargeInlineImageWarning, stacklevel=1)
     return f"data:{_mime_of(data, what)};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -131,7 +134,7 @@ async def image_to_uri(image: ImageInput) -> str:
     """
     loaded = await _load(image)
     if isinstance(loaded, bytes):
-        return _warn_if_large(_bytes_to_uri(loaded, _what(image)))
+        return _bytes_to_uri(loaded, _what(image))
     return _warn_if_large(loaded) if loaded.startswith("data:") else loaded
 
 
@@ -242,7 +245,7 @@ async def build_payload(
             )
     uris: str | list[str]
     if type(image) is bytes:  # the bulk of a burst of submits: no coroutine to load them
-        uris = _warn_if_large(_bytes_to_uri(image, _what(image)))
+        uris = _bytes_to_uri(image, _what(image))
     elif isinstance(image, _SEQUENCES):
         uris = [await image_to_uri(i) for i in image]
         if not uris:
