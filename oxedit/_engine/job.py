@@ -55,6 +55,9 @@ class _Awaited(asyncio.Future[Generation]):
     def __call__(self, outcome: Outcome) -> None:
         if self.done():  # cancelled: its caller gave up
             return
+        if isinstance(outcome, Generation) and outcome.status == "succeeded":
+            self.set_result(outcome)  # nearly every job: without `error_of`'s call
+            return
         error = error_of(outcome)
         if error is None:
             self.set_result(outcome)  # type: ignore[arg-type]  # no error: a generation

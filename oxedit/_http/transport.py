@@ -440,15 +440,10 @@ class Transport:
                 if not is_success(resp.status):
                     body = await _read_capped(resp, self._limits, f"stream {path}")
                     raise status_error(Response(resp.status, resp.headers, body))
-                yield self._chunks(resp, path)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _translate(exc, f"stream {path}") from exc
-
-    @staticmethod
-    async def _chunks(resp: aiohttp.ClientResponse, path: str) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in resp.content.iter_any():
-                yield chunk
+                # aiohttp's own iterator, not one of ours around it (an async generator's step
+                # per chunk): what it raises while the caller reads reaches the `except`
+                # below through this `yield`, and is translated there.
+                yield resp.content.iter_any()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _translate(exc, f"stream {path}") from exc
 
