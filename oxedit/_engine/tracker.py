@@ -241,8 +241,11 @@ class Tracker:
 
     def turn(self) -> Coroutine[Any, Any, None]:
         """Wait for an enqueue's turn (in order, see `AdaptiveRate.acquire`); the enqueue must
-        then be made at once (`send(..., turn_taken=True)`)."""
-        return self.require_open().enqueuer.pace.acquire()
+        then be made at once (`send(..., turn_taken=True)`). Called right after
+        `must_wait()`, which checked that the client is open."""
+        parts = self._life.parts
+        assert parts is not None  # opened: `must_wait()` said so just now
+        return parts.enqueuer.pace.acquire()
 
     def send(
         self, payload: dict[str, Any], n: int, schemas: SchemaCheck | None, *, turn_taken: bool

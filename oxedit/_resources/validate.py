@@ -191,8 +191,10 @@ class _Entry:
     schema: Schema | None  # None: the request is sent unchecked
     missing: bool  # the models endpoint answered 404
     expires: float  # time.monotonic(); inf: for the client's lifetime
-    # Shapes of requests that passed (see `_shape`): the same again needs no check.
-    passed: set[tuple[Any, ...]] = field(default_factory=set)
+    # Shapes of requests that passed (see `_shape`): the same again needs no check. Each
+    # says whether the check reshaped `input_image` (`Schema.shape_image`), so that one of
+    # the same shape is reshaped too, and one that was not needs no call.
+    passed: dict[tuple[Any, ...], bool] = field(default_factory=dict)
 
 
 # Made once: a tuple written in the check would be built anew for each parameter of each submit.
@@ -279,15 +281,17 @@ class Schemas:
             # Thousands of submits differ only in prompt and image: check each shape once.
             try:
                 shape = _shape(payload)
-                seen = shape is not None and shape in entry.passed
+                reshaped = None if shape is None else entry.passed.get(shape)
             except TypeError:  # an unhashable value inside a tuple, say
-                shape, seen = None, False
-            if seen:
-                schema.shape_image(payload)
+                shape, reshaped = None, None
+            if reshaped is not None:  # seen: checked already
+                if reshaped:
+                    schema.shape_image(payload)
                 return True
+            images = payload.get("input_image")
             schema.check(payload)
             if shape is not None and len(entry.passed) < C.SCHEMA_SHAPES_KEPT:
-                entry.passed.add(shape)
+                entry.passed[shape] = payload.get("input_image") is not images
             return True
         self._apply(entry, payload)
         return True
