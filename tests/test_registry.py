@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import msgspec
 import pytest
 
 from oxedit import Generation, GenerationExpired, ReconcilePolicy
@@ -253,6 +255,41 @@ async def test_a_chunk_of_events_ends_as_the_events_one_by_one(
         one_by_one.is_early(f"g{i}") for i in range(30)
     ]
     assert len(batched) == len(one_by_one) == 0  # "mine" settled
+
+
+async def test_events_read_whole_after_one_of_ours_end_as_read_by_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # After an event of its own, the next is decoded whole at once: another process's event
+    # whose other fields do not decode is still only another process's (as read by its id
+    # alone), and ours still settle, whatever comes between them.
+    datas = [
+        event("mine1"),
+        event("mine2"),
+        b'{"generation_id": "theirs1", "status": 7}',
+        event("mine3"),
+        b"{",
+        event("theirs2"),
+        event("mine4", "failed"),
+    ]
+    outcomes = []
+    for batched in (False, True):
+        foreign: list[int] = []
+        registry = Registry(on_foreign=foreign.append)
+        jobs = [registry.add(f"mine{i}") for i in range(1, 5)]
+        if batched:
+            assert registry.events(datas) == len(datas) - 1  # `{` is malformed
+        else:
+            for data in datas:
+                with contextlib.suppress(msgspec.DecodeError):
+                    registry.event(data)
+        outcomes.append(([job._result() for job in jobs], sum(foreign), len(registry)))
+    assert outcomes[0] == outcomes[1]
+    results, foreign_count, left = outcomes[1]
+    statuses = [r.status for r in results if isinstance(r, Generation)]
+    assert statuses == ["succeeded", "succeeded", "succeeded", "failed"]
+    assert (foreign_count, left) == (2, 0)
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
 
 
 async def test_a_chunk_with_a_malformed_event_reads_the_others(

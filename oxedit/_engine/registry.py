@@ -194,6 +194,7 @@ class Registry:
         self._early_size = 0
         self._early_bytes = early_bytes
         self._early_limit = early_limit
+        self._ours = False  # the last event `events` read was about a job pending here
         self._started = 0  # enqueues started so far: the number of the latest
         self._flights: list[int] = []  # heap of the numbers of those in flight
         self._landed: set[int] = set()  # finished, still in the heap (removed lazily)
@@ -302,16 +303,30 @@ class Registry:
         of them (counting the dropped ones, accounting for the kept ones and evicting).
 
         A malformed event is logged and skipped. Returns how many were well-formed.
+
+        While the events are this client's (the last one was), each is decoded whole at once
+        rather than its id first and then whole: one decode, not two, for nearly every event
+        of a client alone on its account. Once one is not, ids come first again (most events
+        of an account shared with other processes are theirs).
         """
-        decode = event_id_decoder.decode
+        decode, whole = event_id_decoder.decode, event_decoder.decode
         pending, early, order = self._pending, self._early, self._early_order
         foreign = kept = kept_bytes = malformed = 0
+        ours = self._ours
         for data in datas:
             try:
-                generation_id = decode(data).generation_id
+                event = None
+                if ours:
+                    try:  # noqa: SIM105 - `suppress()` would be two calls more per event
+                        event = whole(data)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        pass  # read as any other below: by its id first
+                generation_id = (event or decode(data)).generation_id
                 if generation_id in pending:
-                    self._resolve_event(event_decoder.decode(data))
+                    ours = True
+                    self._resolve_event(event or whole(data))
                     continue
+                ours = False
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("ignoring a malformed %s event: %s", COMPLETED, exc)
                 malformed += 1
@@ -325,6 +340,7 @@ class Registry:
                 order.append(generation_id)
                 kept += 1
                 kept_bytes += len(data)
+        self._ours = ours
         if foreign and self._on_foreign is not None:
             self._on_foreign(foreign)
         if kept:

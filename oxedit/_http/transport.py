@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _MAX_REDIRECTS = 5
+_new_tuple = tuple.__new__
 _BYTES_BODY = 1 << 20  # larger request bodies go to aiohttp as a file-like object
 
 log = logging.getLogger("oxedit")
@@ -388,7 +389,8 @@ class Transport:
                     counts.bytes_received += len(data)
                 if self.hooks.response or log.isEnabledFor(logging.DEBUG):
                     self._observed(method, url, resp.status, started)
-                return Response(resp.status, resp.headers, data)
+                # `Response(...)` without its Python `__new__` (a named tuple's): every answer.
+                return _new_tuple(Response, (resp.status, resp.headers, data))
             finally:
                 resp.release()
         except asyncio.CancelledError:
