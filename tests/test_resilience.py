@@ -6,11 +6,12 @@ import asyncio
 from collections import Counter
 
 import pytest
+from aiohttp import web
 
 import oxedit
 from oxedit.testing import LocalServer
 
-from .helpers import FAST, FAST_RETRY, client_for, eventually, png
+from .helpers import FAST, FAST_RETRY, client_for, eventually, png, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -76,6 +77,43 @@ async def test_silent_stream_is_detected_and_replaced(oxen_server: LocalServer) 
         outcomes = await settle(jobs)  # by reconciliation, if the stream is not back yet
         await eventually(lambda: client.stats.event_connections >= 2)
     assert all(status == "succeeded" for status in outcomes.values())
+
+
+async def test_a_stream_that_keeps_speaking_is_kept(oxen_server: LocalServer) -> None:
+    # Its silence is found by the client's watchdog counting the bytes read since it last
+    # looked: keep-alives every 0.05 s keep a 0.3 s `stream_idle` from ever ending it.
+    oxen_server.faults.keepalive_interval = 0.05
+    oxen_server.faults.latency = 1.2  # four times the idle timeout
+    timeouts = oxedit.Timeouts(stream_idle=0.3)
+    async with client_for(oxen_server, timeouts=timeouts, reconcile=FAST) as client:
+        assert (await (await client.submit(prompt="ok", image=png()))).status == "succeeded"
+        assert client.stats.event_connections == 1
+
+
+async def test_a_stream_whose_head_never_comes_is_given_up_as_silent() -> None:
+    # Until its head came, the stream's silence is timed as an API request's: the watchdog
+    # cancels the wait; nothing is sent while the stream is not up.
+    posts = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal posts
+        if request.path == "/api/events":
+            await asyncio.Event().wait()  # no head, ever
+        if request.method == "POST":
+            posts += 1
+        return web.json_response({"id": "qwen-image-edit"})
+
+    async with serve(handler) as url:
+        client = oxedit.Client(
+            api_key="k",
+            base_url=url,
+            retry=oxedit.RetryPolicy(max_retries=0),
+            timeouts=oxedit.Timeouts(stream_idle=0.3),
+        )
+        async with client, asyncio.timeout(10):
+            with pytest.raises(oxedit.APITimeoutError, match=r"0.3 s \(Timeouts.stream_idle\)"):
+                await client.submit(prompt="p", image=png())
+    assert posts == 0
 
 
 @pytest.mark.oxen_faults(drop_event_rate=0.5, seed=11)

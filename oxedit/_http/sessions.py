@@ -139,7 +139,8 @@ def client_timeout(
     timeouts: Timeouts, *, read: float | None = None, total: float | None = None
 ) -> aiohttp.ClientTimeout:
     """aiohttp's timeouts for a session or one request (`Timeouts.read` and `total` of API
-    requests are the transport's watchdog's, not aiohttp's `sock_read` and `total`)."""
+    requests, and `stream_idle`, are the transport's watchdog's, not aiohttp's `sock_read`
+    and `total`)."""
     # `connect=None`: waiting for a free connection is not a timeout, only the socket
     # connect is (else 10,000 queued submits would time out in the pool).
     return aiohttp.ClientTimeout(
@@ -203,9 +204,10 @@ class Sessions:
         """The API, stream and download channels."""
         json = {"Content-Type": "application/json"}
         stream_headers = {**self._api_headers, "Accept": "text/event-stream"}
-        # API requests' `Timeouts.read` and `total` are enforced by the transport's watchdog.
+        # API requests' `Timeouts.read` and `total`, and the stream's `stream_idle`, are
+        # enforced by the transport's watchdog.
         api_timeout = self._timeout()
-        stream_timeout = self._timeout(read=self._timeouts.stream_idle)
+        stream_timeout = self._timeout()
         files_timeout = self._timeout(read=self._timeouts.read, total=self._timeouts.download)
         user = self._http.session
         if user is not None:

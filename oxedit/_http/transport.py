@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -83,10 +84,10 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 class _Watch:
-    """An API request in flight, as the transport's watchdog sees it. Used again by later
-    requests once this one is over (`Transport.send`)."""
+    """An API request in flight, or the event stream, as the transport's watchdog sees it.
+    An API request's is used again by later requests once it is over (`Transport.send`)."""
 
-    __slots__ = ("expired", "read", "read_by", "resp", "task", "total_by")
+    __slots__ = ("content", "expired", "read", "read_by", "resp", "seen", "task", "total_by")
 
     def __init__(self) -> None:
         # cancelled when silent before the answer's head (then `send` says)
@@ -94,6 +95,10 @@ class _Watch:
         self.resp: aiohttp.ClientResponse | None = None  # closed when past a deadline
         self.expired: str | None = None  # "read" or "total", once the watchdog ended it
         self.read = self.read_by = self.total_by = 0.0  # read_by, total_by: loop time
+        # The event stream's body, once its head came: the watchdog counts the bytes read
+        # into it since it last looked (`seen`) as signs of life.
+        self.content: aiohttp.StreamReader | None = None
+        self.seen = 0
 
     def begin(
         self, task: asyncio.Task[Any] | None, read: float, now: float, total_by: float
@@ -123,6 +128,12 @@ def _expired(watch: _Watch, method: str, path: str, limits: Timeouts) -> APITime
         )
     return APITimeoutError(
         f"{method} {path} failed: nothing came for {limits.read:g} s (Timeouts.read)", sent=True
+    )
+
+
+def _silent_stream(path: str, idle: float) -> APITimeoutError:
+    return APITimeoutError(
+        f"stream {path}: nothing came for {idle:g} s (Timeouts.stream_idle)", sent=True
     )
 
 
@@ -234,7 +245,7 @@ class Transport:
         # some 40 of aiohttp's own). At most as many as requests were ever in flight at once.
         self._spare_watches: list[_Watch] = []
         # How often it looks: within a quarter of the shortest timeout, at most a second late.
-        self._tick = min(1.0, timeouts.read / 4, timeouts.total / 4)
+        self._tick = min(1.0, timeouts.read / 4, timeouts.total / 4, timeouts.stream_idle / 4)
         self._watchdog: asyncio.Task[None] | None = None
         self._api: Channel | None = None
         self._stream: Channel | None = None
@@ -248,14 +259,24 @@ class Transport:
 
     async def _enforce_deadlines(self) -> None:
         """End the API requests past `Timeouts.total` (a server dribbling a byte now and then
-        never trips the read timeout) or silent for `Timeouts.read`: an answer being read is
-        closed (its read fails at once), a request still waiting for the answer's head is
-        cancelled, which `send` turns into `APITimeoutError` (as `asyncio.timeout` does)."""
+        never trips the read timeout) or silent for `Timeouts.read`, and the event stream
+        silent for `Timeouts.stream_idle`: an answer being read is closed (its read fails at
+        once), a request still waiting for the answer's head is cancelled, which `send` (or
+        `stream`) turns into `APITimeoutError` (as `asyncio.timeout` does).
+
+        The stream's reads are not timed one by one (aiohttp's read timeout re-arms a timer
+        for every chunk, a third of what reading a chunk costs): each look counts the bytes
+        read since the one before, so silence is found within two ticks of
+        `Timeouts.stream_idle`."""
         clock = self._now
         while True:
             await asyncio.sleep(self._tick)
             now = clock()
             for key, watch in list(self._watched.items()):
+                content = watch.content
+                if content is not None and content.total_bytes != watch.seen:
+                    watch.seen = content.total_bytes  # the stream spoke since the last look
+                    watch.read_by = now + watch.read
                 if watch.total_by <= now:
                     watch.expired = "total"
                 elif watch.read_by <= now:
@@ -424,30 +445,51 @@ class Transport:
         """Open an event stream; yields its raw byte chunks once the 200 headers arrived.
 
         Raises `APIStatusError` on an error status, `APIConnectionError` when the connection
-        fails or stays silent longer than `Timeouts.stream_idle`.
+        fails, `APITimeoutError` when it stays silent longer than `Timeouts.stream_idle`
+        (found by the watchdog, see `_enforce_deadlines`).
         """
         channel = self._stream
         if self._closing or channel is None:
             raise self._closed_error(f"stream {path}")
         channel.check_open(f"stream {path}")
         url = self.base_url + path
-        started = asyncio.get_running_loop().time()
+        clock = self._now
+        started = clock()
+        idle = self._timeouts.stream_idle
+        watch = _Watch()
+        watch.begin(asyncio.current_task(), idle, started, math.inf)
+        key = id(watch)
         if self.hooks.request:
             self.hooks.on_request("GET", url)
+        self._watched[key] = watch
         try:
             async with channel.session.get(
                 url, headers=channel.headers, allow_redirects=False, **channel.extra
             ) as resp:
+                watch.resp = resp
+                watch.content = resp.content  # from now on, its bytes are its signs of life
+                watch.read_by = clock() + idle
                 self._observed("GET", url, resp.status, started)
                 if not is_success(resp.status):
-                    body = await _read_capped(resp, self._limits, f"stream {path}")
+                    body = await _read_capped(resp, self._limits, f"stream {path}", watch=watch)
                     raise status_error(Response(resp.status, resp.headers, body))
                 # aiohttp's own iterator, not one of ours around it (an async generator's step
                 # per chunk): what it raises while the caller reads reaches the `except`
                 # below through this `yield`, and is translated there.
                 yield resp.content.iter_any()
+            if watch.expired is not None:  # closed by the watchdog: the read ended early
+                raise _silent_stream(path, idle)
+        except asyncio.CancelledError:
+            # Ours only when the watchdog ended it and nobody else cancelled the task too.
+            if watch.expired is None or watch.task is None or watch.task.uncancel() > 0:
+                raise
+            raise _silent_stream(path, idle) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
+            if watch.expired is not None:
+                raise _silent_stream(path, idle) from exc
             raise _translate(exc, f"stream {path}") from exc
+        finally:
+            self._watched.pop(key, None)
 
     async def download(self, url: str) -> Response:
         """GET a result file, following redirects by hand, reading at most
