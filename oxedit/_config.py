@@ -172,8 +172,10 @@ class Timeouts:
         total: One API request from start to end, however slowly its bytes arrive.
         download: One result download from start to end.
 
-    An API request's `read` and `total` are enforced by one watchdog per client, late by at
-    most a quarter of the shorter of them (and at most a second), not by a timer per request.
+    An API request's `read` and `total`, and `stream_idle`, are enforced by one watchdog per
+    client, not by a timer per request (or per chunk of the stream). It looks every quarter
+    of the shortest of the three (at least once a second): a request ends at most one look
+    late, a silent stream at most two.
 
     Example:
         ```python
