@@ -76,6 +76,24 @@ async def test_early_buffer_is_bounded_and_cleared() -> None:
     assert registry.add("g8")._outcome is None  # cleared when no enqueue was in flight
 
 
+async def test_a_newer_enqueue_ending_first_leaves_what_an_older_one_may_claim() -> None:
+    registry = Registry()
+    older = registry.enqueue_started()
+    registry.event(event("a"))
+    newer = registry.enqueue_started()
+    registry.event(event("b"))
+    newest = registry.enqueue_started()
+    registry.enqueue_finished(newer)
+    registry.enqueue_finished(newest)
+    assert registry.early_size()[0] == 2  # `older` may still announce either
+    registry.enqueue_finished(older)
+    assert registry.early_size() == (0, 0)
+    again = registry.enqueue_started()
+    registry.event(event("c"))
+    registry.enqueue_finished(again)  # the oldest in flight again, then none
+    assert registry.early_size() == (0, 0)
+
+
 async def test_early_buffer_is_bounded_in_bytes() -> None:
     one = len(event("g0")) + C.EARLY_EVENT_OVERHEAD
     registry = Registry(early_bytes=3 * one)

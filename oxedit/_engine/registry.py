@@ -196,8 +196,8 @@ class Registry:
         self._early_limit = early_limit
         self._ours = False  # the last event `events` read was about a job pending here
         self._started = 0  # enqueues started so far: the number of the latest
-        self._flights: list[int] = []  # heap of the numbers of those in flight
-        self._landed: set[int] = set()  # finished, still in the heap (removed lazily)
+        self._flights: set[int] = set()  # the numbers of those in flight
+        self._oldest = 0  # the lowest of them (while there is one)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -262,16 +262,20 @@ class Registry:
     def enqueue_started(self) -> int:
         """An enqueue starts: events for unknown ids are kept until it ends. Returns its
         number, for `enqueue_finished`."""
-        self._started += 1
-        heapq.heappush(self._flights, self._started)
-        return self._started
+        number = self._started = self._started + 1
+        flights = self._flights
+        if not flights:
+            self._oldest = number
+        flights.add(number)
+        return number
 
     def enqueue_finished(self, number: int) -> None:
         """The enqueue `number` ended: the events that only it could still claim go."""
-        flights, landed = self._flights, self._landed
-        landed.add(number)
-        while flights and flights[0] in landed:
-            landed.discard(heapq.heappop(flights))
+        flights = self._flights
+        flights.discard(number)
+        if number == self._oldest and flights:
+            # Found again only when the oldest ends: once in as many as are in flight.
+            self._oldest = min(flights)
         if self._early_order:  # else nothing kept (every early event is in the order)
             self._evict_early()
 
@@ -386,7 +390,7 @@ class Registry:
                 runs.clear()
                 self._early_size = 0
             return
-        oldest = flights[0]
+        oldest = self._oldest
         max_bytes, max_count = self._early_bytes, self._early_limit
         size = self._early_size
         overhead = C.EARLY_EVENT_OVERHEAD
