@@ -401,6 +401,38 @@ def test_a_shape_key_tells_apart_every_request_a_check_could_tell_apart() -> Non
     assert _shape({"a": [1]}) is None  # not a key: checked each time
 
 
+async def test_a_request_of_the_last_ones_objects_is_checked_and_shaped_as_its_own() -> None:
+    # A request holding the very objects of the last one checked is of its shape without
+    # making its key: never one whose value merely equals (True == 1), nor one whose image
+    # the last one did not have (a string where it had a list).
+    raw = {
+        "properties": {
+            "prompt": {"type": "string"},
+            "input_image": {"type": "array", "items": {"type": "string"}},
+            "steps": {"type": "integer"},
+        }
+    }
+
+    async def fetch(model: str) -> Model:
+        return Model(id=model, request_schema=raw)
+
+    schemas = Schemas(fetch)
+    steps = 10**6  # one object, as a loop of submits passes it
+    listed: dict[str, Any] = {"model": "m", "steps": steps, "prompt": "a", "input_image": ["x"]}
+    await schemas.check(listed)
+    one: dict[str, Any] = {"model": "m", "steps": steps, "prompt": "b", "input_image": "y"}
+    assert schemas.cached(one)
+    assert one["input_image"] == ["y"]  # shaped as the model takes it
+    again: dict[str, Any] = {"model": "m", "steps": steps, "prompt": "c", "input_image": "z"}
+    assert schemas.cached(again)
+    assert again["input_image"] == ["z"]
+    small: dict[str, Any] = {"model": "m", "steps": 1, "prompt": "d", "input_image": "z"}
+    assert schemas.cached(small)
+    flag: dict[str, Any] = {"model": "m", "steps": True, "prompt": "e", "input_image": "z"}
+    with pytest.raises(oxedit.InvalidRequestError, match="steps=True"):
+        schemas.cached(flag)
+
+
 async def test_a_checked_request_shape_is_not_checked_again_but_others_are() -> None:
     fetched = []
 
