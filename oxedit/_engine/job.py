@@ -37,9 +37,9 @@ class _Awaited(asyncio.Future[Generation]):
     cancelling the awaiting task cancels this one, never the job (which other callers may be
     awaiting).
 
-    The registry calls it with the outcome as the job settles (`Pending._waiter`): its
-    result is then what `await job` returns (or its exception what it raises), and the task
-    resumes after one loop callback, as a task awaiting a plain future does. It is its own
+    The registry sets its result as the job settles (`Pending._waiter`): what `await job`
+    returns (or, as its exception, what it raises); the task resumes after one loop
+    callback, as a task awaiting a plain future does. It is its own
     iterator (what `Job.__await__` hands the task): it yields itself until done, then returns
     its result. An awaited job costs this object alone: no iterator of a future's
     (`asyncio.shield` was about ten objects; a done callback on a future of the job, a
@@ -51,18 +51,6 @@ class _Awaited(asyncio.Future[Generation]):
     # Made by `awaited()`: no `__init__` of its own, so making one runs only the future's (a
     # Python `__init__` calling `super().__init__()` took half again as long).
     _job: Pending
-
-    def __call__(self, outcome: Outcome) -> None:
-        if self.done():  # cancelled: its caller gave up
-            return
-        if isinstance(outcome, Generation) and outcome.status == "succeeded":
-            self.set_result(outcome)  # nearly every job: without `error_of`'s call
-            return
-        error = error_of(outcome)
-        if error is None:
-            self.set_result(outcome)  # type: ignore[arg-type]  # no error: a generation
-        else:
-            self.set_exception(error)
 
     def __iter__(self) -> Generator[Any, None, Generation]:
         # `yield from` takes the iterator this gives (`DerivedJob.__await__`): itself.

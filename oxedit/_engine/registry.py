@@ -20,7 +20,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import msgspec
 
@@ -101,9 +101,10 @@ class Pending:
     _cohort: _Cohort
     # The bucket of `Registry._later` it is due in after its first check; None until then.
     _next: list[str] | None
-    # The first `await job` waiting for it (`_engine.job`), called with the outcome as it
-    # settles: its task resumes after one loop callback, as one awaiting a plain future would.
-    _waiter: Callable[[Outcome], Any] | None
+    # The future the first `await job` waits on (`_engine.job`), given the outcome as it
+    # settles (its result, or the error `await job` raises): its task resumes after one loop
+    # callback, as one awaiting a plain future would.
+    _waiter: asyncio.Future[Generation] | None
     _outcome: Outcome | CompletionEvent | None  # None while pending; read it with `_result`
     _future: asyncio.Future[None] | None  # done as it settles; made on first need
 
@@ -524,8 +525,14 @@ class Registry:
             future.set_result(None)
         if waiter is not None:
             pending._waiter = None  # a settled job keeps no waiter alive
-            assert not isinstance(outcome, CompletionEvent)  # made above
-            waiter(outcome)
+            if not waiter.done():  # else cancelled: its caller gave up
+                if isinstance(outcome, Generation) and outcome.status == "succeeded":
+                    waiter.set_result(outcome)  # nearly every job
+                else:
+                    assert not isinstance(outcome, CompletionEvent)  # made above
+                    error = error_of(outcome)  # failed, cancelled, or an error
+                    assert error is not None  # only a terminal generation settles a job
+                    waiter.set_exception(error)
         cohort = pending._cohort
         cohort.live -= 1
         if not cohort.live:
