@@ -158,7 +158,7 @@ class Enqueuer:
         before each POST is sent (a journal records it: only a row enqueued shortly after it
         can be this request's). `api` gives this call's retry policy and timeouts
         (`Client.with_options`); by default the client's. `turn_taken`: `pace.acquire()`
-        returned just now (in `enqueue_in_turn`), for the first attempt.
+        returned just now (in `enqueue_in_turn`, or `Tracker.turn`), for the first attempt.
         """
         if self._closed:
             raise ClientStateError("the client is closed; nothing was sent")
@@ -189,9 +189,7 @@ class Enqueuer:
                     turn_taken = False
                 elif pace.must_wait():
                     await pace.acquire()
-                # The pace's ticket as this send was admitted: read before the first wait
-                # below, and only then (nothing changes it while nothing is awaited).
-                ticket = None
+                ticket = pace.ticket
                 retry_after = None
                 self._posting += 1
                 if self._posting == 1:
@@ -208,17 +206,11 @@ class Enqueuer:
                                 # Awaited only while the schema is not loaded: the rest of the
                                 # burst is checked from the cache, with no coroutine each.
                                 if not schemas.cached(payload):  # may reshape the images
-                                    ticket = pace.ticket
                                     await schemas.check(payload)
                                 body = json_encoder.encode(payload)
                                 key = hash(body)
                                 self._recovery.started(key)
-                            if listener.connected:
-                                epoch = listener.epoch
-                            else:
-                                if ticket is None:
-                                    ticket = pace.ticket
-                                epoch = await listener.ready()
+                            epoch = listener.epoch if listener.connected else await listener.ready()
                         except OxeditError as exc:  # nothing was sent: not a POST's failure
                             raise _NotSent(exc) from None
                     else:
@@ -229,11 +221,9 @@ class Enqueuer:
                     # Admitted, then a connection slot (no socket is held while waiting for
                     # it); sent only if the pace did not drop meanwhile, else queued again.
                     if not slots.take():
-                        if ticket is None:
-                            ticket = pace.ticket
                         await slots.acquire()
                     try:
-                        if ticket is not None and pace.ticket != ticket:
+                        if pace.ticket != ticket:
                             continue  # nothing was sent: no attempt counted
                         # From here the POST may reach the server: cancelled now, what it may
                         # have created is searched for (cancelled while parked above, nothing

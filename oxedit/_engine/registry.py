@@ -537,12 +537,7 @@ class Registry:
         cohort.live -= 1
         if not cohort.live:
             cohort.clear()  # nothing in it is pending: its ids go
-        # `_remember`, inlined: once per job.
-        now = self._now()
-        if now - self._known_since >= self._known_ttl:
-            self._known_old, self._known = self._known, set()
-            self._known_since = now
-        self._known.add(pending._key)
+        self._remember(pending._key)
         if self._on_settle is not None:
             assert not isinstance(outcome, CompletionEvent)  # made at once for the hook
             self._on_settle(origin, outcome, self._now() - cohort.at)

@@ -371,11 +371,7 @@ class Api:
         fewer alive for each request in flight (each enqueue's start keeps what it makes
         until the answer, and a burst of starts is what runs young collections)."""
         stats = self.stats
-        # `count_request`, inlined: once per request.
-        key = f"{method} {route}"
-        requests = stats.requests
-        requests[key] = requests.get(key, 0) + 1
-        stats.bytes_sent += len(body)
+        stats.count_request(f"{method} {route}", len(body))
         send = self.transport.send if slot_held else self.transport.request
         return send(
             method, path, body=body, content_type=content_type, timeouts=self.timeouts, counts=stats

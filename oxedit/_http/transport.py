@@ -119,6 +119,11 @@ class _Watch:
         """Bytes came: the next silence counts from `now`."""
         self.read_by = now + self.read
 
+    def ended_it(self) -> bool:
+        """Whether the task's cancellation is the watchdog's alone (it ended the request, and
+        nobody else cancelled the task too): then it is taken back."""
+        return self.expired is not None and self.task is not None and self.task.uncancel() == 0
+
 
 def _expired(watch: _Watch, method: str, path: str, limits: Timeouts) -> APITimeoutError:
     if watch.expired == "total":
@@ -164,8 +169,6 @@ async def _read_capped(
     """
     floor = limits.max_response_bytes
     cap = limits.max_list_response_bytes if listing else floor
-    if _small_and_plain(resp, floor):
-        return await resp.read()  # the common case, read at once
     content = resp.content
     pieces: list[bytes] = []
     size = 0
@@ -375,11 +378,7 @@ class Transport:
         started = clock()
         spare = self._spare_watches
         watch = spare.pop() if spare else _Watch()
-        # `watch.begin(...)`, inlined: once per request.
-        watch.task = asyncio.current_task()
-        watch.read = read = limits.read
-        watch.read_by = started + read
-        watch.total_by = started + limits.total
+        watch.begin(asyncio.current_task(), limits.read, started, started + limits.total)
         key = id(watch)
         url = self.base_url + path
         if self.hooks.request:
@@ -419,8 +418,7 @@ class Transport:
             finally:
                 resp.release()
         except asyncio.CancelledError:
-            # Ours only when the watchdog ended it and nobody else cancelled the task too.
-            if watch.expired is None or watch.task is None or watch.task.uncancel() > 0:
+            if not watch.ended_it():
                 raise
             raise _expired(watch, method, path, limits) from None
         except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
@@ -484,8 +482,7 @@ class Transport:
             if watch.expired is not None:  # closed by the watchdog: the read ended early
                 raise _silent_stream(path, idle)
         except asyncio.CancelledError:
-            # Ours only when the watchdog ended it and nobody else cancelled the task too.
-            if watch.expired is None or watch.task is None or watch.task.uncancel() > 0:
+            if not watch.ended_it():
                 raise
             raise _silent_stream(path, idle) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
