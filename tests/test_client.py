@@ -159,6 +159,31 @@ async def test_deadline_with_and_without_remote_cancel(oxen_server: LocalServer)
     assert oxen_server.generation(job.id)["status"] == "cancelled"
 
 
+async def test_the_next_await_after_its_only_caller_gave_up_gets_the_result(
+    oxen_server: LocalServer,
+) -> None:
+    # The first `await job` waits on a future of its own; cancelling its task cancels that
+    # future, never the job, and the next `await job` waits on a new one, woken by the event.
+    oxen_server.faults.latency = 0.5
+    async with client_for(oxen_server) as client:
+        job = await client.submit(prompt="p", image=png())
+
+        async def caller() -> oxedit.Generation:
+            return await job
+
+        for _ in range(2):  # a caller gives up; so does the next one
+            gives_up = asyncio.create_task(caller())
+            await asyncio.sleep(0)  # it runs up to its `await job`
+            gives_up.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gives_up
+            assert not job.done()
+        gen = await job
+        assert (gen.id, gen.status) == (job.id, "succeeded")
+        assert await caller() is gen  # done: every later caller gets the same generation
+    assert oxen_server.generation(job.id)["status"] == "succeeded"
+
+
 async def test_as_completed_yields_in_completion_order_and_leaves_nothing(
     oxen_server: LocalServer,
 ) -> None:

@@ -177,11 +177,12 @@ async def test_an_awaited_job_costs_two_objects_more_than_a_future() -> None:
         assert not job.done()  # every caller above gave up; the job itself was not cancelled
 
 
-async def test_the_first_await_of_each_job_costs_what_awaiting_a_future_does() -> None:
-    # The usual case (one caller per job): the registry wakes that caller's own future
-    # (`Pending._waiter`), which the task awaits directly, and which is its own iterator
-    # where a future's `__await__` makes one. Before: that iterator too (one object more);
-    # earlier, also a generator of `Job.__await__` and a done callback.
+async def test_the_first_await_of_each_job_costs_a_future_more_than_awaiting_a_future() -> None:
+    # The usual case (one caller per job): the registry wakes that caller's own plain future
+    # (`Pending._waiter`), which the task awaits as it would a raw client's: the future and
+    # its iterator. Before: a future subclass that was its own iterator (no object more, but
+    # each task took 2.5x as long to resume: benchmarks/README, "a ninth time"); earlier, also
+    # a generator of `Job.__await__` and a done callback.
     async with LocalServer(faults=Faults(latency=3600.0)) as server, client_for(server) as client:
         jobs = await asyncio.gather(*(client.submit(prompt="p", image=png()) for _ in range(K)))
         for _ in range(3):  # the gather's tasks go: the counts start clean
@@ -198,7 +199,7 @@ async def test_the_first_await_of_each_job_costs_what_awaiting_a_future_does() -
         future_cost = await objects_per_waiter(await_future)
         job_cost = await objects_per_waiter(await_job)
         extra = job_cost - future_cost
-        assert extra <= 0.5, f"{extra:.2f} gc-tracked objects more per first `await job`"
+        assert extra <= 1.5, f"{extra:.2f} gc-tracked objects more per first `await job`"
         assert not any(job.done() for job in jobs)  # their callers gave up, not the jobs
         again = asyncio.create_task(jobs[0].wait())  # a caller gave up: the next one waits
         await asyncio.sleep(0)

@@ -32,56 +32,6 @@ def _unwrap(outcome: Outcome) -> Generation:
     return cast(Generation, outcome)
 
 
-class _Awaited(asyncio.Future[Generation]):
-    """What the first `await job` of a pending job suspends on: a future of its own, so that
-    cancelling the awaiting task cancels this one, never the job (which other callers may be
-    awaiting).
-
-    The registry sets its result as the job settles (`Pending._waiter`): what `await job`
-    returns (or, as its exception, what it raises); the task resumes after one loop
-    callback, as a task awaiting a plain future does. It is its own
-    iterator (what `Job.__await__` hands the task): it yields itself until done, then returns
-    its result. An awaited job costs this object alone: no iterator of a future's
-    (`asyncio.shield` was about ten objects; a done callback on a future of the job, a
-    second callback and a generator).
-    """
-
-    __slots__ = ("_job",)
-
-    # Made by `awaited()`: no `__init__` of its own, so making one runs only the future's (a
-    # Python `__init__` calling `super().__init__()` took half again as long).
-    _job: Pending
-
-    def __iter__(self) -> Generator[Any, None, Generation]:
-        # `yield from` takes the iterator this gives (`DerivedJob.__await__`): itself.
-        return cast("Generator[Any, None, Generation]", self)
-
-    def __next__(self) -> _Awaited:
-        # As `asyncio.Future.__await__`: suspend on this future until it is done, then
-        # return (StopIteration's value) what `await job` gives, or raise what it raises.
-        if not self.done():
-            self._asyncio_future_blocking = True
-            return self
-        # The generation; raises what the job ended with (or CancelledError if the awaiting
-        # task was cancelled).
-        raise StopIteration(self.result())
-
-    def cancel(self, msg: Any | None = None) -> bool:
-        # The awaiting task gave up (asyncio cancels what it awaits): stop being called.
-        job: Pending = self._job
-        if job._waiter is self:
-            job._waiter = None
-        return super().cancel(msg)
-
-
-def awaited(job: Pending) -> _Awaited:
-    """What the first `await job` of the pending `job` suspends on (the running loop's)."""
-    waiter = _Awaited()
-    waiter._job = job
-    job._waiter = waiter
-    return waiter
-
-
 class _Waiter(asyncio.Future[None]):
     """What a `Job.wait`, or an `await job` while another is awaiting it already, suspends
     on: the callback on the job's shared future (`Pending._as_future`) that wakes its caller.
@@ -179,12 +129,18 @@ class Job(Pending):
         return _unwrap(outcome)
 
     def __await__(self) -> Generator[Any, None, Generation]:
-        # The common `await job`: the task awaits an `_Awaited` directly (its own iterator),
-        # without the frames and timeout scope of `wait()` or a generator of this method's.
+        # The common `await job` (the first caller, or the next one after it gave up): the
+        # task awaits a plain future of its own (`Pending._waiter`), which the registry hands
+        # the outcome as the job settles. Cancelling the task cancels that future, never the
+        # job. A plain future, not a subclass: the task suspends on it and resumes from it
+        # along asyncio's C paths, as a raw client's task does (a subclass that was its own
+        # iterator saved an object per awaiting task but took 2.5x as long to resume: a
+        # Python `__next__` raising StopIteration, and the task's slow path for subclasses).
         record = self._record or self
-        if record._waiter is None and record._outcome is None:
-            # Not `cast(...)`: a Python call on every first `await job`.
-            return awaited(record)  # type: ignore[return-value]  # its own iterator
+        waiter = record._waiter
+        if record._outcome is None and (waiter is None or waiter.done()):
+            waiter = record._waiter = asyncio.get_running_loop().create_future()
+            return waiter.__await__()
         return self._settled()
 
     def _settled(self) -> Generator[Any, None, Generation]:

@@ -101,9 +101,10 @@ class Pending:
     _cohort: _Cohort
     # The bucket of `Registry._later` it is due in after its first check; None until then.
     _next: list[str] | None
-    # The future the first `await job` waits on (`_engine.job`), given the outcome as it
-    # settles (its result, or the error `await job` raises): its task resumes after one loop
-    # callback, as one awaiting a plain future would.
+    # The plain future the first `await job` waits on (`_engine.job`), given the outcome as
+    # it settles (its result, or the error `await job` raises): its task resumes after one
+    # loop callback, as one awaiting a raw client's future does. Cancelled (its caller gave
+    # up), it stays until the job settles or the next `await job` replaces it.
     _waiter: asyncio.Future[Generation] | None
     _outcome: Outcome | CompletionEvent | None  # None while pending; read it with `_result`
     _future: asyncio.Future[None] | None  # done as it settles; made on first need
