@@ -226,6 +226,25 @@ async def test_event_latency_teaches_the_schedule() -> None:
     assert registry.schedule.first_check("m") == ReconcilePolicy().stale_floor
 
 
+async def test_a_chunks_jobs_are_woken_first_and_learnt_from_once_the_woken_ran(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = hand_clock(monkeypatch)
+    registry = Registry(schedule=CheckSchedule(ReconcilePolicy()))
+    awaited = registry.add("a", "m")
+    awaited._waiter = waiter = asyncio.get_running_loop().create_future()  # an `await job`
+    registry.add("b", "m")
+    clock[0] += 15.0
+    assert registry.events([event("a"), event("b"), event("a", "failed")]) == 3
+    assert waiter.done() and waiter.result().id == "a"
+    assert registry.knows("a") and registry.knows("b") and not registry.knows("c")
+    assert len(registry) == 0  # the duplicate of "a" settled nothing
+    assert registry.schedule.first_check("m") == ReconcilePolicy().stale_floor  # not yet
+    clock[0] += 100.0
+    await asyncio.sleep(0)  # one loop turn: the woken tasks have run, then the samples come
+    assert registry.schedule.first_check("m") == 3 * 15.0  # as of when the events were read
+
+
 async def test_known_ids_are_bounded_but_pending_ones_stay_known() -> None:
     registry = Registry(known_ttl=0.0)  # forget at once
     registry.add("pending")

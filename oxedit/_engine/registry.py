@@ -15,6 +15,7 @@ ordered by due time (a tick costs what is due, not what is pending), and foreign
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import logging
 import math
@@ -77,6 +78,12 @@ class _Cohort(list[str]):
         self.namespace = namespace  # the one they were billed to (None: the user's own)
         self.reader = reader
         self.live = 0  # members not settled yet; at 0 the list is emptied
+
+    def leave(self) -> None:
+        """A member settled: once none is left, the ids go."""
+        self.live -= 1
+        if not self.live:
+            self.clear()
 
 
 class Pending:
@@ -164,7 +171,12 @@ class Registry:
         # when an early event no enqueue claimed leaves the buffer (`ClientStats.foreign_events`).
         self._on_foreign = on_foreign
         self.reader = reader  # what downloads the generations settled here (the client)
-        self._now = loop_clock(asyncio.get_running_loop())  # the loop's clock
+        loop = asyncio.get_running_loop()
+        self._now = loop_clock(loop)  # the loop's clock
+        self._call_soon = loop.call_soon
+        # What the deferred part of settling runs in (`_account`): it reads no context
+        # variable, and the registry's callbacks run one at a time on its loop.
+        self._context = contextvars.Context()
         # Called once per settled job (the `settled` event hook): the id it was enqueued as,
         # its outcome, and the seconds since its registration.
         self._on_settle = on_settle
@@ -319,6 +331,7 @@ class Registry:
         pending, early, order = self._pending, self._early, self._early_order
         foreign = kept = kept_bytes = malformed = 0
         ours = self._ours
+        settled: list[Pending] = []
         for data in datas:
             try:
                 event = None
@@ -330,7 +343,7 @@ class Registry:
                 generation_id = (event or decode(data)).generation_id
                 if generation_id in pending:
                     ours = True
-                    self._resolve_event(event or whole(data))
+                    self._resolve_event(event or whole(data), settled)
                     continue
                 ours = False
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -347,6 +360,11 @@ class Registry:
                 kept += 1
                 kept_bytes += len(data)
         self._ours = ours
+        if settled:
+            # The rest of settling them waits until the tasks woken above have run: this
+            # callback is queued after their wake-ups (the chunk's last job is woken a
+            # latency sample, a cohort count and a clock read per job earlier).
+            self._call_soon(self._account, settled, self._now(), context=self._context)
         if foreign and self._on_foreign is not None:
             self._on_foreign(foreign)
         if kept:
@@ -478,10 +496,14 @@ class Registry:
         self._settle(pending, outcome, origin)
         return True
 
-    def _resolve_event(self, event: CompletionEvent) -> bool:
+    def _resolve_event(self, event: CompletionEvent, settled: list[Pending] | None = None) -> bool:
         """`resolve` from a completion event: the generation it describes is made when the
-        outcome is read (`Pending._result`), unless a `settled` hook or a retried row needs it
-        now."""
+        outcome is read (`Pending._result`) or handed to the waiting `await job`, unless a
+        `settled` hook or a retried row needs it now.
+
+        `settled`: where to leave the job for `_account` (`events` runs it once the woken
+        tasks have); None: at once.
+        """
         if event.status not in TERMINAL_STATUSES:
             return False
         if self._on_settle is not None or self._origins:
@@ -489,10 +511,24 @@ class Registry:
         pending = self._pending.pop(event.generation_id, None)
         if pending is None:
             return False
-        cohort = pending._cohort
-        self.schedule.observe(cohort.model, self._now() - cohort.at)
-        self._settle(pending, event, event.generation_id)
+        self._wake(pending, event)
+        self._known.add(pending._key)  # at once: a duplicate in the same chunk is ours
+        if settled is None:
+            self._account([pending], self._now())
+        else:
+            settled.append(pending)
         return True
+
+    def _account(self, settled: list[Pending], at: float) -> None:
+        """What settling jobs by their events leaves once they are woken: each one's delay
+        since registration (as of `at`, when its event was read) is a latency sample of its
+        model, and it leaves its cohort."""
+        observe = self.schedule.observe
+        for pending in settled:
+            cohort = pending._cohort
+            observe(cohort.model, at - cohort.at)
+            cohort.leave()
+        self._turn_known(at)
 
     def fail(self, generation_id: str, error: OxeditError) -> bool:
         """Settle a job with an error (expired row, client closed, fatal stream error)."""
@@ -512,10 +548,20 @@ class Registry:
         self._moved.pop(origin, None)
         return origin
 
-    def _settle(self, pending: Pending, outcome: Outcome | CompletionEvent, origin: str) -> None:
-        """The one place a job settles: it was just popped from the pending ones, so this
-        runs once per job, whatever duplicates or races come after. `outcome` is an event
-        only when no `settled` hook is set (`_resolve_event`)."""
+    def _settle(self, pending: Pending, outcome: Outcome, origin: str) -> None:
+        """Settle a job just popped from the pending ones (so this runs once per job,
+        whatever duplicates or races come after); `_resolve_event` does the same in two
+        steps, `_wake` and `_account`."""
+        self._wake(pending, outcome)
+        cohort = pending._cohort
+        cohort.leave()
+        self._remember(pending._key)
+        if self._on_settle is not None:
+            self._on_settle(origin, outcome, self._now() - cohort.at)
+
+    def _wake(self, pending: Pending, outcome: Outcome | CompletionEvent) -> None:
+        """Hand a job just popped from the pending ones its outcome, and wake whoever awaits
+        it. `outcome` is an event only when no `settled` hook is set (`_resolve_event`)."""
         waiter = pending._waiter
         if waiter is not None and isinstance(outcome, CompletionEvent):
             # Awaited: what it resumes with is made now, and handed to the waiter.
@@ -534,14 +580,6 @@ class Registry:
                     error = error_of(outcome)  # failed, cancelled, or an error
                     assert error is not None  # only a terminal generation settles a job
                     waiter.set_exception(error)
-        cohort = pending._cohort
-        cohort.live -= 1
-        if not cohort.live:
-            cohort.clear()  # nothing in it is pending: its ids go
-        self._remember(pending._key)
-        if self._on_settle is not None:
-            assert not isinstance(outcome, CompletionEvent)  # made at once for the hook
-            self._on_settle(origin, outcome, self._now() - cohort.at)
 
     def fail_closed(self) -> None:
         """The client closed: each pending job ends with an error naming its id."""
@@ -640,8 +678,11 @@ class Registry:
             bucket.append(pending._key)
 
     def _remember(self, generation_id: str) -> None:
-        now = self._now()
+        self._turn_known(self._now())
+        self._known.add(generation_id)
+
+    def _turn_known(self, now: float) -> None:
+        """Every `known_ttl`, the older known ids go and the newer become the older."""
         if now - self._known_since >= self._known_ttl:
             self._known_old, self._known = self._known, set()
             self._known_since = now
-        self._known.add(generation_id)
