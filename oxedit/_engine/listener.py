@@ -140,13 +140,16 @@ class Listener:
                     decoder = SSEDecoder(
                         max_event_bytes=self._max_event_bytes, warnings=self._drops
                     )
+                    # Looked up once per connection, not once per chunk.
+                    feed, events = decoder.feed_data, self._registry.events
+                    count = self._api.stats.count_event
                     async for chunk in chunks:
                         if not healthy:
                             healthy = True
                             self._on_healthy()
-                        datas = decoder.feed_data(chunk, COMPLETED)
+                        datas = feed(chunk, COMPLETED)
                         if datas:
-                            self._api.stats.count_event(self._registry.events(datas))
+                            count(events(datas))
                     if not healthy and loop.time() - opened >= C.STREAM_HEALTHY_AFTER:
                         healthy = True
                         self._on_healthy()

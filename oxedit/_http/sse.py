@@ -196,17 +196,19 @@ class SSEDecoder:
         size = len(head)
         limit = self._max
         # The run is `head D \n\n` k times, each D free of CR and LF, exactly when it opens
-        # with `head`, `sep` occurs k - 1 times, and it holds 3k LFs and no CR: the k
-        # occurrences of `\n\n head` (3 LFs each, never overlapping) in `\n\n` + run then
-        # account for every LF but the last two.
-        count = chunk.count(sep, start, end) + 1
+        # with `head`, holds no CR, and the pieces between its `sep`s are k with 3k LFs in
+        # all: the k - 1 `sep`s and the head and blank line around them account for them.
+        datas = None
         if (
             end - start <= limit  # no line over the limit
             and chunk.startswith(head, start)
-            and chunk.count(b"\n", start, end) == 3 * count
             and chunk.find(b"\r", start, end) < 0
         ):
-            found += chunk[start + size : end - 2].split(sep)
+            datas = chunk[start + size : end - 2].split(sep)
+            if chunk.count(b"\n", start, end) != 3 * len(datas):
+                datas = None
+        if datas is not None:
+            found += datas
         else:
             frames = chunk[start:end].split(b"\n\n")
             frames.pop()  # empty: the run ends with a blank line
