@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import end_to_end, inputs, memory, scale
+from benchmarks import _e2e_strategies as strategies
+from benchmarks import end_to_end, inputs, memory, scale, wake_share
 from benchmarks._common import percentile, tiny_png
 from benchmarks._enqueue_rate import CLIENTS as ENQUEUE_CLIENTS
 from benchmarks._enqueue_rate import bench_enqueue
 from benchmarks.plot import plot_end_to_end
+from oxedit._engine.registry import Registry
 from oxedit.testing import Faults, LocalServer
 
 N = 12
@@ -49,6 +51,20 @@ async def test_event_strategies(strategy: str) -> None:
         assert result["client_stats"]["poll_requests"] == 0
         assert result["client_stats"]["events"] == N
 
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strategy", ["oxedit", "raw"])
+async def test_wake_share_splits_every_jobs_delay_at_its_chunk(strategy: str) -> None:
+    events, split = Registry.events, strategies.split_frames
+    faults = Faults(latency=(0.02, 0.05), stamp_events=True)
+    async with LocalServer(faults=faults, workers=N) as server:
+        row = await wake_share.run_once(strategy, server.url, server.api_key, N, PNG)
+    assert row["jobs"] == N  # each job's chunk was stamped (else a KeyError)
+    assert row["client_p50_us"] > 0  # woken after its chunk was read
+    assert 0 < row["client_share_of_tail"] <= 1
+    assert row["chunk_events"] >= 1
+    assert (Registry.events, strategies.split_frames) == (events, split)  # unstamped after
 
 def test_full_gc_share_counts_the_tail_a_full_collection_held_up() -> None:
     # 100 jobs completed at t=i, woken 10 ms later; two woken 1 s later (the p99 tail).
