@@ -68,6 +68,14 @@ class Listener:
         """`connected` again, after the connection or the streak of failures changed."""
         self.connected = self._connected.is_set() and self._failures <= self._api.retry.max_retries
 
+    def _set_connected(self, up: bool) -> None:
+        """The stream is open now, or not: what `ready()` waits for, and `connected`."""
+        if up:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        self._update()
+
     def start(self) -> None:
         if self._task is None and self._fatal is None:
             self._task = asyncio.create_task(self._stream_forever(), name="oxedit-events")
@@ -116,8 +124,7 @@ class Listener:
             self._fatal = ClientStateError(
                 "the client was closed while waiting for the event stream; nothing was sent"
             )
-        self._connected.clear()
-        self._update()
+        self._set_connected(False)
         self._notify()
         task, self._task = self._task, None
         await stop(task)
@@ -159,8 +166,7 @@ class Listener:
                 if self._refused_for_good(loop.time()):
                     log.error("event stream refused: %s", exc)
                     self._fatal = exc
-                    self._connected.clear()
-                    self._update()
+                    self._set_connected(False)
                     self._registry.fail_all(exc)
                     self._notify()
                     return
@@ -173,9 +179,8 @@ class Listener:
                 log.exception("event stream failed unexpectedly; reconnecting")
                 error = OxeditError(f"event stream failed: {exc!r}")
             self._last_error = error
-            self._connected.clear()
             self._failures += 1
-            self._update()
+            self._set_connected(False)
             self._notify()
             await asyncio.sleep(
                 backoff(
@@ -201,8 +206,7 @@ class Listener:
         if self.epoch > 1:
             # Nothing fired while we were away is replayed: ask the queue about every job.
             self._reconciler.recheck(self._registry.ids())
-        self._connected.set()
-        self._update()
+        self._set_connected(True)
         self._notify()
 
     def _on_healthy(self) -> None:

@@ -142,7 +142,7 @@ def _silent_stream(path: str, idle: float) -> APITimeoutError:
     )
 
 
-def _small_and_plain(resp: aiohttp.ClientResponse, cap: int) -> bool:
+def _read_already(resp: aiohttp.ClientResponse, cap: int) -> bool:
     """An answer aiohttp has read to its end already, of at most `cap` bytes (as they are
     read: decompressed): taken at once. One still coming is read piece by piece, each piece a
     sign of life for `Timeouts.read` (read at once, a small answer dribbling in was ended as
@@ -279,7 +279,7 @@ class Transport:
                 content = watch.content
                 if content is not None and content.total_bytes != watch.seen:
                     watch.seen = content.total_bytes  # the stream spoke since the last look
-                    watch.read_by = now + watch.read
+                    watch.heard(now)
                 if watch.total_by <= now:
                     watch.expired = "total"
                 elif watch.read_by <= now:
@@ -402,8 +402,8 @@ class Transport:
             )
             try:
                 watch.resp = resp
-                watch.read_by = clock() + watch.read  # the head came: silence counts from now
-                if _small_and_plain(resp, self._limits.max_response_bytes):
+                watch.heard(clock())  # the head came: silence counts from now
+                if _read_already(resp, self._limits.max_response_bytes):
                     data = await resp.read()  # nearly every answer: no coroutine to read it
                 else:
                     data = await _read_capped(
@@ -470,7 +470,7 @@ class Transport:
             ) as resp:
                 watch.resp = resp
                 watch.content = resp.content  # from now on, its bytes are its signs of life
-                watch.read_by = clock() + idle
+                watch.heard(clock())
                 self._observed("GET", url, resp.status, started)
                 if not is_success(resp.status):
                     body = await _read_capped(resp, self._limits, f"stream {path}", watch=watch)

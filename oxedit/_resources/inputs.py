@@ -72,8 +72,7 @@ def _mime_of(data: bytes, what: str) -> str:
 
 def _bytes_to_uri(data: bytes, what: str) -> str:
     """`data` as a data URI; warns when it is large (see `image_to_uri`)."""
-    if len(data) > C.LARGE_INLINE_IMAGE_BYTES:
-        warnings.warn(_LARGE_INLINE, LargeInlineImageWarning, stacklevel=1)
+    _warn_if_large(len(data))
     return f"data:{_mime_of(data, what)};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -119,11 +118,10 @@ _LARGE_INLINE = (
 )
 
 
-def _warn_if_large(uri: str) -> str:
-    base64_chars = len(uri) - uri.find(",") - 1
-    if base64_chars * 3 // 4 > C.LARGE_INLINE_IMAGE_BYTES:
+def _warn_if_large(size: int) -> None:
+    """Warn when an image sent inline is of more than `LARGE_INLINE_IMAGE_BYTES`."""
+    if size > C.LARGE_INLINE_IMAGE_BYTES:
         warnings.warn(_LARGE_INLINE, LargeInlineImageWarning, stacklevel=1)
-    return uri
 
 
 async def image_to_uri(image: ImageInput) -> str:
@@ -135,7 +133,9 @@ async def image_to_uri(image: ImageInput) -> str:
     loaded = await _load(image)
     if isinstance(loaded, bytes):
         return _bytes_to_uri(loaded, _what(image))
-    return _warn_if_large(loaded) if loaded.startswith("data:") else loaded
+    if loaded.startswith("data:"):
+        _warn_if_large((len(loaded) - loaded.find(",") - 1) * 3 // 4)  # its base64, decoded
+    return loaded
 
 
 class Resolver(Protocol):
